@@ -1,0 +1,104 @@
+//! Errors raised while executing transforms.
+
+use std::fmt::{self, Debug, Write};
+
+/// Any error a user function may return.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The result of pushing work through an execution unit.
+pub type UnitResult = Result<(), Box<ExecError>>;
+
+/// An error raised while executing a transform: which transform, on what, and why.
+#[derive(Debug)]
+pub struct ExecError {
+    /// The user name of the transform that failed (e.g. `CountWords/Init`).
+    pub transform: String,
+    /// A bounded debug rendering of the element being processed, when known.
+    pub element: Option<String>,
+    /// The underlying cause.
+    pub source: BoxError,
+}
+
+impl ExecError {
+    /// An error of `transform` caused by `source`.
+    pub fn new(transform: impl Into<String>, source: impl Into<BoxError>) -> Box<ExecError> {
+        Box::new(ExecError {
+            transform: transform.into(),
+            element: None,
+            source: source.into(),
+        })
+    }
+
+    /// The same error, noting the element that was being processed.
+    pub fn with_element(mut self: Box<Self>, element: String) -> Box<Self> {
+        self.element.get_or_insert(element);
+        self
+    }
+}
+
+impl fmt::Display for ExecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "transform '{}' failed", self.transform)?;
+        if let Some(element) = &self.element {
+            write!(f, " on element {element}")?;
+        }
+        write!(f, ": {}", self.source)
+    }
+}
+
+impl std::error::Error for ExecError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.source.as_ref())
+    }
+}
+
+/// The longest element rendering an error report carries.
+pub const MAX_ELEMENT_RENDERING: usize = 256;
+
+/// Renders a value with `Debug`, cut to [`MAX_ELEMENT_RENDERING`] characters.
+pub fn render_element<T: Debug + ?Sized>(value: &T) -> String {
+    struct Bounded(String);
+    impl Write for Bounded {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            let room =
+                MAX_ELEMENT_RENDERING + 1 - self.0.chars().count().min(MAX_ELEMENT_RENDERING + 1);
+            self.0.extend(s.chars().take(room));
+            if self.0.chars().count() > MAX_ELEMENT_RENDERING {
+                Err(fmt::Error) // stop formatting a huge value early
+            } else {
+                Ok(())
+            }
+        }
+    }
+    let mut out = Bounded(String::new());
+    let _ = write!(out, "{value:?}");
+    let mut s = out.0;
+    if s.chars().count() > MAX_ELEMENT_RENDERING {
+        s = s.chars().take(MAX_ELEMENT_RENDERING).collect();
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendering_is_bounded() {
+        let big = "x".repeat(10_000);
+        let r = render_element(&big);
+        assert_eq!(r.chars().count(), MAX_ELEMENT_RENDERING + 1);
+        assert!(r.ends_with('…'));
+        assert_eq!(render_element(&42), "42");
+    }
+
+    #[test]
+    fn display_names_transform_and_element() {
+        let e = ExecError::new("Parse", "bad digit").with_element("\"x1\"".into());
+        assert_eq!(
+            e.to_string(),
+            "transform 'Parse' failed on element \"x1\": bad digit"
+        );
+    }
+}

@@ -1,0 +1,404 @@
+//! Records that cross a shuffle, and the tables that group them.
+//!
+//! A shuffle moves records between workers by the hash of their encoded key. A record is
+//! laid out as
+//!
+//! ```text
+//! varint key_len | key bytes | window | timestamp (i64 LE) | u32 LE value_len | value bytes
+//! ```
+//!
+//! The writer buffers records per destination worker until the bundle that produced them
+//! commits; the runtime then sends each destination its batch. On the receiving side a
+//! [`KeyedTable`] groups records by (encoded key, window).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use hashbrown::HashTable;
+
+use crate::coder::CoderError;
+use crate::key::route;
+use crate::time::Timestamp;
+use crate::window::Window;
+
+/// One record read from a shuffle batch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ShuffleRecord<'a> {
+    /// The encoded key (empty for an unkeyed reshuffle).
+    pub key: &'a [u8],
+    /// The element's window.
+    pub window: Window,
+    /// The element's event timestamp.
+    pub timestamp: Timestamp,
+    /// The encoded value.
+    pub value: &'a [u8],
+}
+
+/// A batch of records bound for one worker.
+#[derive(Debug, Default)]
+pub struct RecordBatch {
+    /// The worker that owns every key in the batch.
+    pub dest: usize,
+    /// How many records the batch holds.
+    pub records: u64,
+    /// The records, back to back.
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct Buffers {
+    per_dest: Vec<RecordBatch>,
+    next_spread: usize,
+}
+
+/// Where the execution units of a stage write records bound for a shuffle. Cloning the
+/// writer shares its buffers.
+#[derive(Clone, Debug)]
+pub struct ShuffleWriter(Rc<RefCell<Buffers>>);
+
+impl ShuffleWriter {
+    /// A writer routing among `workers` workers.
+    pub fn new(workers: usize) -> Self {
+        let workers = workers.max(1);
+        ShuffleWriter(Rc::new(RefCell::new(Buffers {
+            per_dest: (0..workers)
+                .map(|dest| RecordBatch {
+                    dest,
+                    ..RecordBatch::default()
+                })
+                .collect(),
+            next_spread: fastrand::usize(..workers),
+        })))
+    }
+
+    /// Writes a record to the worker that owns `key` (whose routing hash is `hash`); the
+    /// value is encoded in place by `encode_value`.
+    #[inline]
+    pub fn write_keyed(
+        &self,
+        key: &[u8],
+        hash: u64,
+        window: Window,
+        timestamp: Timestamp,
+        encode_value: impl FnOnce(&mut Vec<u8>) -> Result<(), CoderError>,
+    ) -> Result<(), CoderError> {
+        let mut buffers = self.0.borrow_mut();
+        let dest = route(hash, buffers.per_dest.len());
+        write_record(
+            &mut buffers.per_dest[dest],
+            key,
+            window,
+            timestamp,
+            encode_value,
+        )
+    }
+
+    /// Writes an unkeyed record to the next worker in turn (a reshuffle).
+    pub fn write_spread(
+        &self,
+        window: Window,
+        timestamp: Timestamp,
+        encode_value: impl FnOnce(&mut Vec<u8>) -> Result<(), CoderError>,
+    ) -> Result<(), CoderError> {
+        let mut buffers = self.0.borrow_mut();
+        let dest = buffers.next_spread;
+        buffers.next_spread = (dest + 1) % buffers.per_dest.len();
+        write_record(
+            &mut buffers.per_dest[dest],
+            &[],
+            window,
+            timestamp,
+            encode_value,
+        )
+    }
+
+    /// Takes the non-empty batches written since the last call.
+    pub fn take_batches(&self) -> Vec<RecordBatch> {
+        let mut buffers = self.0.borrow_mut();
+        buffers
+            .per_dest
+            .iter_mut()
+            .filter(|b| b.records > 0)
+            .map(|b| RecordBatch {
+                dest: b.dest,
+                records: std::mem::take(&mut b.records),
+                bytes: std::mem::take(&mut b.bytes),
+            })
+            .collect()
+    }
+
+    /// Drops everything written since the last [`ShuffleWriter::take_batches`] (a failed bundle).
+    pub fn discard(&self) {
+        for b in self.0.borrow_mut().per_dest.iter_mut() {
+            b.records = 0;
+            b.bytes.clear();
+        }
+    }
+}
+
+fn write_record(
+    batch: &mut RecordBatch,
+    key: &[u8],
+    window: Window,
+    timestamp: Timestamp,
+    encode_value: impl FnOnce(&mut Vec<u8>) -> Result<(), CoderError>,
+) -> Result<(), CoderError> {
+    let start = batch.bytes.len();
+    let out = &mut batch.bytes;
+    write_varint(out, key.len() as u64);
+    out.extend_from_slice(key);
+    window.encode_to(out);
+    out.extend_from_slice(&timestamp.0.to_le_bytes());
+    let len_at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    if let Err(e) = encode_value(out) {
+        out.truncate(start);
+        return Err(e);
+    }
+    let value_len = out.len() - len_at - 4;
+    let Ok(value_len) = u32::try_from(value_len) else {
+        out.truncate(start);
+        return Err(CoderError {
+            action: "encode",
+            type_name: "shuffle record",
+            reason: format!("a value of {value_len} bytes exceeds the 4 GiB record limit"),
+        });
+    };
+    out[len_at..len_at + 4].copy_from_slice(&value_len.to_le_bytes());
+    batch.records += 1;
+    Ok(())
+}
+
+/// A batch's bytes were not a sequence of well-formed records.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed shuffle record at byte {offset}")]
+pub struct MalformedRecord {
+    /// Where the bad record starts.
+    pub offset: usize,
+}
+
+/// Iterates over the records of a batch.
+pub fn records(bytes: &[u8]) -> impl Iterator<Item = Result<ShuffleRecord<'_>, MalformedRecord>> {
+    let mut input = bytes;
+    let total = bytes.len();
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if input.is_empty() || failed {
+            return None;
+        }
+        let offset = total - input.len();
+        let record = read_record(&mut input);
+        if record.is_none() {
+            failed = true;
+        }
+        Some(record.ok_or(MalformedRecord { offset }))
+    })
+}
+
+fn read_record<'a>(input: &mut &'a [u8]) -> Option<ShuffleRecord<'a>> {
+    let key_len = usize::try_from(read_varint(input)?).ok()?;
+    let (key, rest) = input.split_at_checked(key_len)?;
+    *input = rest;
+    let window = Window::decode_from(input)?;
+    let (ts, rest) = input.split_at_checked(8)?;
+    let timestamp = Timestamp(i64::from_le_bytes(ts.try_into().ok()?));
+    let (len, rest) = rest.split_at_checked(4)?;
+    let value_len = u32::from_le_bytes(len.try_into().ok()?) as usize;
+    let (value, rest) = rest.split_at_checked(value_len)?;
+    *input = rest;
+    Some(ShuffleRecord {
+        key,
+        window,
+        timestamp,
+        value,
+    })
+}
+
+/// Appends `v` as an unsigned LEB128 varint.
+pub fn write_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads an unsigned LEB128 varint from the front of `input`.
+pub fn read_varint(input: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for (i, &b) in input.iter().enumerate().take(10) {
+        v |= ((b & 0x7f) as u64) << (7 * i);
+        if b < 0x80 {
+            *input = &input[i + 1..];
+            return Some(v);
+        }
+    }
+    None
+}
+
+struct Slot<V> {
+    hash: u64,
+    key: Box<[u8]>,
+    window: Window,
+    value: V,
+}
+
+/// A hash table keyed by (encoded key, window), as grouping per key and window needs.
+pub struct KeyedTable<V> {
+    table: HashTable<Slot<V>>,
+}
+
+impl<V> Default for KeyedTable<V> {
+    fn default() -> Self {
+        KeyedTable {
+            table: HashTable::new(),
+        }
+    }
+}
+
+impl<V> KeyedTable<V> {
+    /// The value stored for (`key`, `window`), inserting `init()` if there is none.
+    /// `hash` is the key's routing hash, [`crate::key_hash`] of `key`.
+    #[inline]
+    pub fn get_or_insert_with(
+        &mut self,
+        key: &[u8],
+        hash: u64,
+        window: Window,
+        init: impl FnOnce() -> V,
+    ) -> &mut V {
+        // The routing hash's high bits choose the worker, so within one worker they are
+        // nearly constant; rotate them down, where the table spreads buckets.
+        let hash = (hash ^ window.hash_bits()).rotate_left(29);
+        let entry = self.table.entry(
+            hash,
+            |s| s.hash == hash && s.window == window && &*s.key == key,
+            |s| s.hash,
+        );
+        &mut entry
+            .or_insert_with(|| Slot {
+                hash,
+                key: key.into(),
+                window,
+                value: init(),
+            })
+            .into_mut()
+            .value
+    }
+
+    /// How many (key, window) pairs the table holds.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Empties the table, yielding (encoded key, window, value) in no particular order.
+    pub fn drain(&mut self) -> impl Iterator<Item = (Box<[u8]>, Window, V)> + '_ {
+        self.table.drain().map(|s| (s.key, s.window, s.value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coder::Coder;
+    use crate::key::key_hash;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn varints_round_trip(v in any::<u64>()) {
+            let mut out = vec![];
+            write_varint(&mut out, v);
+            let mut input = &out[..];
+            prop_assert_eq!(read_varint(&mut input), Some(v));
+            prop_assert!(input.is_empty());
+        }
+
+        #[test]
+        fn records_round_trip(items in proptest::collection::vec((".{0,12}", any::<i64>(), any::<i64>()), 0..40), workers in 1usize..5) {
+            let writer = ShuffleWriter::new(workers);
+            for (k, ts, v) in &items {
+                let mut key = vec![];
+                k.encode_to(&mut key).unwrap();
+                writer.write_keyed(&key, key_hash(&key), Window::Global, Timestamp(*ts), |out| v.encode_to(out)).unwrap();
+            }
+            let mut seen = vec![];
+            for batch in writer.take_batches() {
+                let mut n = 0;
+                for r in records(&batch.bytes) {
+                    let r = r.unwrap();
+                    prop_assert_eq!(route(key_hash(r.key), workers), batch.dest);
+                    let k = String::decode_from(&mut &r.key[..]).unwrap();
+                    let v = i64::decode_from(&mut &r.value[..]).unwrap();
+                    seen.push((k, r.timestamp.0, v));
+                    n += 1;
+                }
+                prop_assert_eq!(n, batch.records);
+            }
+            let mut expected = items.clone();
+            expected.sort();
+            seen.sort();
+            prop_assert_eq!(seen, expected);
+        }
+    }
+
+    #[test]
+    fn a_truncated_batch_is_reported_not_misread() {
+        let writer = ShuffleWriter::new(1);
+        writer
+            .write_keyed(b"k", key_hash(b"k"), Window::Global, Timestamp(0), |o| {
+                7u32.encode_to(o)
+            })
+            .unwrap();
+        let batch = writer.take_batches().pop().unwrap();
+        let cut = &batch.bytes[..batch.bytes.len() - 1];
+        let results: Vec<_> = records(cut).collect();
+        assert_eq!(results.len(), 1);
+        assert_eq!(results[0].as_ref().unwrap_err().offset, 0);
+    }
+
+    #[test]
+    fn discard_forgets_a_failed_bundle() {
+        let writer = ShuffleWriter::new(2);
+        writer
+            .write_spread(Window::Global, Timestamp(0), |o| 1u8.encode_to(o))
+            .unwrap();
+        writer.discard();
+        assert!(writer.take_batches().is_empty());
+    }
+
+    #[test]
+    fn table_groups_by_key_and_window() {
+        let mut t = KeyedTable::<u32>::default();
+        let w2 = Window::Interval {
+            start: Timestamp(0),
+            end: Timestamp(10),
+        };
+        for (k, w) in [
+            (b"a", Window::Global),
+            (b"b", Window::Global),
+            (b"a", Window::Global),
+            (b"a", w2),
+        ] {
+            *t.get_or_insert_with(k, key_hash(k), w, || 0) += 1;
+        }
+        let mut groups: Vec<_> = t
+            .drain()
+            .map(|(k, w, n)| (k.to_vec(), w == Window::Global, n))
+            .collect();
+        groups.sort();
+        assert_eq!(
+            groups,
+            vec![
+                (b"a".to_vec(), false, 1),
+                (b"a".to_vec(), true, 2),
+                (b"b".to_vec(), true, 1)
+            ]
+        );
+    }
+}

@@ -1,0 +1,39 @@
+//! Event time.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A point in event time, in microseconds since the Unix epoch (as in Beam).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The smallest representable time; the timestamp of elements read from bounded sources.
+    pub const MIN: Timestamp = Timestamp(-9_223_372_036_854_775);
+    /// The largest representable time ("end of time"): a finished bounded input's watermark.
+    pub const MAX: Timestamp = Timestamp(9_223_372_036_854_775);
+    /// The last timestamp inside the global window (Beam: end of time minus one day).
+    pub const END_OF_GLOBAL_WINDOW: Timestamp = Timestamp(Self::MAX.0 - 86_400_000_000);
+
+    /// A timestamp from milliseconds since the Unix epoch.
+    pub fn from_millis(ms: i64) -> Timestamp {
+        Timestamp(ms.saturating_mul(1000))
+    }
+
+    /// This timestamp in whole milliseconds since the Unix epoch.
+    pub fn as_millis(self) -> i64 {
+        self.0.div_euclid(1000)
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Timestamp::MIN => f.write_str("Timestamp::MIN"),
+            Timestamp::MAX => f.write_str("Timestamp::MAX"),
+            Timestamp::END_OF_GLOBAL_WINDOW => f.write_str("Timestamp::END_OF_GLOBAL_WINDOW"),
+            Timestamp(us) => write!(f, "Timestamp({us}us)"),
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! How the runtime builds execution units for transforms whose types it does not know.
+//!
+//! The execution plan holds, for each transform, a factory object implementing one of the
+//! traits below. The factories are written by typed code (the SDK and the connectors);
+//! the runtime calls them with erased ports and receivers when it instantiates a fused
+//! stage on a worker. Each factory call happens once per stage instance — on first use
+//! and again after a failed bundle tears the instance down — never per element.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::fmt::Debug;
+use std::marker::PhantomData;
+use std::ops::Range;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::coder::Element;
+use crate::error::{BoxError, ExecError, UnitResult};
+use crate::receiver::{
+    AnyPort, AnyReceiver, Port, PortCounters, Receiver, TypeMismatch, build_port, flatten_receivers,
+};
+use crate::shuffle::{ShuffleRecord, ShuffleWriter};
+use crate::window::WindowedValue;
+
+/// Where a unit is being built.
+#[derive(Clone, Debug)]
+pub struct UnitContext {
+    /// The user name of the transform the unit executes.
+    pub transform: String,
+    /// This worker's index, `0..workers`.
+    pub worker: usize,
+    /// How many workers the job has, across all processes.
+    pub workers: usize,
+}
+
+impl UnitContext {
+    /// An [`ExecError`] of this unit's transform.
+    pub fn error(&self, source: impl Into<BoxError>) -> Box<ExecError> {
+        ExecError::new(self.transform.clone(), source)
+    }
+}
+
+/// Builds the execution unit of a ParDo.
+pub trait ParDoFactory: Send + Sync {
+    /// Instantiates the DoFn (running its setup) wired to one port per output, main output
+    /// first; returns the receiver of its input.
+    fn build(
+        &self,
+        ctx: &UnitContext,
+        outputs: Vec<AnyPort>,
+    ) -> Result<AnyReceiver, Box<ExecError>>;
+}
+
+/// A part of a bounded source that one bundle reads.
+pub trait SourceSplit: Send + Sync + Debug {
+    /// The split as `Any`, for its reader to downcast.
+    fn as_any(&self) -> &dyn Any;
+    /// How many bytes the split covers, if known.
+    fn size_bytes(&self) -> Option<u64>;
+}
+
+/// What a source needs to know to split itself.
+#[derive(Clone, Copy, Debug)]
+pub struct SplitHint {
+    /// Workers that will read in parallel.
+    pub workers: usize,
+    /// The preferred size of one bundle, in bytes of input.
+    pub desired_bundle_bytes: u64,
+}
+
+/// Reads splits of a source into the stage it roots.
+pub trait SourceReader {
+    /// Connects the reader to the first unit of its stage (again after a teardown).
+    fn attach(&mut self, output: AnyPort) -> Result<(), TypeMismatch>;
+    /// A bundle begins.
+    fn start_bundle(&mut self) -> UnitResult;
+    /// Reads one split, emitting its elements.
+    fn read(&mut self, split: &dyn SourceSplit) -> UnitResult;
+    /// The bundle ends.
+    fn finish_bundle(&mut self) -> UnitResult;
+    /// Bytes read from storage since the last call.
+    fn take_bytes_read(&mut self) -> u64;
+}
+
+/// A bounded source of elements: files, in-memory values, generators.
+pub trait SourceFactory: Send + Sync {
+    /// Divides the source into splits. Called once per job, before any data moves.
+    fn splits(&self, hint: &SplitHint) -> Result<Vec<Arc<dyn SourceSplit>>, BoxError>;
+    /// A reader for this worker.
+    fn reader(&self, ctx: &UnitContext) -> Result<Box<dyn SourceReader>, Box<ExecError>>;
+    /// The total size of the source in bytes, if known.
+    fn size_bytes(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// The receiving side of a shuffle: buffers records until its input is complete, then
+/// emits groups in bundles. Emission is replayable — a failed bundle re-emits the same
+/// range into freshly built units.
+pub trait ShuffleReader {
+    /// Buffers one record.
+    fn accept(&mut self, record: ShuffleRecord<'_>) -> UnitResult;
+    /// The input is complete; returns how many groups there are to emit.
+    fn seal(&mut self) -> Result<usize, Box<ExecError>>;
+    /// Connects the reader to the first unit of its stage (again after a teardown).
+    fn attach(&mut self, output: AnyPort) -> Result<(), TypeMismatch>;
+    /// A bundle begins.
+    fn start_bundle(&mut self) -> UnitResult;
+    /// Emits the groups in `range` (indices into `0..seal()`).
+    fn emit(&mut self, range: Range<usize>) -> UnitResult;
+    /// The bundle ends.
+    fn finish_bundle(&mut self) -> UnitResult;
+}
+
+/// Builds both halves of a GroupByKey.
+pub trait GroupByKeyFactory: Send + Sync {
+    /// The unit that encodes keyed elements into the shuffle.
+    fn writer(
+        &self,
+        ctx: &UnitContext,
+        shuffle: ShuffleWriter,
+    ) -> Result<AnyReceiver, Box<ExecError>>;
+    /// The reader that groups values per key and window.
+    fn reader(&self, ctx: &UnitContext) -> Box<dyn ShuffleReader>;
+}
+
+/// Builds the execution units of a per-key combine, lifted or not.
+pub trait CombineFactory: Send + Sync {
+    /// Lifted, before the shuffle: combines each bundle's values per key into accumulators
+    /// and writes those to the shuffle when the bundle finishes.
+    fn partial(
+        &self,
+        ctx: &UnitContext,
+        shuffle: ShuffleWriter,
+    ) -> Result<AnyReceiver, Box<ExecError>>;
+    /// Lifted, after the shuffle: merges accumulators per key as they arrive and emits the
+    /// extracted outputs.
+    fn merge_reader(&self, ctx: &UnitContext) -> Box<dyn ShuffleReader>;
+    /// Not lifted: combines the grouped values `(K, Vec<V>)` of a GroupByKey.
+    fn grouped(&self, ctx: &UnitContext, output: AnyPort) -> Result<AnyReceiver, Box<ExecError>>;
+}
+
+/// Bytes a sink unit produced during the current bundle.
+#[derive(Clone, Debug, Default)]
+pub struct SinkBuffer(Rc<RefCell<SinkBytes>>);
+
+/// The contents of a [`SinkBuffer`].
+#[derive(Debug, Default)]
+pub struct SinkBytes {
+    /// The encoded records, in the sink's own format.
+    pub bytes: Vec<u8>,
+    /// How many records `bytes` holds.
+    pub records: u64,
+}
+
+impl SinkBuffer {
+    /// Appends one record, written by `write`.
+    #[inline]
+    pub fn append<E>(&self, write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Result<(), E> {
+        let mut inner = self.0.borrow_mut();
+        let start = inner.bytes.len();
+        match write(&mut inner.bytes) {
+            Ok(()) => {
+                inner.records += 1;
+                Ok(())
+            }
+            Err(e) => {
+                inner.bytes.truncate(start);
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes the bundle's bytes.
+    pub fn take(&self) -> SinkBytes {
+        std::mem::take(&mut *self.0.borrow_mut())
+    }
+
+    /// Forgets the bundle's bytes (a failed bundle).
+    pub fn discard(&self) {
+        self.take();
+    }
+}
+
+/// Facts about the running job that sinks need.
+#[derive(Clone, Debug)]
+pub struct JobInfo {
+    /// The job's id.
+    pub job_id: String,
+}
+
+/// A sink of a pipeline.
+pub trait SinkFactory: Send + Sync {
+    /// The unit that turns elements into the sink's bytes.
+    fn unit(&self, ctx: &UnitContext, buffer: SinkBuffer) -> Result<AnyReceiver, Box<ExecError>>;
+    /// The sink's part in one job: where its temporary output goes.
+    fn begin(&self, job: &JobInfo) -> Result<Arc<dyn SinkJob>, BoxError>;
+}
+
+/// One job's use of a sink. Output stays invisible until [`SinkJob::commit`].
+pub trait SinkJob: Send + Sync {
+    /// A writer for this worker.
+    fn open(&self, worker: usize) -> Result<Box<dyn SinkWriter>, BoxError>;
+    /// The job succeeded: makes every closed writer's output visible, atomically as far as
+    /// the storage allows. Returns a short description of what was written.
+    fn commit(&self) -> Result<String, BoxError>;
+    /// The job failed: removes all temporary output.
+    fn abort(&self);
+}
+
+/// Writes the committed bundles of one worker.
+pub trait SinkWriter {
+    /// Writes one committed bundle.
+    fn write_bundle(&mut self, bundle: SinkBytes) -> Result<(), BoxError>;
+    /// No more bundles: flush and hand the output to the job for commit.
+    fn close(self: Box<Self>) -> Result<(), BoxError>;
+}
+
+/// The operations the runtime needs on a PCollection's element type.
+pub trait ElementType: Send + Sync {
+    /// The Rust type name, for plans and error messages.
+    fn type_name(&self) -> &'static str;
+    /// The port of a PCollection, feeding the given consumers.
+    fn port(
+        &self,
+        consumers: Vec<AnyReceiver>,
+        counters: Rc<PortCounters>,
+    ) -> Result<AnyPort, TypeMismatch>;
+    /// The unit of a Flatten with `inputs` edges inside one stage.
+    fn flatten(&self, inputs: usize, output: AnyPort) -> Result<Vec<AnyReceiver>, TypeMismatch>;
+    /// The writing half of a Reshuffle: spreads elements evenly over workers.
+    fn reshuffle_writer(&self, ctx: &UnitContext, shuffle: ShuffleWriter) -> AnyReceiver;
+    /// The reading half of a Reshuffle.
+    fn reshuffle_reader(&self, ctx: &UnitContext) -> Box<dyn ShuffleReader>;
+}
+
+/// The [`ElementType`] of `T`.
+pub struct TypeOf<T>(PhantomData<fn() -> T>);
+
+impl<T> TypeOf<T> {
+    /// The element type of `T`, ready to share.
+    pub fn arc() -> Arc<dyn ElementType>
+    where
+        T: Element,
+    {
+        Arc::new(TypeOf::<T>(PhantomData))
+    }
+}
+
+impl<T: Element> ElementType for TypeOf<T> {
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<T>()
+    }
+
+    fn port(
+        &self,
+        consumers: Vec<AnyReceiver>,
+        counters: Rc<PortCounters>,
+    ) -> Result<AnyPort, TypeMismatch> {
+        build_port::<T>(consumers, counters)
+    }
+
+    fn flatten(&self, inputs: usize, output: AnyPort) -> Result<Vec<AnyReceiver>, TypeMismatch> {
+        Ok(flatten_receivers(inputs, output.downcast::<T>()?))
+    }
+
+    fn reshuffle_writer(&self, ctx: &UnitContext, shuffle: ShuffleWriter) -> AnyReceiver {
+        AnyReceiver::new::<T>(Box::new(ReshuffleWrite {
+            ctx: ctx.clone(),
+            shuffle,
+        }))
+    }
+
+    fn reshuffle_reader(&self, ctx: &UnitContext) -> Box<dyn ShuffleReader> {
+        Box::new(ReshuffleRead::<T> {
+            ctx: ctx.clone(),
+            bytes: Vec::new(),
+            records: Vec::new(),
+            output: None,
+        })
+    }
+}
+
+struct ReshuffleWrite {
+    ctx: UnitContext,
+    shuffle: ShuffleWriter,
+}
+
+impl<T: Element> Receiver<T> for ReshuffleWrite {
+    fn start_bundle(&mut self) -> UnitResult {
+        Ok(())
+    }
+    fn receive(&mut self, e: WindowedValue<T>) -> UnitResult {
+        self.shuffle
+            .write_spread(e.window, e.timestamp, |out| e.value.encode_to(out))
+            .map_err(|err| self.ctx.error(err))
+    }
+    fn finish_bundle(&mut self) -> UnitResult {
+        Ok(())
+    }
+}
+
+struct ReshuffleRead<T> {
+    ctx: UnitContext,
+    /// Every received value, back to back.
+    bytes: Vec<u8>,
+    /// Per record: where its value ends in `bytes`, its window and timestamp.
+    records: Vec<(usize, crate::Window, crate::Timestamp)>,
+    output: Option<Port<T>>,
+}
+
+impl<T: Element> ShuffleReader for ReshuffleRead<T> {
+    fn accept(&mut self, record: ShuffleRecord<'_>) -> UnitResult {
+        self.bytes.extend_from_slice(record.value);
+        self.records
+            .push((self.bytes.len(), record.window, record.timestamp));
+        Ok(())
+    }
+    fn seal(&mut self) -> Result<usize, Box<ExecError>> {
+        Ok(self.records.len())
+    }
+    fn attach(&mut self, output: AnyPort) -> Result<(), TypeMismatch> {
+        self.output = Some(output.downcast::<T>()?);
+        Ok(())
+    }
+    fn start_bundle(&mut self) -> UnitResult {
+        attached(&mut self.output, &self.ctx)?.start_bundle()
+    }
+    fn emit(&mut self, range: Range<usize>) -> UnitResult {
+        let output = attached(&mut self.output, &self.ctx)?;
+        for i in range {
+            let start = if i == 0 { 0 } else { self.records[i - 1].0 };
+            let (end, window, timestamp) = self.records[i];
+            let value = crate::coder::decode_exact::<T>(&self.bytes[start..end])
+                .map_err(|e| self.ctx.error(e))?;
+            output.emit(WindowedValue {
+                value,
+                timestamp,
+                window,
+            })?;
+        }
+        Ok(())
+    }
+    fn finish_bundle(&mut self) -> UnitResult {
+        attached(&mut self.output, &self.ctx)?.finish_bundle()
+    }
+}
+
+/// The port a reader was attached to, or an error naming the transform if it never was.
+pub fn attached<'a, T>(
+    output: &'a mut Option<Port<T>>,
+    ctx: &UnitContext,
+) -> Result<&'a mut Port<T>, Box<ExecError>> {
+    output
+        .as_mut()
+        .ok_or_else(|| ctx.error("internal error: reader used before it was attached to its stage"))
+}
