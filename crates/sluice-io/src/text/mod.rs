@@ -1,0 +1,4 @@
+//! Text files: lines in, lines out.
+
+pub mod sink;
+pub mod source;

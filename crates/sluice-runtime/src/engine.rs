@@ -1,0 +1,372 @@
+//! Lowering onto timely dataflow. This is the only module that uses timely.
+//!
+//! Each fused stage becomes one timely operator per worker. Its inputs are the streams
+//! of the shuffle its root reads (one per writing stage), exchanged so that each batch
+//! reaches the worker that owns its keys; its outputs are one stream per shuffle it
+//! writes. Timely's timestamps stay coarse — everything of a batch job is at time 0 — so
+//! an operator's input frontier becoming empty means exactly "every upstream worker has
+//! finished": the moment a GroupByKey may emit. Element event times travel as data.
+//!
+//! Timely gives exchange and progress tracking. What sluice adds on top is here and in
+//! [`crate::stage`]: bundles that commit or vanish as a whole, a job-wide failure flag
+//! that makes every operator stop and release its capabilities (so a failed job still
+//! terminates), and one bundle per activation, so that downstream operators run between
+//! bundles and memory stays bounded by a bundle's output.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use sluice_core::shuffle::records;
+use sluice_core::unit::SinkWriter;
+use sluice_core::ExecError;
+use sluice_plan::{EdgeId, TransformId};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::{Scope, Stream};
+
+use crate::job::{JobError, JobShared};
+use crate::metrics::{WorkerReport, shuffle_key};
+use crate::stage::{BundleOutput, StageInstance, StageLayout, panic_message};
+
+/// Records bound for one worker, as they cross timely's exchange.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Batch {
+    dest: u32,
+    records: u64,
+    bytes: Vec<u8>,
+}
+
+type Batches = Vec<Batch>;
+
+/// What one worker thread owns besides its operators.
+#[derive(Default)]
+struct WorkerState {
+    report: WorkerReport,
+    /// Sink writers, opened when the worker commits its first bundle to a sink.
+    writers: HashMap<TransformId, Box<dyn SinkWriter>>,
+}
+
+/// Runs the job's dataflow on `config.workers` threads; returns the merged reports.
+pub(crate) fn execute(job: Arc<JobShared>) -> Result<WorkerReport, String> {
+    let workers = job.config.workers;
+    let guards = timely::execute(timely::Config::process(workers), move |worker| {
+        let index = worker.index();
+        let peers = worker.peers();
+        let state = Rc::new(RefCell::new(WorkerState::default()));
+        worker.dataflow::<u64, _, _>(|scope| {
+            let mut shuffles: HashMap<EdgeId, Vec<Stream<'_, u64, Batches>>> = HashMap::new();
+            for layout in &job.layouts {
+                build_stage(scope, &job, layout, index, peers, &state, &mut shuffles);
+            }
+        });
+        while worker.has_dataflows() {
+            worker.step_or_park(None);
+        }
+        let mut state = state.borrow_mut();
+        let mut writers: Vec<_> = state.writers.drain().collect();
+        writers.sort_by_key(|(t, _)| *t);
+        for (transform, writer) in writers {
+            if let Err(source) = writer.close() {
+                let transform = job.pipeline.transform(transform).name.clone();
+                job.fail(JobError::SinkWrite { transform, source });
+            }
+        }
+        std::mem::take(&mut state.report)
+    })?;
+    let mut total = WorkerReport::default();
+    for report in guards.join() {
+        total.merge(report?);
+    }
+    Ok(total)
+}
+
+fn build_stage<'s>(
+    scope: Scope<'s, u64>,
+    job: &Arc<JobShared>,
+    layout: &StageLayout,
+    worker: usize,
+    peers: usize,
+    state: &Rc<RefCell<WorkerState>>,
+    shuffles: &mut HashMap<EdgeId, Vec<Stream<'s, u64, Batches>>>,
+) {
+    let stage = &job.graph.stages[layout.index];
+    let mut builder = OperatorBuilder::new(format!("{} {}", stage.id, stage.name), scope);
+    let info = builder.operator_info();
+    let mut inputs = Vec::new();
+    if let Some(edge) = layout.shuffle_input {
+        for stream in shuffles.get(&edge).cloned().unwrap_or_default() {
+            inputs.push(builder.new_input(stream, Exchange::new(|b: &Batch| b.dest as u64)));
+        }
+    }
+    let mut outputs = Vec::new();
+    for edge in &layout.shuffle_outputs {
+        let (output, stream) = builder.new_output::<Batches>();
+        outputs.push(OutputBuilder::<u64, CapacityContainerBuilder<Batches>>::from(output));
+        shuffles.entry(*edge).or_default().push(stream);
+    }
+    let activator = scope.activator_for(info.address.clone());
+    activator.activate();
+    let mut run = StageRun {
+        job: job.clone(),
+        layout: layout.clone(),
+        worker,
+        peers,
+        state: state.clone(),
+        instance: None,
+        groups: None,
+        next_group: 0,
+        finished: false,
+    };
+    builder.build(move |capabilities| {
+        let mut capabilities = capabilities;
+        move |frontiers| {
+            let started = Instant::now();
+            for input in inputs.iter_mut() {
+                input.for_each(|_cap, data| {
+                    for batch in data.drain(..) {
+                        run.accept(batch);
+                    }
+                });
+            }
+            let inputs_complete = frontiers.iter().all(|f| f.is_empty());
+            let work = run.work(inputs_complete);
+            if !capabilities.is_empty() {
+                for (output, batches) in outputs.iter_mut().zip(work.emitted) {
+                    if !batches.is_empty() {
+                        let mut handle = output.activate();
+                        let mut session = handle.session(&capabilities[0]);
+                        for batch in batches {
+                            session.give(batch);
+                        }
+                    }
+                }
+            }
+            if work.finished {
+                capabilities.clear();
+            } else if work.more {
+                activator.activate();
+            }
+            run.add_time(started);
+        }
+    });
+}
+
+/// What one activation of a stage did.
+#[derive(Default)]
+struct Work {
+    /// Committed batches per shuffle output.
+    emitted: Vec<Vec<Batch>>,
+    /// There is more to do without waiting for input.
+    more: bool,
+    /// The stage is done on this worker.
+    finished: bool,
+}
+
+/// A stage's progress on one worker: the engine-independent half of its operator.
+struct StageRun {
+    job: Arc<JobShared>,
+    layout: StageLayout,
+    worker: usize,
+    peers: usize,
+    state: Rc<RefCell<WorkerState>>,
+    instance: Option<StageInstance>,
+    /// Set once the shuffle input is complete: how many groups to emit.
+    groups: Option<usize>,
+    next_group: usize,
+    finished: bool,
+}
+
+impl StageRun {
+    fn instance(&mut self) -> Option<&mut StageInstance> {
+        if self.instance.is_none() && !self.finished {
+            match StageInstance::build(&self.job.pipeline, &self.job.graph, &self.layout, self.worker, self.peers) {
+                Ok(instance) => self.instance = Some(instance),
+                Err(error) => self.fail(error),
+            }
+        }
+        self.instance.as_mut()
+    }
+
+    fn fail(&mut self, error: Box<ExecError>) {
+        let stage = self.job.stage_label(self.layout.index);
+        self.job.fail(JobError::Bundle { stage, error });
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        self.finished = true;
+        // Dropping the units runs each DoFn's teardown.
+        if let Some(instance) = self.instance.take() {
+            if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(instance))) {
+                log::warn!("teardown in stage {} panicked: {}", self.job.stage_label(self.layout.index), panic_message(&*panic));
+            }
+        }
+    }
+
+    fn accept(&mut self, batch: Batch) {
+        if self.finished || self.job.has_failed() {
+            return;
+        }
+        let Some(instance) = self.instance() else { return };
+        let mut error = None;
+        for record in records(&batch.bytes) {
+            let result = match record {
+                Ok(record) => instance.accept(record),
+                Err(malformed) => Err(ExecError::new("shuffle", malformed)),
+            };
+            if let Err(e) = result {
+                error = Some(e);
+                break;
+            }
+        }
+        if let Some(error) = error {
+            self.fail(error);
+        }
+    }
+
+    fn work(&mut self, inputs_complete: bool) -> Work {
+        if self.finished {
+            return Work { finished: true, ..Work::default() };
+        }
+        if self.job.has_failed() {
+            self.finish();
+            return Work { finished: true, ..Work::default() };
+        }
+        let result = if self.layout.shuffle_input.is_none() {
+            self.read_next_split()
+        } else if inputs_complete {
+            self.emit_next_groups()
+        } else {
+            return Work::default();
+        };
+        match result {
+            Ok(Some(output)) => Work {
+                emitted: self.commit(output),
+                more: true,
+                finished: self.finished,
+            },
+            Ok(None) => {
+                self.finish();
+                Work { finished: true, ..Work::default() }
+            }
+            Err(error) => {
+                self.fail(error);
+                Work { finished: true, ..Work::default() }
+            }
+        }
+    }
+
+    /// Reads the next unclaimed split as one bundle; `None` when none is left.
+    fn read_next_split(&mut self) -> Result<Option<BundleOutput>, Box<ExecError>> {
+        let stage = self.layout.index;
+        let next = self.job.cursors[stage].fetch_add(1, Ordering::Relaxed);
+        let Some(split) = self.job.splits[stage].get(next).cloned() else {
+            return Ok(None);
+        };
+        let Some(instance) = self.instance() else { return Ok(None) };
+        instance.run_source_bundle(&*split).map(Some)
+    }
+
+    /// Emits the next bundle of groups; `None` when all are out.
+    fn emit_next_groups(&mut self) -> Result<Option<BundleOutput>, Box<ExecError>> {
+        let max = self.job.config.max_groups_per_bundle.max(1);
+        let next = self.next_group;
+        let known = self.groups;
+        let Some(instance) = self.instance() else { return Ok(None) };
+        let total = match known {
+            Some(n) => n,
+            None => instance.seal()?,
+        };
+        let end = (next + max).min(total);
+        let output = if next < end {
+            Some(instance.run_group_bundle(next..end)?)
+        } else {
+            None
+        };
+        self.groups = Some(total);
+        self.next_group = end.max(next);
+        Ok(output)
+    }
+
+    /// Accounts for a committed bundle, writes its sink bytes, and returns its batches.
+    fn commit(&mut self, output: BundleOutput) -> Vec<Batches> {
+        let stage = self.layout.index;
+        let mut state = self.state.borrow_mut();
+        let state = &mut *state;
+        let report = &mut state.report;
+        *report.stage_bundles.entry(stage).or_default() += 1;
+        if output.bytes_read > 0 {
+            *report.source_bytes.entry(stage).or_default() += output.bytes_read;
+        }
+        for (edge, n, bytes) in output.counts {
+            let e = report.edges.entry(edge.0).or_default();
+            e.0 += n;
+            e.1 += bytes;
+        }
+        let mut emitted = Vec::with_capacity(output.shuffles.len());
+        for (edge, batches) in self.layout.shuffle_outputs.iter().zip(output.shuffles) {
+            let e = report.shuffle.entry(shuffle_key(stage, edge.0)).or_default();
+            emitted.push(
+                batches
+                    .into_iter()
+                    .map(|b| {
+                        e.0 += b.records;
+                        e.1 += b.bytes.len() as u64;
+                        Batch {
+                            dest: b.dest as u32,
+                            records: b.records,
+                            bytes: b.bytes,
+                        }
+                    })
+                    .collect(),
+            );
+        }
+        let mut failure = None;
+        for (transform, bytes) in output.sinks {
+            if bytes.records == 0 {
+                continue;
+            }
+            let sink = report.sink.entry(transform.0).or_default();
+            sink.0 += bytes.records;
+            sink.1 += bytes.bytes.len() as u64;
+            let writer = match state.writers.entry(transform) {
+                std::collections::hash_map::Entry::Occupied(w) => w.into_mut(),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    let opened = self.job.sink(transform).map(|s| s.open(self.worker));
+                    match opened {
+                        Some(Ok(w)) => slot.insert(w),
+                        Some(Err(source)) => {
+                            failure = Some((transform, source));
+                            break;
+                        }
+                        None => {
+                            failure = Some((transform, "internal error: no job for this sink".into()));
+                            break;
+                        }
+                    }
+                }
+            };
+            if let Err(source) = writer.write_bundle(bytes) {
+                failure = Some((transform, source));
+                break;
+            }
+        }
+        if let Some((transform, source)) = failure {
+            let transform = self.job.pipeline.transform(transform).name.clone();
+            self.job.fail(JobError::SinkWrite { transform, source });
+        }
+        emitted
+    }
+
+    fn add_time(&mut self, started: Instant) {
+        let nanos = started.elapsed().as_nanos() as u64;
+        *self.state.borrow_mut().report.stage_nanos.entry(self.layout.index).or_default() += nanos;
+    }
+}

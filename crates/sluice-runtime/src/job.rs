@@ -1,0 +1,312 @@
+//! A job: one execution of a plan, from splitting sources to committing sinks.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::Serialize;
+use sluice_core::unit::{JobInfo, SinkJob, SourceSplit, SplitHint};
+use sluice_core::{BoxError, ExecError};
+use sluice_plan::{ExecutionGraph, Payload, PipelineGraph, StepOp, TransformId};
+
+use crate::metrics::{JobMetrics, WorkerReport};
+use crate::stage::StageLayout;
+
+/// The state of a job, as Dataflow names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum JobState {
+    /// Accepted, not yet running.
+    #[serde(rename = "JOB_STATE_PENDING")]
+    Pending,
+    /// Running.
+    #[serde(rename = "JOB_STATE_RUNNING")]
+    Running,
+    /// Finished successfully; output is committed.
+    #[serde(rename = "JOB_STATE_DONE")]
+    Done,
+    /// Failed; no output was committed.
+    #[serde(rename = "JOB_STATE_FAILED")]
+    Failed,
+    /// Being cancelled.
+    #[serde(rename = "JOB_STATE_CANCELLING")]
+    Cancelling,
+    /// Cancelled.
+    #[serde(rename = "JOB_STATE_CANCELLED")]
+    Cancelled,
+    /// Draining: no new input, in-flight work finishing.
+    #[serde(rename = "JOB_STATE_DRAINING")]
+    Draining,
+    /// Drained.
+    #[serde(rename = "JOB_STATE_DRAINED")]
+    Drained,
+}
+
+impl JobState {
+    /// Dataflow's name for the state (`JOB_STATE_DONE`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "JOB_STATE_PENDING",
+            JobState::Running => "JOB_STATE_RUNNING",
+            JobState::Done => "JOB_STATE_DONE",
+            JobState::Failed => "JOB_STATE_FAILED",
+            JobState::Cancelling => "JOB_STATE_CANCELLING",
+            JobState::Cancelled => "JOB_STATE_CANCELLED",
+            JobState::Draining => "JOB_STATE_DRAINING",
+            JobState::Drained => "JOB_STATE_DRAINED",
+        }
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a job failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// A source could not be split (before any data moved).
+    #[error("could not split the input of '{transform}': {source}")]
+    Split {
+        /// The Read transform.
+        transform: String,
+        /// The cause.
+        source: BoxError,
+    },
+    /// A sink could not prepare its temporary output (before any data moved).
+    #[error("could not prepare the output of '{transform}': {source}")]
+    SinkBegin {
+        /// The Write transform.
+        transform: String,
+        /// The cause.
+        source: BoxError,
+    },
+    /// A bundle failed.
+    #[error("stage {stage} failed: {error}")]
+    Bundle {
+        /// Stage id and name (`S01 (F1)`).
+        stage: String,
+        /// What failed, where, on what.
+        error: Box<ExecError>,
+    },
+    /// Committed bundles could not be written or closed.
+    #[error("could not write the output of '{transform}': {source}")]
+    SinkWrite {
+        /// The Write transform.
+        transform: String,
+        /// The cause.
+        source: BoxError,
+    },
+    /// The job's output could not be made visible.
+    #[error("could not commit the output of '{transform}': {source}")]
+    Commit {
+        /// The Write transform.
+        transform: String,
+        /// The cause.
+        source: BoxError,
+    },
+    /// The execution engine itself failed.
+    #[error("the execution engine failed: {0}")]
+    Engine(String),
+}
+
+/// How to run a job.
+#[derive(Clone, Debug)]
+pub struct RunnerConfig {
+    /// The job's id.
+    pub job_id: String,
+    /// Worker threads.
+    pub workers: usize,
+    /// Preferred input bytes per source bundle.
+    pub desired_bundle_bytes: u64,
+    /// Most groups a bundle emits after a shuffle.
+    pub max_groups_per_bundle: usize,
+}
+
+impl RunnerConfig {
+    /// Defaults for a job with `workers` worker threads.
+    pub fn new(job_id: impl Into<String>, workers: usize) -> RunnerConfig {
+        RunnerConfig {
+            job_id: job_id.into(),
+            workers: workers.max(1),
+            desired_bundle_bytes: 8 << 20,
+            max_groups_per_bundle: 16_384,
+        }
+    }
+}
+
+/// How a job ended.
+#[derive(Debug)]
+pub struct JobOutcome {
+    /// `Done` or `Failed`.
+    pub state: JobState,
+    /// Why it failed.
+    pub error: Option<JobError>,
+    /// What it measured.
+    pub metrics: JobMetrics,
+    /// What each sink committed, one line per sink.
+    pub committed: Vec<String>,
+}
+
+/// State shared by every worker of a job.
+pub(crate) struct JobShared {
+    pub pipeline: Arc<PipelineGraph>,
+    pub graph: Arc<ExecutionGraph>,
+    pub config: RunnerConfig,
+    pub layouts: Vec<StageLayout>,
+    /// Per stage: the splits of its source (empty for shuffle-rooted stages).
+    pub splits: Vec<Vec<Arc<dyn SourceSplit>>>,
+    /// Per stage: the next split to take.
+    pub cursors: Vec<AtomicUsize>,
+    /// Per Write transform: its part of the job.
+    pub sinks: Vec<(TransformId, Arc<dyn SinkJob>)>,
+    failed: AtomicBool,
+    failure: Mutex<Option<JobError>>,
+}
+
+impl JobShared {
+    /// Whether the job has failed; every worker stops at its next activation.
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    /// Records a failure; the first one is the one reported.
+    pub fn fail(&self, error: JobError) {
+        if let Ok(mut slot) = self.failure.lock() {
+            if slot.is_none() {
+                log::error!("{error}");
+                *slot = Some(error);
+            }
+        }
+        self.failed.store(true, Ordering::Release);
+    }
+
+    /// The job of the sink written by `transform`.
+    pub fn sink(&self, transform: TransformId) -> Option<&Arc<dyn SinkJob>> {
+        self.sinks.iter().find(|(t, _)| *t == transform).map(|(_, s)| s)
+    }
+
+    /// Stage id and name, for messages.
+    pub fn stage_label(&self, stage: usize) -> String {
+        let s = &self.graph.stages[stage];
+        format!("{} ({})", s.id, s.name)
+    }
+}
+
+/// Runs a validated, optimised plan to completion.
+pub fn run(pipeline: Arc<PipelineGraph>, graph: Arc<ExecutionGraph>, config: RunnerConfig) -> JobOutcome {
+    let started = Instant::now();
+    let failed = |error: JobError, sinks: &[(TransformId, Arc<dyn SinkJob>)]| {
+        for (_, sink) in sinks {
+            sink.abort();
+        }
+        JobOutcome {
+            state: JobState::Failed,
+            error: Some(error),
+            metrics: JobMetrics::from_report(&pipeline, &graph, &WorkerReport::default(), started.elapsed()),
+            committed: Vec::new(),
+        }
+    };
+
+    let layouts: Vec<StageLayout> = (0..graph.stages.len()).map(|i| StageLayout::new(&graph, i)).collect();
+    let hint = SplitHint {
+        workers: config.workers,
+        desired_bundle_bytes: config.desired_bundle_bytes,
+    };
+    let mut splits = Vec::with_capacity(layouts.len());
+    for layout in &layouts {
+        let root = graph.step(layout.root);
+        let transform = pipeline.transform(root.original);
+        let stage_splits = match (&transform.payload, root.op) {
+            (Payload::Read(source) | Payload::Create(source), StepOp::Read | StepOp::Create) => {
+                match source.splits(&hint) {
+                    Ok(s) => s,
+                    Err(source) => {
+                        let transform = transform.name.clone();
+                        return failed(JobError::Split { transform, source }, &[]);
+                    }
+                }
+            }
+            _ => Vec::new(),
+        };
+        splits.push(stage_splits);
+    }
+
+    let info = JobInfo {
+        job_id: config.job_id.clone(),
+    };
+    let mut sinks: Vec<(TransformId, Arc<dyn SinkJob>)> = Vec::new();
+    for (id, t) in pipeline.leaves() {
+        if let Payload::Write(sink) = &t.payload {
+            match sink.begin(&info) {
+                Ok(job) => sinks.push((id, job)),
+                Err(source) => {
+                    let transform = t.name.clone();
+                    return failed(JobError::SinkBegin { transform, source }, &sinks);
+                }
+            }
+        }
+    }
+
+    let shared = Arc::new(JobShared {
+        pipeline: pipeline.clone(),
+        graph: graph.clone(),
+        cursors: layouts.iter().map(|_| AtomicUsize::new(0)).collect(),
+        layouts,
+        splits,
+        config,
+        sinks,
+        failed: AtomicBool::new(false),
+        failure: Mutex::new(None),
+    });
+
+    let report = match crate::engine::execute(shared.clone()) {
+        Ok(report) => report,
+        Err(e) => {
+            shared.fail(JobError::Engine(e));
+            WorkerReport::default()
+        }
+    };
+    let metrics = JobMetrics::from_report(&pipeline, &graph, &report, started.elapsed());
+
+    let failure = shared.failure.lock().ok().and_then(|mut f| f.take());
+    if let Some(error) = failure {
+        for (_, sink) in &shared.sinks {
+            sink.abort();
+        }
+        return JobOutcome {
+            state: JobState::Failed,
+            error: Some(error),
+            metrics,
+            committed: Vec::new(),
+        };
+    }
+    let mut committed = Vec::new();
+    for (i, (id, sink)) in shared.sinks.iter().enumerate() {
+        match sink.commit() {
+            Ok(description) => committed.push(description),
+            Err(source) => {
+                for (_, rest) in &shared.sinks[i + 1..] {
+                    rest.abort();
+                }
+                return JobOutcome {
+                    state: JobState::Failed,
+                    error: Some(JobError::Commit {
+                        transform: pipeline.transform(*id).name.clone(),
+                        source,
+                    }),
+                    metrics,
+                    committed,
+                };
+            }
+        }
+    }
+    JobOutcome {
+        state: JobState::Done,
+        error: None,
+        metrics,
+        committed,
+    }
+}

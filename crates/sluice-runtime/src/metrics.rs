@@ -1,0 +1,204 @@
+//! What a job measured: elements and bytes per transform, time and bundles per stage.
+//!
+//! Element counts are exact. Byte counts are exact where data is encoded anyway — reads,
+//! shuffles, sinks — and estimated elsewhere from the encoded size of a sample of
+//! elements (every element of a bundle's first 32, then one in 64), as Dataflow
+//! estimates the size of PCollections it never encodes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use sluice_plan::{EdgeKind, ExecutionGraph, PipelineGraph, StepOp, TransformId, TransformKind};
+
+/// Counts one worker collected.
+#[derive(Debug, Default)]
+pub(crate) struct WorkerReport {
+    /// Per edge: (elements, bytes).
+    pub edges: BTreeMap<usize, (u64, u64)>,
+    /// Per stage: processing time in nanoseconds, committed bundles.
+    pub stage_nanos: BTreeMap<usize, u64>,
+    pub stage_bundles: BTreeMap<usize, u64>,
+    /// Per shuffle edge: records and bytes sent.
+    pub shuffle: BTreeMap<usize, (u64, u64)>,
+    /// Per source stage: bytes read.
+    pub source_bytes: BTreeMap<usize, u64>,
+    /// Per sink transform: records and bytes written.
+    pub sink: BTreeMap<usize, (u64, u64)>,
+}
+
+impl WorkerReport {
+    pub fn merge(&mut self, other: WorkerReport) {
+        fn add2(a: &mut BTreeMap<usize, (u64, u64)>, b: BTreeMap<usize, (u64, u64)>) {
+            for (k, (x, y)) in b {
+                let e = a.entry(k).or_default();
+                e.0 += x;
+                e.1 += y;
+            }
+        }
+        fn add1(a: &mut BTreeMap<usize, u64>, b: BTreeMap<usize, u64>) {
+            for (k, x) in b {
+                *a.entry(k).or_default() += x;
+            }
+        }
+        add2(&mut self.edges, other.edges);
+        add1(&mut self.stage_nanos, other.stage_nanos);
+        add1(&mut self.stage_bundles, other.stage_bundles);
+        add2(&mut self.shuffle, other.shuffle);
+        add1(&mut self.source_bytes, other.source_bytes);
+        add2(&mut self.sink, other.sink);
+    }
+}
+
+/// Elements and bytes in and out of one transform. `None` where nothing was measured:
+/// a PCollection that the optimiser removed (the grouped values of a lifted combine)
+/// is never materialised.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransformMetrics {
+    /// Full user name.
+    pub name: String,
+    /// Dataflow kind.
+    pub kind: String,
+    /// Elements read.
+    pub elements_in: Option<u64>,
+    /// Bytes read (from storage for a Read).
+    pub bytes_in: Option<u64>,
+    /// Elements produced (records written, for a Write).
+    pub elements_out: Option<u64>,
+    /// Bytes produced (to storage, for a Write).
+    pub bytes_out: Option<u64>,
+}
+
+/// Time and work of one fused stage, summed over workers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageMetrics {
+    /// Stage id (`S01`).
+    pub id: String,
+    /// Stage name (`F1`).
+    pub name: String,
+    /// Time workers spent executing the stage (its wall time, summed over workers).
+    #[serde(serialize_with = "millis")]
+    pub wall_time: Duration,
+    /// Bundles committed.
+    pub bundles: u64,
+    /// Records the stage wrote to shuffles.
+    pub shuffle_records_out: u64,
+    /// Bytes the stage wrote to shuffles.
+    pub shuffle_bytes_out: u64,
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
+
+/// Everything a job measured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobMetrics {
+    /// Per transform, in construction order (composites included).
+    pub transforms: Vec<TransformMetrics>,
+    /// Per fused stage.
+    pub stages: Vec<StageMetrics>,
+    /// From the start of execution to its end.
+    #[serde(serialize_with = "millis")]
+    pub wall_time: Duration,
+}
+
+impl JobMetrics {
+    /// The metrics of the transform named `name`.
+    pub fn transform(&self, name: &str) -> Option<&TransformMetrics> {
+        self.transforms.iter().find(|t| t.name == name)
+    }
+
+    pub(crate) fn from_report(
+        pipeline: &PipelineGraph,
+        graph: &ExecutionGraph,
+        report: &WorkerReport,
+        wall_time: Duration,
+    ) -> JobMetrics {
+        let edge_of_pc = |pc: usize| report.edges.get(&pc).copied();
+        let sum = |ids: &[sluice_plan::PCollectionId]| -> (Option<u64>, Option<u64>) {
+            let mut seen = false;
+            let (mut n, mut b) = (0, 0);
+            for id in ids {
+                if let Some((en, eb)) = edge_of_pc(id.0) {
+                    seen = true;
+                    n += en;
+                    b += eb;
+                }
+            }
+            if seen { (Some(n), Some(b)) } else { (None, None) }
+        };
+        let transforms = pipeline
+            .transforms
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let (elements_in, mut bytes_in) = sum(&t.inputs);
+                let (mut elements_out, mut bytes_out) = sum(&t.outputs);
+                match t.kind() {
+                    TransformKind::Read => {
+                        let stages = graph.stages.iter().enumerate().filter(|(_, s)| {
+                            let root = graph.step(s.steps[0]);
+                            root.original == TransformId(i) && root.op == StepOp::Read
+                        });
+                        let bytes: u64 = stages.map(|(s, _)| report.source_bytes.get(&s).copied().unwrap_or(0)).sum();
+                        bytes_in = Some(bytes);
+                    }
+                    TransformKind::Write => {
+                        let (records, bytes) = report.sink.get(&i).copied().unwrap_or_default();
+                        elements_out = Some(records);
+                        bytes_out = Some(bytes);
+                    }
+                    _ => {}
+                }
+                TransformMetrics {
+                    name: t.name.clone(),
+                    kind: t.kind().dataflow_kind().to_string(),
+                    elements_in,
+                    bytes_in,
+                    elements_out,
+                    bytes_out,
+                }
+            })
+            .collect();
+        let stages = graph
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let (mut records, mut bytes) = (0, 0);
+                for step in &s.steps {
+                    for e in &graph.step(*step).outputs {
+                        if graph.edge(*e).kind == EdgeKind::Shuffle {
+                            if let Some((r, b)) = report.shuffle.get(&shuffle_key(i, e.0)) {
+                                records += r;
+                                bytes += b;
+                            }
+                        }
+                    }
+                }
+                StageMetrics {
+                    id: s.id.clone(),
+                    name: s.name.clone(),
+                    wall_time: Duration::from_nanos(report.stage_nanos.get(&i).copied().unwrap_or(0)),
+                    bundles: report.stage_bundles.get(&i).copied().unwrap_or(0),
+                    shuffle_records_out: records,
+                    shuffle_bytes_out: bytes,
+                }
+            })
+            .collect();
+        JobMetrics {
+            transforms,
+            stages,
+            wall_time,
+        }
+    }
+}
+
+/// The report key of the shuffle volume a stage wrote to an edge.
+pub(crate) fn shuffle_key(stage: usize, edge: usize) -> usize {
+    (stage << 32) | edge
+}

@@ -1,0 +1,355 @@
+//! One fused stage on one worker: its execution units, wired, and its bundles.
+//!
+//! A [`StageInstance`] has a *root* — a source reader or a shuffle reader — and a
+//! *chain*: the units of every other step, built back to front so that each producer's
+//! [`Port`](sluice_core::Port) can be handed its consumers' receivers. The root outlives
+//! the chain: a failed bundle can discard the chain and rebuild it, and the root (which
+//! may hold everything its worker received from a shuffle) attaches to the new one.
+//!
+//! A bundle's effects — shuffle records, sink bytes, element counts — collect in the
+//! chain's buffers and leave only through [`StageInstance`]'s bundle methods, which
+//! return them on success and drop them on failure.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
+
+use sluice_core::receiver::{AnyPort, AnyReceiver, PortCounters};
+use sluice_core::shuffle::{RecordBatch, ShuffleRecord, ShuffleWriter};
+use sluice_core::unit::{ShuffleReader, SinkBuffer, SinkBytes, SourceReader, SourceSplit, UnitContext};
+use sluice_core::{ExecError, UnitResult};
+use sluice_plan::{EdgeId, EdgeKind, ExecutionGraph, Payload, PipelineGraph, StepId, StepOp, TransformId};
+
+/// What a stage reads and writes, derived once per job from the plan.
+#[derive(Clone, Debug)]
+pub struct StageLayout {
+    /// Index of the stage in the execution graph.
+    pub index: usize,
+    /// The root step.
+    pub root: StepId,
+    /// Shuffle edges the stage writes, in the order of its engine outputs.
+    pub shuffle_outputs: Vec<EdgeId>,
+    /// The shuffle edge the root reads, if it reads one.
+    pub shuffle_input: Option<EdgeId>,
+}
+
+impl StageLayout {
+    /// The layout of stage `index`.
+    pub fn new(graph: &ExecutionGraph, index: usize) -> StageLayout {
+        let stage = &graph.stages[index];
+        let root = stage.steps[0];
+        let mut shuffle_outputs = Vec::new();
+        for step in &stage.steps {
+            for output in &graph.step(*step).outputs {
+                if graph.edge(*output).kind == EdgeKind::Shuffle && !shuffle_outputs.contains(output) {
+                    shuffle_outputs.push(*output);
+                }
+            }
+        }
+        let shuffle_input = graph
+            .step(root)
+            .inputs
+            .iter()
+            .copied()
+            .find(|e| graph.edge(*e).kind == EdgeKind::Shuffle);
+        StageLayout {
+            index,
+            root,
+            shuffle_outputs,
+            shuffle_input,
+        }
+    }
+}
+
+/// Everything a successful bundle produced.
+#[derive(Debug, Default)]
+pub struct BundleOutput {
+    /// Record batches per shuffle output, aligned with [`StageLayout::shuffle_outputs`].
+    pub shuffles: Vec<Vec<RecordBatch>>,
+    /// Bytes per sink, by the sink's transform.
+    pub sinks: Vec<(TransformId, SinkBytes)>,
+    /// Elements and estimated bytes per PCollection edge.
+    pub counts: Vec<(EdgeId, u64, u64)>,
+    /// Bytes the root read from storage.
+    pub bytes_read: u64,
+}
+
+enum Root {
+    Source(Box<dyn SourceReader>),
+    Shuffle(Box<dyn ShuffleReader>),
+}
+
+/// The buffers of one built chain.
+struct Chain {
+    shuffles: Vec<ShuffleWriter>,
+    sinks: Vec<(TransformId, SinkBuffer)>,
+    counters: Vec<(EdgeId, Rc<PortCounters>)>,
+}
+
+/// One stage's units on one worker.
+pub struct StageInstance {
+    layout: StageLayout,
+    root: Root,
+    chain: Chain,
+}
+
+struct Builder<'a> {
+    pipeline: &'a PipelineGraph,
+    graph: &'a ExecutionGraph,
+    layout: &'a StageLayout,
+    worker: usize,
+    workers: usize,
+}
+
+impl StageInstance {
+    /// Builds the stage's root and chain for this worker, running every DoFn's setup.
+    pub fn build(
+        pipeline: &PipelineGraph,
+        graph: &ExecutionGraph,
+        layout: &StageLayout,
+        worker: usize,
+        workers: usize,
+    ) -> Result<StageInstance, Box<ExecError>> {
+        let b = Builder {
+            pipeline,
+            graph,
+            layout,
+            worker,
+            workers,
+        };
+        let root_step = graph.step(layout.root);
+        let ctx = b.ctx(layout.root);
+        let payload = &pipeline.transform(root_step.original).payload;
+        let mut root = match (root_step.op, payload) {
+            (StepOp::Read, Payload::Read(source)) | (StepOp::Create, Payload::Create(source)) => {
+                Root::Source(source.reader(&ctx)?)
+            }
+            (StepOp::GroupByKeyRead, Payload::GroupByKey(gbk)) => Root::Shuffle(gbk.reader(&ctx)),
+            (StepOp::MergeAccumulators, Payload::CombineValues(combine)) => Root::Shuffle(combine.merge_reader(&ctx)),
+            (StepOp::ReshuffleRead, Payload::Reshuffle) => {
+                let element = b.element_of(root_step.outputs[0])?;
+                Root::Shuffle(element.reshuffle_reader(&ctx))
+            }
+            (op, payload) => return Err(ctx.error(format!("internal error: a {op:?} step cannot root a stage ({payload:?})"))),
+        };
+        let (head, chain) = b.build_chain()?;
+        let attached = match &mut root {
+            Root::Source(r) => r.attach(head),
+            Root::Shuffle(r) => r.attach(head),
+        };
+        attached.map_err(|e| ctx.error(e))?;
+        Ok(StageInstance {
+            layout: layout.clone(),
+            root,
+            chain,
+        })
+    }
+
+    /// Reads one split of the root source as one bundle.
+    pub fn run_source_bundle(&mut self, split: &dyn SourceSplit) -> Result<BundleOutput, Box<ExecError>> {
+        let Root::Source(reader) = &mut self.root else {
+            return Err(ExecError::new("runtime", "internal error: not a source stage"));
+        };
+        let result = guarded(|| {
+            reader.start_bundle()?;
+            reader.read(split)?;
+            reader.finish_bundle()
+        });
+        let bytes_read = reader.take_bytes_read();
+        self.finish_bundle(result, bytes_read)
+    }
+
+    /// Buffers one record received from the shuffle the root reads.
+    pub fn accept(&mut self, record: ShuffleRecord<'_>) -> UnitResult {
+        match &mut self.root {
+            Root::Shuffle(reader) => guarded(|| reader.accept(record)),
+            Root::Source(_) => Err(ExecError::new("runtime", "internal error: not a shuffle stage")),
+        }
+    }
+
+    /// The shuffle input is complete; returns how many groups there are to emit.
+    pub fn seal(&mut self) -> Result<usize, Box<ExecError>> {
+        match &mut self.root {
+            Root::Shuffle(reader) => reader.seal(),
+            Root::Source(_) => Err(ExecError::new("runtime", "internal error: not a shuffle stage")),
+        }
+    }
+
+    /// Emits the groups in `range` as one bundle.
+    pub fn run_group_bundle(&mut self, range: Range<usize>) -> Result<BundleOutput, Box<ExecError>> {
+        let Root::Shuffle(reader) = &mut self.root else {
+            return Err(ExecError::new("runtime", "internal error: not a shuffle stage"));
+        };
+        let result = guarded(|| {
+            reader.start_bundle()?;
+            reader.emit(range)?;
+            reader.finish_bundle()
+        });
+        self.finish_bundle(result, 0)
+    }
+
+    /// The stage's layout.
+    pub fn layout(&self) -> &StageLayout {
+        &self.layout
+    }
+
+    fn finish_bundle(&mut self, result: UnitResult, bytes_read: u64) -> Result<BundleOutput, Box<ExecError>> {
+        let chain = &self.chain;
+        if let Err(e) = result {
+            for w in &chain.shuffles {
+                w.discard();
+            }
+            for (_, s) in &chain.sinks {
+                s.discard();
+            }
+            for (_, c) in &chain.counters {
+                c.reset();
+            }
+            return Err(e);
+        }
+        Ok(BundleOutput {
+            shuffles: chain.shuffles.iter().map(ShuffleWriter::take_batches).collect(),
+            sinks: chain.sinks.iter().map(|(t, s)| (*t, s.take())).collect(),
+            counts: chain
+                .counters
+                .iter()
+                .map(|(e, c)| {
+                    let (n, bytes) = c.take();
+                    (*e, n, bytes)
+                })
+                .collect(),
+            bytes_read,
+        })
+    }
+}
+
+/// Runs `f`, turning a panic that escaped every unit into an error.
+fn guarded(f: impl FnOnce() -> UnitResult) -> UnitResult {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(panic) => Err(ExecError::new("runtime", format!("panicked: {}", panic_message(&*panic)))),
+    }
+}
+
+/// The message of a panic payload.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_string()
+    }
+}
+
+impl Builder<'_> {
+    fn ctx(&self, step: StepId) -> UnitContext {
+        UnitContext {
+            transform: self.graph.step(step).name.clone(),
+            worker: self.worker,
+            workers: self.workers,
+        }
+    }
+
+    fn element_of(&self, edge: EdgeId) -> Result<std::sync::Arc<dyn sluice_core::unit::ElementType>, Box<ExecError>> {
+        match self.graph.edge(edge).kind {
+            EdgeKind::PCollection(pc) => Ok(self.pipeline.pcollection(pc).element.clone()),
+            EdgeKind::Shuffle => Err(ExecError::new(
+                self.graph.edge(edge).name.clone(),
+                "internal error: a shuffle edge has no element type",
+            )),
+        }
+    }
+
+    /// Builds every non-root unit of the stage, last step first; returns the port of the
+    /// root's output and the chain's buffers.
+    fn build_chain(&self) -> Result<(AnyPort, Chain), Box<ExecError>> {
+        let stage = &self.graph.stages[self.layout.index];
+        let in_stage = |s: StepId| stage.steps.contains(&s);
+        let mut receivers: HashMap<EdgeId, Vec<AnyReceiver>> = HashMap::new();
+        let mut chain = Chain {
+            shuffles: self.layout.shuffle_outputs.iter().map(|_| ShuffleWriter::new(self.workers)).collect(),
+            sinks: Vec::new(),
+            counters: Vec::new(),
+        };
+        for &id in stage.steps[1..].iter().rev() {
+            let step = self.graph.step(id);
+            let ctx = self.ctx(id);
+            let mut ports = Vec::new();
+            for output in &step.outputs {
+                if let EdgeKind::PCollection(_) = self.graph.edge(*output).kind {
+                    ports.push(self.port(*output, &mut receivers, &mut chain)?);
+                }
+            }
+            let shuffle_writer = || {
+                step.outputs
+                    .iter()
+                    .find_map(|e| self.layout.shuffle_outputs.iter().position(|o| o == e))
+                    .map(|i| chain.shuffles[i].clone())
+                    .ok_or_else(|| ctx.error("internal error: shuffle writer without a shuffle output"))
+            };
+            let payload = &self.pipeline.transform(step.original).payload;
+            let mismatch = |e| ctx.error(e);
+            let built: Vec<(EdgeId, AnyReceiver)> = match (step.op, payload) {
+                (StepOp::ParDo, Payload::ParDo(f)) => vec![(step.inputs[0], f.build(&ctx, ports)?)],
+                (StepOp::CombineValues, Payload::CombineValues(f)) => {
+                    vec![(step.inputs[0], f.grouped(&ctx, single(ports, &ctx)?)?)]
+                }
+                (StepOp::GroupByKeyWrite, Payload::GroupByKey(f)) => vec![(step.inputs[0], f.writer(&ctx, shuffle_writer()?)?)],
+                (StepOp::PartialCombine, Payload::CombineValues(f)) => vec![(step.inputs[0], f.partial(&ctx, shuffle_writer()?)?)],
+                (StepOp::ReshuffleWrite, Payload::Reshuffle) => {
+                    let element = self.element_of(step.inputs[0])?;
+                    vec![(step.inputs[0], element.reshuffle_writer(&ctx, shuffle_writer()?))]
+                }
+                (StepOp::Write, Payload::Write(sink)) => {
+                    let buffer = SinkBuffer::default();
+                    chain.sinks.push((step.original, buffer.clone()));
+                    vec![(step.inputs[0], sink.unit(&ctx, buffer)?)]
+                }
+                (StepOp::Flatten, Payload::Flatten) => {
+                    // Only the inputs produced in this stage feed this instance of the Flatten.
+                    let local: Vec<EdgeId> = step
+                        .inputs
+                        .iter()
+                        .copied()
+                        .filter(|e| self.graph.producers(*e).any(in_stage))
+                        .collect();
+                    let element = self.element_of(step.outputs[0])?;
+                    let edges = element.flatten(local.len(), single(ports, &ctx)?).map_err(mismatch)?;
+                    local.into_iter().zip(edges).collect()
+                }
+                (op, payload) => return Err(ctx.error(format!("internal error: cannot build a {op:?} step from {payload:?}"))),
+            };
+            for (edge, receiver) in built {
+                receivers.entry(edge).or_default().push(receiver);
+            }
+        }
+        let root = self.graph.step(self.layout.root);
+        let head = self.port(root.outputs[0], &mut receivers, &mut chain)?;
+        Ok((head, chain))
+    }
+
+    fn port(
+        &self,
+        edge: EdgeId,
+        receivers: &mut HashMap<EdgeId, Vec<AnyReceiver>>,
+        chain: &mut Chain,
+    ) -> Result<AnyPort, Box<ExecError>> {
+        let element = self.element_of(edge)?;
+        let counters = Rc::new(PortCounters::default());
+        chain.counters.push((edge, counters.clone()));
+        let consumers = receivers.remove(&edge).unwrap_or_default();
+        element
+            .port(consumers, counters)
+            .map_err(|e| ExecError::new(self.graph.edge(edge).name.clone(), e))
+    }
+}
+
+fn single(mut ports: Vec<AnyPort>, ctx: &UnitContext) -> Result<AnyPort, Box<ExecError>> {
+    if ports.len() == 1 {
+        Ok(ports.remove(0))
+    } else {
+        Err(ctx.error(format!("internal error: expected one output, found {}", ports.len())))
+    }
+}
