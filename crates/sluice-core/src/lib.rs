@@ -35,7 +35,7 @@ pub mod time;
 pub mod unit;
 pub mod window;
 
-pub use coder::{Coder, CoderError, Element};
+pub use coder::{Coder, CoderError, Element, SerdeCoder};
 pub use error::{BoxError, ExecError, UnitResult, render_element};
 pub use key::{KEY_HASH_SEED, key_hash, route};
 pub use receiver::{AnyPort, AnyReceiver, Port, PortCounters, Receiver, TypeMismatch};

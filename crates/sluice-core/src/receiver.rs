@@ -169,9 +169,33 @@ impl<T: Element> Port<T> {
     }
 }
 
-/// A [`Port<T>`] whose `T` is known only to the code that built it.
+/// What the runtime and DoFns can do with a port without knowing its element type.
+trait ErasedPort: Any {
+    fn start_bundle(&mut self) -> UnitResult;
+    fn finish_bundle(&mut self) -> UnitResult;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn into_any(self: Box<Self>) -> Box<dyn Any>;
+}
+
+impl<T: Element> ErasedPort for Port<T> {
+    fn start_bundle(&mut self) -> UnitResult {
+        Port::start_bundle(self)
+    }
+    fn finish_bundle(&mut self) -> UnitResult {
+        Port::finish_bundle(self)
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+/// A [`Port<T>`] whose `T` is known only to the code that built it. It still passes
+/// bundle boundaries on, so a unit can hold outputs of types it never names.
 pub struct AnyPort {
-    inner: Box<dyn Any>,
+    inner: Box<dyn ErasedPort>,
     type_name: &'static str,
 }
 
@@ -188,12 +212,34 @@ impl AnyPort {
     pub fn downcast<T: Element>(self) -> Result<Port<T>, TypeMismatch> {
         let found = self.type_name;
         self.inner
+            .into_any()
             .downcast::<Port<T>>()
             .map(|b| *b)
             .map_err(|_| TypeMismatch {
                 expected: std::any::type_name::<T>(),
                 found,
             })
+    }
+
+    /// The typed port, borrowed; `None` if its element type is not `T`.
+    #[inline]
+    pub fn downcast_mut<T: Element>(&mut self) -> Option<&mut Port<T>> {
+        self.inner.as_any_mut().downcast_mut::<Port<T>>()
+    }
+
+    /// Starts a bundle on every consumer.
+    pub fn start_bundle(&mut self) -> UnitResult {
+        self.inner.start_bundle()
+    }
+
+    /// Finishes the bundle on every consumer.
+    pub fn finish_bundle(&mut self) -> UnitResult {
+        self.inner.finish_bundle()
+    }
+
+    /// The element type's name.
+    pub fn type_name(&self) -> &'static str {
+        self.type_name
     }
 }
 

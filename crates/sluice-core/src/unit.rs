@@ -121,7 +121,7 @@ pub trait GroupByKeyFactory: Send + Sync {
         shuffle: ShuffleWriter,
     ) -> Result<AnyReceiver, Box<ExecError>>;
     /// The reader that groups values per key and window.
-    fn reader(&self, ctx: &UnitContext) -> Box<dyn ShuffleReader>;
+    fn reader(&self, ctx: &UnitContext) -> Result<Box<dyn ShuffleReader>, Box<ExecError>>;
 }
 
 /// Builds the execution units of a per-key combine, lifted or not.
@@ -135,7 +135,7 @@ pub trait CombineFactory: Send + Sync {
     ) -> Result<AnyReceiver, Box<ExecError>>;
     /// Lifted, after the shuffle: merges accumulators per key as they arrive and emits the
     /// extracted outputs.
-    fn merge_reader(&self, ctx: &UnitContext) -> Box<dyn ShuffleReader>;
+    fn merge_reader(&self, ctx: &UnitContext) -> Result<Box<dyn ShuffleReader>, Box<ExecError>>;
     /// Not lifted: combines the grouped values `(K, Vec<V>)` of a GroupByKey.
     fn grouped(&self, ctx: &UnitContext, output: AnyPort) -> Result<AnyReceiver, Box<ExecError>>;
 }

@@ -9,11 +9,14 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
 const ONSETS: &[&str] = &[
-    "", "b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "y", "z", "br", "cr",
-    "dr", "fr", "gr", "pr", "tr", "bl", "cl", "fl", "gl", "pl", "sl", "st", "sp", "sh", "ch", "th", "wh",
+    "", "b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "y",
+    "z", "br", "cr", "dr", "fr", "gr", "pr", "tr", "bl", "cl", "fl", "gl", "pl", "sl", "st", "sp",
+    "sh", "ch", "th", "wh",
 ];
 const VOWELS: &[&str] = &["a", "e", "i", "o", "u", "ea", "ou", "ai", "oo", "ie"];
-const CODAS: &[&str] = &["", "", "", "n", "r", "s", "t", "l", "m", "nd", "st", "ng", "ck", "rt", "ll"];
+const CODAS: &[&str] = &[
+    "", "", "", "n", "r", "s", "t", "l", "m", "nd", "st", "ng", "ck", "rt", "ll",
+];
 
 /// SplitMix64: tiny, and stable forever, which a reproducible corpus needs.
 struct Rng(u64);
@@ -79,7 +82,9 @@ pub fn generate(out: impl Write, bytes: u64, seed: u64) -> io::Result<u64> {
                 line.push(' ');
             }
             let target = rng.unit() * total;
-            let word = &vocab[cumulative.partition_point(|c| *c < target).min(vocab.len() - 1)];
+            let word = &vocab[cumulative
+                .partition_point(|c| *c < target)
+                .min(vocab.len() - 1)];
             let style = rng.unit();
             if style < 0.05 {
                 let mut chars = word.chars();

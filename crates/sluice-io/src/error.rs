@@ -4,7 +4,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum IoError {
     /// An input pattern matched nothing.
-    #[error("transform '{transform}': the input pattern '{pattern}' matches no file; check the path (and quote patterns with * in the shell)")]
+    #[error(
+        "transform '{transform}': the input pattern '{pattern}' matches no file; check the path (and quote patterns with * in the shell)"
+    )]
     NoMatch {
         /// The Read transform.
         transform: String,

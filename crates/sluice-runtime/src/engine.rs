@@ -21,9 +21,9 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
+use sluice_core::ExecError;
 use sluice_core::shuffle::records;
 use sluice_core::unit::SinkWriter;
-use sluice_core::ExecError;
 use sluice_plan::{EdgeId, TransformId};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
@@ -186,7 +186,13 @@ struct StageRun {
 impl StageRun {
     fn instance(&mut self) -> Option<&mut StageInstance> {
         if self.instance.is_none() && !self.finished {
-            match StageInstance::build(&self.job.pipeline, &self.job.graph, &self.layout, self.worker, self.peers) {
+            match StageInstance::build(
+                &self.job.pipeline,
+                &self.job.graph,
+                &self.layout,
+                self.worker,
+                self.peers,
+            ) {
                 Ok(instance) => self.instance = Some(instance),
                 Err(error) => self.fail(error),
             }
@@ -204,8 +210,14 @@ impl StageRun {
         self.finished = true;
         // Dropping the units runs each DoFn's teardown.
         if let Some(instance) = self.instance.take() {
-            if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(instance))) {
-                log::warn!("teardown in stage {} panicked: {}", self.job.stage_label(self.layout.index), panic_message(&*panic));
+            if let Err(panic) =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(instance)))
+            {
+                log::warn!(
+                    "teardown in stage {} panicked: {}",
+                    self.job.stage_label(self.layout.index),
+                    panic_message(&*panic)
+                );
             }
         }
     }
@@ -214,7 +226,9 @@ impl StageRun {
         if self.finished || self.job.has_failed() {
             return;
         }
-        let Some(instance) = self.instance() else { return };
+        let Some(instance) = self.instance() else {
+            return;
+        };
         let mut error = None;
         for record in records(&batch.bytes) {
             let result = match record {
@@ -233,11 +247,17 @@ impl StageRun {
 
     fn work(&mut self, inputs_complete: bool) -> Work {
         if self.finished {
-            return Work { finished: true, ..Work::default() };
+            return Work {
+                finished: true,
+                ..Work::default()
+            };
         }
         if self.job.has_failed() {
             self.finish();
-            return Work { finished: true, ..Work::default() };
+            return Work {
+                finished: true,
+                ..Work::default()
+            };
         }
         let result = if self.layout.shuffle_input.is_none() {
             self.read_next_split()
@@ -254,11 +274,17 @@ impl StageRun {
             },
             Ok(None) => {
                 self.finish();
-                Work { finished: true, ..Work::default() }
+                Work {
+                    finished: true,
+                    ..Work::default()
+                }
             }
             Err(error) => {
                 self.fail(error);
-                Work { finished: true, ..Work::default() }
+                Work {
+                    finished: true,
+                    ..Work::default()
+                }
             }
         }
     }
@@ -270,7 +296,9 @@ impl StageRun {
         let Some(split) = self.job.splits[stage].get(next).cloned() else {
             return Ok(None);
         };
-        let Some(instance) = self.instance() else { return Ok(None) };
+        let Some(instance) = self.instance() else {
+            return Ok(None);
+        };
         instance.run_source_bundle(&*split).map(Some)
     }
 
@@ -279,7 +307,9 @@ impl StageRun {
         let max = self.job.config.max_groups_per_bundle.max(1);
         let next = self.next_group;
         let known = self.groups;
-        let Some(instance) = self.instance() else { return Ok(None) };
+        let Some(instance) = self.instance() else {
+            return Ok(None);
+        };
         let total = match known {
             Some(n) => n,
             None => instance.seal()?,
@@ -312,7 +342,10 @@ impl StageRun {
         }
         let mut emitted = Vec::with_capacity(output.shuffles.len());
         for (edge, batches) in self.layout.shuffle_outputs.iter().zip(output.shuffles) {
-            let e = report.shuffle.entry(shuffle_key(stage, edge.0)).or_default();
+            let e = report
+                .shuffle
+                .entry(shuffle_key(stage, edge.0))
+                .or_default();
             emitted.push(
                 batches
                     .into_iter()
@@ -347,7 +380,8 @@ impl StageRun {
                             break;
                         }
                         None => {
-                            failure = Some((transform, "internal error: no job for this sink".into()));
+                            failure =
+                                Some((transform, "internal error: no job for this sink".into()));
                             break;
                         }
                     }
@@ -367,6 +401,12 @@ impl StageRun {
 
     fn add_time(&mut self, started: Instant) {
         let nanos = started.elapsed().as_nanos() as u64;
-        *self.state.borrow_mut().report.stage_nanos.entry(self.layout.index).or_default() += nanos;
+        *self
+            .state
+            .borrow_mut()
+            .report
+            .stage_nanos
+            .entry(self.layout.index)
+            .or_default() += nanos;
     }
 }

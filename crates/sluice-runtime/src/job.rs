@@ -185,7 +185,10 @@ impl JobShared {
 
     /// The job of the sink written by `transform`.
     pub fn sink(&self, transform: TransformId) -> Option<&Arc<dyn SinkJob>> {
-        self.sinks.iter().find(|(t, _)| *t == transform).map(|(_, s)| s)
+        self.sinks
+            .iter()
+            .find(|(t, _)| *t == transform)
+            .map(|(_, s)| s)
     }
 
     /// Stage id and name, for messages.
@@ -196,7 +199,11 @@ impl JobShared {
 }
 
 /// Runs a validated, optimised plan to completion.
-pub fn run(pipeline: Arc<PipelineGraph>, graph: Arc<ExecutionGraph>, config: RunnerConfig) -> JobOutcome {
+pub fn run(
+    pipeline: Arc<PipelineGraph>,
+    graph: Arc<ExecutionGraph>,
+    config: RunnerConfig,
+) -> JobOutcome {
     let started = Instant::now();
     let failed = |error: JobError, sinks: &[(TransformId, Arc<dyn SinkJob>)]| {
         for (_, sink) in sinks {
@@ -205,12 +212,19 @@ pub fn run(pipeline: Arc<PipelineGraph>, graph: Arc<ExecutionGraph>, config: Run
         JobOutcome {
             state: JobState::Failed,
             error: Some(error),
-            metrics: JobMetrics::from_report(&pipeline, &graph, &WorkerReport::default(), started.elapsed()),
+            metrics: JobMetrics::from_report(
+                &pipeline,
+                &graph,
+                &WorkerReport::default(),
+                started.elapsed(),
+            ),
             committed: Vec::new(),
         }
     };
 
-    let layouts: Vec<StageLayout> = (0..graph.stages.len()).map(|i| StageLayout::new(&graph, i)).collect();
+    let layouts: Vec<StageLayout> = (0..graph.stages.len())
+        .map(|i| StageLayout::new(&graph, i))
+        .collect();
     let hint = SplitHint {
         workers: config.workers,
         desired_bundle_bytes: config.desired_bundle_bytes,

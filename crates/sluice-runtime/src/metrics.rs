@@ -129,7 +129,11 @@ impl JobMetrics {
                     b += eb;
                 }
             }
-            if seen { (Some(n), Some(b)) } else { (None, None) }
+            if seen {
+                (Some(n), Some(b))
+            } else {
+                (None, None)
+            }
         };
         let transforms = pipeline
             .transforms
@@ -144,7 +148,9 @@ impl JobMetrics {
                             let root = graph.step(s.steps[0]);
                             root.original == TransformId(i) && root.op == StepOp::Read
                         });
-                        let bytes: u64 = stages.map(|(s, _)| report.source_bytes.get(&s).copied().unwrap_or(0)).sum();
+                        let bytes: u64 = stages
+                            .map(|(s, _)| report.source_bytes.get(&s).copied().unwrap_or(0))
+                            .sum();
                         bytes_in = Some(bytes);
                     }
                     TransformKind::Write => {
@@ -183,7 +189,9 @@ impl JobMetrics {
                 StageMetrics {
                     id: s.id.clone(),
                     name: s.name.clone(),
-                    wall_time: Duration::from_nanos(report.stage_nanos.get(&i).copied().unwrap_or(0)),
+                    wall_time: Duration::from_nanos(
+                        report.stage_nanos.get(&i).copied().unwrap_or(0),
+                    ),
                     bundles: report.stage_bundles.get(&i).copied().unwrap_or(0),
                     shuffle_records_out: records,
                     shuffle_bytes_out: bytes,

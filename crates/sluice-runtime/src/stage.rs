@@ -17,9 +17,13 @@ use std::rc::Rc;
 
 use sluice_core::receiver::{AnyPort, AnyReceiver, PortCounters};
 use sluice_core::shuffle::{RecordBatch, ShuffleRecord, ShuffleWriter};
-use sluice_core::unit::{ShuffleReader, SinkBuffer, SinkBytes, SourceReader, SourceSplit, UnitContext};
+use sluice_core::unit::{
+    ShuffleReader, SinkBuffer, SinkBytes, SourceReader, SourceSplit, UnitContext,
+};
 use sluice_core::{ExecError, UnitResult};
-use sluice_plan::{EdgeId, EdgeKind, ExecutionGraph, Payload, PipelineGraph, StepId, StepOp, TransformId};
+use sluice_plan::{
+    EdgeId, EdgeKind, ExecutionGraph, Payload, PipelineGraph, StepId, StepOp, TransformId,
+};
 
 /// What a stage reads and writes, derived once per job from the plan.
 #[derive(Clone, Debug)]
@@ -42,7 +46,9 @@ impl StageLayout {
         let mut shuffle_outputs = Vec::new();
         for step in &stage.steps {
             for output in &graph.step(*step).outputs {
-                if graph.edge(*output).kind == EdgeKind::Shuffle && !shuffle_outputs.contains(output) {
+                if graph.edge(*output).kind == EdgeKind::Shuffle
+                    && !shuffle_outputs.contains(output)
+                {
                     shuffle_outputs.push(*output);
                 }
             }
@@ -125,13 +131,19 @@ impl StageInstance {
             (StepOp::Read, Payload::Read(source)) | (StepOp::Create, Payload::Create(source)) => {
                 Root::Source(source.reader(&ctx)?)
             }
-            (StepOp::GroupByKeyRead, Payload::GroupByKey(gbk)) => Root::Shuffle(gbk.reader(&ctx)),
-            (StepOp::MergeAccumulators, Payload::CombineValues(combine)) => Root::Shuffle(combine.merge_reader(&ctx)),
+            (StepOp::GroupByKeyRead, Payload::GroupByKey(gbk)) => Root::Shuffle(gbk.reader(&ctx)?),
+            (StepOp::MergeAccumulators, Payload::CombineValues(combine)) => {
+                Root::Shuffle(combine.merge_reader(&ctx)?)
+            }
             (StepOp::ReshuffleRead, Payload::Reshuffle) => {
                 let element = b.element_of(root_step.outputs[0])?;
                 Root::Shuffle(element.reshuffle_reader(&ctx))
             }
-            (op, payload) => return Err(ctx.error(format!("internal error: a {op:?} step cannot root a stage ({payload:?})"))),
+            (op, payload) => {
+                return Err(ctx.error(format!(
+                    "internal error: a {op:?} step cannot root a stage ({payload:?})"
+                )));
+            }
         };
         let (head, chain) = b.build_chain()?;
         let attached = match &mut root {
@@ -147,9 +159,15 @@ impl StageInstance {
     }
 
     /// Reads one split of the root source as one bundle.
-    pub fn run_source_bundle(&mut self, split: &dyn SourceSplit) -> Result<BundleOutput, Box<ExecError>> {
+    pub fn run_source_bundle(
+        &mut self,
+        split: &dyn SourceSplit,
+    ) -> Result<BundleOutput, Box<ExecError>> {
         let Root::Source(reader) = &mut self.root else {
-            return Err(ExecError::new("runtime", "internal error: not a source stage"));
+            return Err(ExecError::new(
+                "runtime",
+                "internal error: not a source stage",
+            ));
         };
         let result = guarded(|| {
             reader.start_bundle()?;
@@ -164,7 +182,10 @@ impl StageInstance {
     pub fn accept(&mut self, record: ShuffleRecord<'_>) -> UnitResult {
         match &mut self.root {
             Root::Shuffle(reader) => guarded(|| reader.accept(record)),
-            Root::Source(_) => Err(ExecError::new("runtime", "internal error: not a shuffle stage")),
+            Root::Source(_) => Err(ExecError::new(
+                "runtime",
+                "internal error: not a shuffle stage",
+            )),
         }
     }
 
@@ -172,14 +193,23 @@ impl StageInstance {
     pub fn seal(&mut self) -> Result<usize, Box<ExecError>> {
         match &mut self.root {
             Root::Shuffle(reader) => reader.seal(),
-            Root::Source(_) => Err(ExecError::new("runtime", "internal error: not a shuffle stage")),
+            Root::Source(_) => Err(ExecError::new(
+                "runtime",
+                "internal error: not a shuffle stage",
+            )),
         }
     }
 
     /// Emits the groups in `range` as one bundle.
-    pub fn run_group_bundle(&mut self, range: Range<usize>) -> Result<BundleOutput, Box<ExecError>> {
+    pub fn run_group_bundle(
+        &mut self,
+        range: Range<usize>,
+    ) -> Result<BundleOutput, Box<ExecError>> {
         let Root::Shuffle(reader) = &mut self.root else {
-            return Err(ExecError::new("runtime", "internal error: not a shuffle stage"));
+            return Err(ExecError::new(
+                "runtime",
+                "internal error: not a shuffle stage",
+            ));
         };
         let result = guarded(|| {
             reader.start_bundle()?;
@@ -194,7 +224,11 @@ impl StageInstance {
         &self.layout
     }
 
-    fn finish_bundle(&mut self, result: UnitResult, bytes_read: u64) -> Result<BundleOutput, Box<ExecError>> {
+    fn finish_bundle(
+        &mut self,
+        result: UnitResult,
+        bytes_read: u64,
+    ) -> Result<BundleOutput, Box<ExecError>> {
         let chain = &self.chain;
         if let Err(e) = result {
             for w in &chain.shuffles {
@@ -209,7 +243,11 @@ impl StageInstance {
             return Err(e);
         }
         Ok(BundleOutput {
-            shuffles: chain.shuffles.iter().map(ShuffleWriter::take_batches).collect(),
+            shuffles: chain
+                .shuffles
+                .iter()
+                .map(ShuffleWriter::take_batches)
+                .collect(),
             sinks: chain.sinks.iter().map(|(t, s)| (*t, s.take())).collect(),
             counts: chain
                 .counters
@@ -228,7 +266,10 @@ impl StageInstance {
 fn guarded(f: impl FnOnce() -> UnitResult) -> UnitResult {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(result) => result,
-        Err(panic) => Err(ExecError::new("runtime", format!("panicked: {}", panic_message(&*panic)))),
+        Err(panic) => Err(ExecError::new(
+            "runtime",
+            format!("panicked: {}", panic_message(&*panic)),
+        )),
     }
 }
 
@@ -252,7 +293,10 @@ impl Builder<'_> {
         }
     }
 
-    fn element_of(&self, edge: EdgeId) -> Result<std::sync::Arc<dyn sluice_core::unit::ElementType>, Box<ExecError>> {
+    fn element_of(
+        &self,
+        edge: EdgeId,
+    ) -> Result<std::sync::Arc<dyn sluice_core::unit::ElementType>, Box<ExecError>> {
         match self.graph.edge(edge).kind {
             EdgeKind::PCollection(pc) => Ok(self.pipeline.pcollection(pc).element.clone()),
             EdgeKind::Shuffle => Err(ExecError::new(
@@ -269,7 +313,12 @@ impl Builder<'_> {
         let in_stage = |s: StepId| stage.steps.contains(&s);
         let mut receivers: HashMap<EdgeId, Vec<AnyReceiver>> = HashMap::new();
         let mut chain = Chain {
-            shuffles: self.layout.shuffle_outputs.iter().map(|_| ShuffleWriter::new(self.workers)).collect(),
+            shuffles: self
+                .layout
+                .shuffle_outputs
+                .iter()
+                .map(|_| ShuffleWriter::new(self.workers))
+                .collect(),
             sinks: Vec::new(),
             counters: Vec::new(),
         };
@@ -287,7 +336,9 @@ impl Builder<'_> {
                     .iter()
                     .find_map(|e| self.layout.shuffle_outputs.iter().position(|o| o == e))
                     .map(|i| chain.shuffles[i].clone())
-                    .ok_or_else(|| ctx.error("internal error: shuffle writer without a shuffle output"))
+                    .ok_or_else(|| {
+                        ctx.error("internal error: shuffle writer without a shuffle output")
+                    })
             };
             let payload = &self.pipeline.transform(step.original).payload;
             let mismatch = |e| ctx.error(e);
@@ -296,11 +347,18 @@ impl Builder<'_> {
                 (StepOp::CombineValues, Payload::CombineValues(f)) => {
                     vec![(step.inputs[0], f.grouped(&ctx, single(ports, &ctx)?)?)]
                 }
-                (StepOp::GroupByKeyWrite, Payload::GroupByKey(f)) => vec![(step.inputs[0], f.writer(&ctx, shuffle_writer()?)?)],
-                (StepOp::PartialCombine, Payload::CombineValues(f)) => vec![(step.inputs[0], f.partial(&ctx, shuffle_writer()?)?)],
+                (StepOp::GroupByKeyWrite, Payload::GroupByKey(f)) => {
+                    vec![(step.inputs[0], f.writer(&ctx, shuffle_writer()?)?)]
+                }
+                (StepOp::PartialCombine, Payload::CombineValues(f)) => {
+                    vec![(step.inputs[0], f.partial(&ctx, shuffle_writer()?)?)]
+                }
                 (StepOp::ReshuffleWrite, Payload::Reshuffle) => {
                     let element = self.element_of(step.inputs[0])?;
-                    vec![(step.inputs[0], element.reshuffle_writer(&ctx, shuffle_writer()?))]
+                    vec![(
+                        step.inputs[0],
+                        element.reshuffle_writer(&ctx, shuffle_writer()?),
+                    )]
                 }
                 (StepOp::Write, Payload::Write(sink)) => {
                     let buffer = SinkBuffer::default();
@@ -316,10 +374,16 @@ impl Builder<'_> {
                         .filter(|e| self.graph.producers(*e).any(in_stage))
                         .collect();
                     let element = self.element_of(step.outputs[0])?;
-                    let edges = element.flatten(local.len(), single(ports, &ctx)?).map_err(mismatch)?;
+                    let edges = element
+                        .flatten(local.len(), single(ports, &ctx)?)
+                        .map_err(mismatch)?;
                     local.into_iter().zip(edges).collect()
                 }
-                (op, payload) => return Err(ctx.error(format!("internal error: cannot build a {op:?} step from {payload:?}"))),
+                (op, payload) => {
+                    return Err(ctx.error(format!(
+                        "internal error: cannot build a {op:?} step from {payload:?}"
+                    )));
+                }
             };
             for (edge, receiver) in built {
                 receivers.entry(edge).or_default().push(receiver);
@@ -350,6 +414,9 @@ fn single(mut ports: Vec<AnyPort>, ctx: &UnitContext) -> Result<AnyPort, Box<Exe
     if ports.len() == 1 {
         Ok(ports.remove(0))
     } else {
-        Err(ctx.error(format!("internal error: expected one output, found {}", ports.len())))
+        Err(ctx.error(format!(
+            "internal error: expected one output, found {}",
+            ports.len()
+        )))
     }
 }

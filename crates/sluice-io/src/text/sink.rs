@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sluice_core::receiver::AnyReceiver;
-use sluice_core::unit::{JobInfo, SinkBuffer, SinkBytes, SinkFactory, SinkJob, SinkWriter, UnitContext};
+use sluice_core::unit::{
+    JobInfo, SinkBuffer, SinkBytes, SinkFactory, SinkJob, SinkWriter, UnitContext,
+};
 use sluice_core::{BoxError, ExecError, Receiver, UnitResult, WindowedValue};
 
 use crate::error::IoError;
@@ -41,7 +43,8 @@ impl TextSink {
         };
         if prefix.is_empty() || prefix.ends_with('/') {
             return Err(unwritable(
-                "an output prefix names files, not a directory; add a file name, e.g. 'out/part'".into(),
+                "an output prefix names files, not a directory; add a file name, e.g. 'out/part'"
+                    .into(),
             ));
         }
         let path = Path::new(prefix);
@@ -63,7 +66,12 @@ impl TextSink {
                         ancestor.display()
                     )));
                 }
-                if rustix::fs::access(ancestor, rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK).is_err() {
+                if rustix::fs::access(
+                    ancestor,
+                    rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+                )
+                .is_err()
+                {
                     return Err(unwritable(format!(
                         "the directory {} is not writable; choose another output location or fix its permissions",
                         ancestor.display()
@@ -92,8 +100,10 @@ impl TextSink {
 
     /// The final name of shard `index` of `count`.
     pub fn shard_path(&self, index: usize, count: usize) -> PathBuf {
-        self.dir
-            .join(format!("{}-{index:05}-of-{count:05}{}", self.file_prefix, self.suffix))
+        self.dir.join(format!(
+            "{}-{index:05}-of-{count:05}{}",
+            self.file_prefix, self.suffix
+        ))
     }
 }
 
@@ -125,11 +135,21 @@ impl SinkFactory for TextSink {
     }
 
     fn begin(&self, job: &JobInfo) -> Result<Arc<dyn SinkJob>, BoxError> {
-        std::fs::create_dir_all(&self.dir)
-            .map_err(|e| format!("cannot create the output directory {}: {e}", self.dir.display()))?;
-        let temp_dir = self.dir.join(format!(".temp-sluice-{}-{}", self.file_prefix, job.job_id));
-        std::fs::create_dir_all(&temp_dir)
-            .map_err(|e| format!("cannot create the temporary directory {}: {e}", temp_dir.display()))?;
+        std::fs::create_dir_all(&self.dir).map_err(|e| {
+            format!(
+                "cannot create the output directory {}: {e}",
+                self.dir.display()
+            )
+        })?;
+        let temp_dir = self
+            .dir
+            .join(format!(".temp-sluice-{}-{}", self.file_prefix, job.job_id));
+        std::fs::create_dir_all(&temp_dir).map_err(|e| {
+            format!(
+                "cannot create the temporary directory {}: {e}",
+                temp_dir.display()
+            )
+        })?;
         Ok(Arc::new(TextSinkJob {
             sink: self.clone(),
             temp_dir,
@@ -156,12 +176,17 @@ impl TextSinkJob {
 
     /// Removes shards of earlier runs that this commit does not overwrite.
     fn remove_stale_shards(&self, count: usize) {
-        let Ok(entries) = std::fs::read_dir(&self.sink.dir) else { return };
+        let Ok(entries) = std::fs::read_dir(&self.sink.dir) else {
+            return;
+        };
         let prefix = format!("{}-", self.sink.file_prefix);
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            let Some(rest) = name.strip_prefix(&prefix).and_then(|r| r.strip_suffix(self.sink.suffix.as_str())) else {
+            let Some(rest) = name
+                .strip_prefix(&prefix)
+                .and_then(|r| r.strip_suffix(self.sink.suffix.as_str()))
+            else {
                 continue;
             };
             let is_shard = rest.len() == 14
@@ -180,7 +205,8 @@ impl SinkJob for TextSinkJob {
     fn open(&self, worker: usize) -> Result<Box<dyn SinkWriter>, BoxError> {
         let n = self.next_file.fetch_add(1, Ordering::Relaxed);
         let path = self.temp_dir.join(format!("worker-{worker:05}-{n:05}"));
-        let file = File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let file =
+            File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         Ok(Box::new(TextWriter {
             closed: Arc::clone(&self.closed),
             worker,
@@ -201,8 +227,13 @@ impl SinkJob for TextSinkJob {
         self.remove_stale_shards(count);
         for (i, (_, temp)) in files.iter().enumerate() {
             let target = self.sink.shard_path(i, count);
-            std::fs::rename(temp, &target)
-                .map_err(|e| format!("cannot rename {} to {}: {e}", temp.display(), target.display()))?;
+            std::fs::rename(temp, &target).map_err(|e| {
+                format!(
+                    "cannot rename {} to {}: {e}",
+                    temp.display(),
+                    target.display()
+                )
+            })?;
         }
         let _ = std::fs::remove_dir_all(&self.temp_dir);
         Ok(format!(
@@ -210,14 +241,23 @@ impl SinkJob for TextSinkJob {
             self.sink.transform,
             count,
             if count == 1 { "" } else { "s" },
-            self.sink.shard_path(0, count).with_file_name(format!("{}-*-of-{count:05}{}", self.sink.file_prefix, self.sink.suffix)).display()
+            self.sink
+                .shard_path(0, count)
+                .with_file_name(format!(
+                    "{}-*-of-{count:05}{}",
+                    self.sink.file_prefix, self.sink.suffix
+                ))
+                .display()
         ))
     }
 
     fn abort(&self) {
         if let Err(e) = std::fs::remove_dir_all(&self.temp_dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
-                log::warn!("could not remove temporary output {}: {e}", self.temp_dir.display());
+                log::warn!(
+                    "could not remove temporary output {}: {e}",
+                    self.temp_dir.display()
+                );
             }
         }
     }
@@ -259,7 +299,11 @@ mod tests {
 
     fn write(job: &Arc<dyn SinkJob>, worker: usize, text: &str) {
         let mut w = job.open(worker).unwrap();
-        w.write_bundle(SinkBytes { bytes: text.as_bytes().to_vec(), records: 1 }).unwrap();
+        w.write_bundle(SinkBytes {
+            bytes: text.as_bytes().to_vec(),
+            records: 1,
+        })
+        .unwrap();
         w.close().unwrap();
     }
 
@@ -277,14 +321,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let prefix = dir.path().join("out/counts");
         let sink = TextSink::new("Write", prefix.to_str().unwrap()).unwrap();
-        assert!(!dir.path().join("out").exists(), "validation must not create anything");
+        assert!(
+            !dir.path().join("out").exists(),
+            "validation must not create anything"
+        );
         let job = job(&sink, "j1");
         write(&job, 1, "b\n");
         write(&job, 0, "a\n");
-        assert!(listing(&dir.path().join("out")).iter().all(|n| n.starts_with(".temp-sluice")));
+        assert!(
+            listing(&dir.path().join("out"))
+                .iter()
+                .all(|n| n.starts_with(".temp-sluice"))
+        );
         job.commit().unwrap();
-        assert_eq!(listing(&dir.path().join("out")), ["counts-00000-of-00002", "counts-00001-of-00002"]);
-        assert_eq!(std::fs::read_to_string(sink.shard_path(0, 2)).unwrap(), "a\n");
+        assert_eq!(
+            listing(&dir.path().join("out")),
+            ["counts-00000-of-00002", "counts-00001-of-00002"]
+        );
+        assert_eq!(
+            std::fs::read_to_string(sink.shard_path(0, 2)).unwrap(),
+            "a\n"
+        );
     }
 
     #[test]
@@ -315,8 +372,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("plain-file");
         std::fs::write(&file, "").unwrap();
-        let err = TextSink::new("Write", file.join("out").to_str().unwrap()).unwrap_err().to_string();
-        assert!(err.contains("'Write'") && err.contains("is a file, not a directory"), "{err}");
+        let err = TextSink::new("Write", file.join("out").to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("'Write'") && err.contains("is a file, not a directory"),
+            "{err}"
+        );
         let err = TextSink::new("Write", "some/dir/").unwrap_err().to_string();
         assert!(err.contains("not a directory"), "{err}");
     }

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sluice_core::receiver::{AnyPort, Port, TypeMismatch};
-use sluice_core::unit::{SourceFactory, SourceReader, SourceSplit, SplitHint, UnitContext, attached};
+use sluice_core::unit::{
+    SourceFactory, SourceReader, SourceSplit, SplitHint, UnitContext, attached,
+};
 use sluice_core::{BoxError, ExecError, UnitResult, WindowedValue};
 
 use crate::error::IoError;
@@ -161,8 +163,10 @@ impl SourceFactory for TextSource {
             .map(|f| f.size)
             .sum();
         // Several splits per worker, so that a fast worker can take over a slow one's share.
-        let per_split = (splittable / (hint.workers as u64 * 4))
-            .clamp(MIN_SPLIT_BYTES, hint.desired_bundle_bytes.max(MIN_SPLIT_BYTES));
+        let per_split = (splittable / (hint.workers as u64 * 4)).clamp(
+            MIN_SPLIT_BYTES,
+            hint.desired_bundle_bytes.max(MIN_SPLIT_BYTES),
+        );
         let mut splits: Vec<Arc<dyn SourceSplit>> = Vec::new();
         for file in &self.files {
             match file.compression {
@@ -226,15 +230,24 @@ const READ_BUFFER: usize = 1 << 20;
 
 impl TextReader {
     fn io_error(&self, path: &Path, e: std::io::Error) -> Box<ExecError> {
-        self.ctx.error(format!("cannot read {}: {e}", path.display()))
+        self.ctx
+            .error(format!("cannot read {}: {e}", path.display()))
     }
 
     /// Emits every line of `reader`, whose first byte is at `offset` of the file, that starts
     /// before `end`.
-    fn emit_lines(&mut self, mut reader: impl BufRead, path: &Path, mut offset: u64, end: u64) -> UnitResult {
+    fn emit_lines(
+        &mut self,
+        mut reader: impl BufRead,
+        path: &Path,
+        mut offset: u64,
+        end: u64,
+    ) -> UnitResult {
         while offset < end {
             self.line.clear();
-            let n = reader.read_until(b'\n', &mut self.line).map_err(|e| self.io_error(path, e))?;
+            let n = reader
+                .read_until(b'\n', &mut self.line)
+                .map_err(|e| self.io_error(path, e))?;
             if n == 0 {
                 break;
             }
@@ -273,14 +286,22 @@ impl SourceReader for TextReader {
 
     fn read(&mut self, split: &dyn SourceSplit) -> UnitResult {
         let Some(split) = split.as_any().downcast_ref::<TextSplit>() else {
-            return Err(self.ctx.error("internal error: a text reader was given another source's split"));
+            return Err(self
+                .ctx
+                .error("internal error: a text reader was given another source's split"));
         };
         let path = split.path.clone();
         let file = File::open(&path).map_err(|e| self.io_error(&path, e))?;
         match split.compression {
             Compression::Gzip => {
-                let decoder = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(READ_BUFFER, file));
-                self.emit_lines(BufReader::with_capacity(READ_BUFFER, decoder), &path, 0, u64::MAX)
+                let decoder =
+                    flate2::read::MultiGzDecoder::new(BufReader::with_capacity(READ_BUFFER, file));
+                self.emit_lines(
+                    BufReader::with_capacity(READ_BUFFER, decoder),
+                    &path,
+                    0,
+                    u64::MAX,
+                )
             }
             Compression::Uncompressed => {
                 let mut reader = BufReader::with_capacity(READ_BUFFER, file);
@@ -288,7 +309,9 @@ impl SourceReader for TextReader {
                 if split.start > 0 {
                     // The line that contains byte start-1 belongs to the previous split:
                     // skip to just past its newline.
-                    reader.seek(SeekFrom::Start(split.start - 1)).map_err(|e| self.io_error(&path, e))?;
+                    reader
+                        .seek(SeekFrom::Start(split.start - 1))
+                        .map_err(|e| self.io_error(&path, e))?;
                     let mut skipped = Vec::new();
                     let n = reader
                         .read_until(b'\n', &mut skipped)
@@ -340,14 +363,22 @@ mod tests {
         };
         let out = Rc::new(RefCell::new(vec![]));
         let mut reader = source.reader(&ctx).unwrap();
-        let port = Port::new(vec![Box::new(Collect(out.clone())) as Box<dyn Receiver<String>>], Rc::default());
+        let port = Port::new(
+            vec![Box::new(Collect(out.clone())) as Box<dyn Receiver<String>>],
+            Rc::default(),
+        );
         reader.attach(AnyPort::new(port)).unwrap();
         let mut splits = vec![];
         for f in source.files() {
             let mut start = 0;
             while start < f.size {
                 let end = (start + split_bytes).min(f.size);
-                splits.push(TextSplit { path: f.path.clone(), start, end, compression: f.compression });
+                splits.push(TextSplit {
+                    path: f.path.clone(),
+                    start,
+                    end,
+                    compression: f.compression,
+                });
                 start = end;
             }
         }
@@ -366,7 +397,13 @@ mod tests {
         let text = "alpha\nbeta gamma\r\n\ndelta\nlast line without newline";
         std::fs::write(&path, text).unwrap();
         let source = TextSource::new("Read", path.to_str().unwrap()).unwrap();
-        let expected = vec!["alpha", "beta gamma", "", "delta", "last line without newline"];
+        let expected = vec![
+            "alpha",
+            "beta gamma",
+            "",
+            "delta",
+            "last line without newline",
+        ];
         for split in 1..=text.len() as u64 + 1 {
             assert_eq!(read_all(&source, split), expected, "split size {split}");
         }
@@ -376,22 +413,39 @@ mod tests {
     fn gzip_files_are_read_whole() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lines.txt.gz");
-        let mut gz = flate2::write::GzEncoder::new(File::create(&path).unwrap(), flate2::Compression::default());
+        let mut gz = flate2::write::GzEncoder::new(
+            File::create(&path).unwrap(),
+            flate2::Compression::default(),
+        );
         gz.write_all(b"one\ntwo\n").unwrap();
         gz.finish().unwrap();
         let source = TextSource::new("Read", path.to_str().unwrap()).unwrap();
         assert_eq!(source.files()[0].compression, Compression::Gzip);
-        let splits = source.splits(&SplitHint { workers: 4, desired_bundle_bytes: 1 }).unwrap();
+        let splits = source
+            .splits(&SplitHint {
+                workers: 4,
+                desired_bundle_bytes: 1,
+            })
+            .unwrap();
         assert_eq!(splits.len(), 1);
         assert_eq!(read_all(&source, u64::MAX), ["one", "two"]);
     }
 
     #[test]
     fn a_pattern_matching_nothing_names_the_transform_and_pattern() {
-        let err = TextSource::new("ReadLines", "/definitely/not/here-*.txt").unwrap_err().to_string();
-        assert!(err.contains("ReadLines") && err.contains("/definitely/not/here-*.txt") && err.contains("matches no file"), "{err}");
+        let err = TextSource::new("ReadLines", "/definitely/not/here-*.txt")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ReadLines")
+                && err.contains("/definitely/not/here-*.txt")
+                && err.contains("matches no file"),
+            "{err}"
+        );
         let dir = tempfile::tempdir().unwrap();
-        let err = TextSource::new("ReadLines", dir.path().to_str().unwrap()).unwrap_err().to_string();
+        let err = TextSource::new("ReadLines", dir.path().to_str().unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("directory"), "{err}");
     }
 
@@ -401,12 +455,26 @@ mod tests {
         let path = dir.path().join("bad.txt");
         std::fs::write(&path, b"ok\nbad \xff here\n").unwrap();
         let source = TextSource::new("Read", path.to_str().unwrap()).unwrap();
-        let ctx = UnitContext { transform: "Read".into(), worker: 0, workers: 1 };
+        let ctx = UnitContext {
+            transform: "Read".into(),
+            worker: 0,
+            workers: 1,
+        };
         let mut reader = source.reader(&ctx).unwrap();
-        reader.attach(AnyPort::new(Port::<String>::new(vec![], Rc::default()))).unwrap();
-        let split = TextSplit { path: path.clone(), start: 0, end: 20, compression: Compression::Uncompressed };
+        reader
+            .attach(AnyPort::new(Port::<String>::new(vec![], Rc::default())))
+            .unwrap();
+        let split = TextSplit {
+            path: path.clone(),
+            start: 0,
+            end: 20,
+            compression: Compression::Uncompressed,
+        };
         let err = reader.read(&split).unwrap_err().to_string();
-        assert!(err.contains("bad.txt is not UTF-8") && err.contains("offset 7"), "{err}");
+        assert!(
+            err.contains("bad.txt is not UTF-8") && err.contains("offset 7"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -417,7 +485,12 @@ mod tests {
         }
         let pattern = format!("{}/*.txt", dir.path().display());
         let source = TextSource::new("Read", &pattern).unwrap();
-        let splits = source.splits(&SplitHint { workers: 2, desired_bundle_bytes: 8 << 20 }).unwrap();
+        let splits = source
+            .splits(&SplitHint {
+                workers: 2,
+                desired_bundle_bytes: 8 << 20,
+            })
+            .unwrap();
         let mut covered = 0;
         for s in &splits {
             covered += s.size_bytes().unwrap();

@@ -36,7 +36,7 @@ impl GroupByKeyFactory for Inert {
     fn writer(&self, _: &UnitContext, _: ShuffleWriter) -> Result<AnyReceiver, Box<ExecError>> {
         never()
     }
-    fn reader(&self, _: &UnitContext) -> Box<dyn ShuffleReader> {
+    fn reader(&self, _: &UnitContext) -> Result<Box<dyn ShuffleReader>, Box<ExecError>> {
         never()
     }
 }
@@ -44,7 +44,7 @@ impl CombineFactory for Inert {
     fn partial(&self, _: &UnitContext, _: ShuffleWriter) -> Result<AnyReceiver, Box<ExecError>> {
         never()
     }
-    fn merge_reader(&self, _: &UnitContext) -> Box<dyn ShuffleReader> {
+    fn merge_reader(&self, _: &UnitContext) -> Result<Box<dyn ShuffleReader>, Box<ExecError>> {
         never()
     }
     fn grouped(&self, _: &UnitContext, _: AnyPort) -> Result<AnyReceiver, Box<ExecError>> {

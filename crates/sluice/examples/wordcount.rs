@@ -1,0 +1,94 @@
+//! WordCount, as in Beam: counts the words of text files.
+//!
+//! ```text
+//! cargo run --release --example wordcount                      # a generated 50 MB corpus
+//! cargo run --release --example wordcount -- --input='books/*.txt' --output=out/counts
+//! cargo run --release --example wordcount -- --dry_run         # print the plan, run nothing
+//! ```
+//!
+//! Words are what Beam's example counts: runs of `[\w']+`. Each output line is
+//! `word: count`. The program prints a short summary on stdout; logs go to stderr.
+
+use std::path::PathBuf;
+
+use regex::Regex;
+use sluice::prelude::*;
+
+fn main() -> sluice::Result<()> {
+    let p = Pipeline::from_args()?;
+    let input = match p.arg_parse::<String>("input")? {
+        Some(pattern) => pattern,
+        None => generated_corpus(p.arg_parse::<u64>("corpus_mb")?.unwrap_or(50))?,
+    };
+    let default_output = std::env::temp_dir().join("sluice-wordcount").join("counts");
+    let output = p.arg_or("output", &default_output.to_string_lossy());
+
+    let word = Regex::new(r"[\w']+").expect("the word pattern is valid");
+    p.read_text("ReadLines", &input)?
+        .flat_map("ExtractWords", move |line: String| {
+            word.find_iter(&line)
+                .map(|m| m.as_str().to_string())
+                .collect::<Vec<_>>()
+        })
+        .count_per_element("CountWords")
+        .map("Format", |(word, count): (String, u64)| {
+            format!("{word}: {count}")
+        })
+        .write_text("Write", &output)?;
+
+    let result = p.run()?;
+    if !result.is_dry_run() {
+        let metrics = result.metrics();
+        let out = |name: &str| {
+            metrics
+                .transform(name)
+                .and_then(|t| t.elements_out)
+                .unwrap_or(0)
+        };
+        let read = metrics
+            .transform("ReadLines")
+            .and_then(|t| t.bytes_in)
+            .unwrap_or(0);
+        println!(
+            "job {}: {} in {:.2}s",
+            result.job_id(),
+            result.state(),
+            metrics.wall_time.as_secs_f64()
+        );
+        println!(
+            "input: {input} ({:.1} MB, {} lines, {} words, {} distinct)",
+            read as f64 / 1e6,
+            out("ReadLines"),
+            out("ExtractWords"),
+            out("CountWords")
+        );
+        for committed in result.outputs() {
+            println!("output: {committed}");
+        }
+    }
+    result.wait_until_finish()
+}
+
+/// A deterministic corpus of `mb` megabytes in the temporary directory, generated once.
+fn generated_corpus(mb: u64) -> sluice::Result<String> {
+    let path: PathBuf =
+        std::env::temp_dir().join(format!("sluice-wordcount-corpus-{mb}mb-seed42.txt"));
+    let bytes = mb * 1_000_000;
+    let fresh = std::fs::metadata(&path)
+        .map(|m| m.len() >= bytes)
+        .unwrap_or(false);
+    if !fresh {
+        eprintln!(
+            "generating a {mb} MB corpus at {} (pass --input to count your own files)",
+            path.display()
+        );
+        sluice::io::corpus::write_file(&path, bytes, 42).map_err(|source| {
+            sluice::io::IoError::Unreadable {
+                transform: "ReadLines".into(),
+                path: path.clone(),
+                source,
+            }
+        })?;
+    }
+    Ok(path.to_string_lossy().into_owned())
+}

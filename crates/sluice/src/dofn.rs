@@ -1,0 +1,500 @@
+//! DoFns: per-element user code, and the execution unit that runs it.
+//!
+//! A [`DoFn`] goes through Beam's lifecycle on each worker: `setup` once, then for each
+//! bundle `start_bundle`, `process` for every element, `finish_bundle`, and finally
+//! `teardown`. Every method may fail by returning an error; a panic counts as a failure
+//! too. Either way the bundle fails as a whole: nothing it produced leaves its stage.
+//!
+//! ```
+//! use sluice::prelude::*;
+//!
+//! /// Splits "key,value" lines; malformed lines go to a second output.
+//! #[derive(Clone)]
+//! struct ParseCsv {
+//!     bad: TupleTag<String>,
+//! }
+//!
+//! impl DoFn for ParseCsv {
+//!     type In = String;
+//!     type Out = (String, i64);
+//!     fn process(&mut self, line: String, ctx: &mut Context<'_, Self::Out>) -> Result<(), BoxError> {
+//!         match line.split_once(',').map(|(k, v)| (k, v.trim().parse::<i64>())) {
+//!             Some((k, Ok(v))) => ctx.emit((k.to_string(), v)),
+//!             _ => ctx.emit_to(&self.bad, line),
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let p = Pipeline::for_test();
+//! let bad = TupleTag::<String>::new("bad");
+//! let lines = p.create("Lines", vec!["a,1".to_string(), "oops".to_string()]);
+//! let (parsed, tagged) = lines.par_do_with_outputs("Parse", ParseCsv { bad: bad.clone() }, &[bad.spec()]);
+//! let good = parsed.collect("Good");
+//! let errors = tagged.get(&bad).collect("Bad");
+//! p.run().unwrap().wait_until_finish().unwrap();
+//! assert_eq!(good.values(), [("a".to_string(), 1)]);
+//! assert_eq!(errors.values(), ["oops"]);
+//! ```
+
+use std::any::Any;
+use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex};
+
+use sluice_core::receiver::{AnyPort, AnyReceiver, Port};
+use sluice_core::unit::{ElementType, ParDoFactory, TypeOf, UnitContext};
+use sluice_core::{
+    BoxError, Element, ExecError, Receiver, Timestamp, UnitResult, Window, WindowedValue,
+};
+
+/// Per-element user code with Beam's lifecycle.
+///
+/// Each worker gets its own clone of the DoFn given at construction, and a fresh clone
+/// after a failure, so a DoFn may keep per-instance state in `self`.
+pub trait DoFn: Clone + Send + 'static {
+    /// The input element type.
+    type In: Element;
+    /// The main output element type.
+    type Out: Element;
+
+    /// Called once per instance, before any bundle.
+    fn setup(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Called at the start of each bundle.
+    fn start_bundle(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Called for each element of the bundle. Outputs inherit the element's timestamp
+    /// and window.
+    fn process(
+        &mut self,
+        element: Self::In,
+        ctx: &mut Context<'_, Self::Out>,
+    ) -> Result<(), BoxError>;
+
+    /// Called at the end of each bundle; may emit (for example buffered results).
+    fn finish_bundle(&mut self, _ctx: &mut FinishContext<'_, Self::Out>) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Called once when the instance is discarded, after its last bundle or after a failure.
+    fn teardown(&mut self) {}
+}
+
+/// Names an additional output of a ParDo, and its element type.
+pub struct TupleTag<T> {
+    id: Arc<str>,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for TupleTag<T> {
+    fn clone(&self) -> Self {
+        TupleTag {
+            id: self.id.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for TupleTag<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TupleTag({})", self.id)
+    }
+}
+
+impl<T: Element> TupleTag<T> {
+    /// A tag named `id`; the name appears in PCollection names (`Parse.errors`).
+    pub fn new(id: &str) -> Self {
+        TupleTag {
+            id: id.into(),
+            _type: PhantomData,
+        }
+    }
+
+    /// The tag's name.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The tag as an output declaration for [`crate::PCollection::par_do_with_outputs`].
+    pub fn spec(&self) -> TagSpec {
+        TagSpec {
+            id: self.id.clone(),
+            element: TypeOf::<T>::arc(),
+        }
+    }
+}
+
+/// An additional output declared for a ParDo.
+#[derive(Clone)]
+pub struct TagSpec {
+    pub(crate) id: Arc<str>,
+    pub(crate) element: Arc<dyn ElementType>,
+}
+
+struct Tagged {
+    id: Arc<str>,
+    port: AnyPort,
+}
+
+/// Where `process` sends its outputs.
+pub struct Context<'a, Out> {
+    main: &'a mut Port<Out>,
+    tagged: &'a mut [Tagged],
+    timestamp: Timestamp,
+    window: Window,
+    transform: &'a str,
+    /// The first failure of a unit downstream; reported after `process` returns, so the
+    /// bundle fails even if the DoFn ignores it.
+    downstream: Option<Box<ExecError>>,
+}
+
+impl<Out: Element> Context<'_, Out> {
+    /// Emits to the main output, with the input's timestamp and window.
+    #[inline]
+    pub fn emit(&mut self, value: Out) {
+        if self.downstream.is_none() {
+            let element = WindowedValue {
+                value,
+                timestamp: self.timestamp,
+                window: self.window,
+            };
+            if let Err(e) = self.main.emit(element) {
+                self.downstream = Some(e);
+            }
+        }
+    }
+
+    /// Emits to the additional output named by `tag`.
+    ///
+    /// # Panics
+    /// If the ParDo was not declared with this tag (a construction bug, reported as a
+    /// failure of this transform).
+    pub fn emit_to<T: Element>(&mut self, tag: &TupleTag<T>, value: T) {
+        if self.downstream.is_some() {
+            return;
+        }
+        let element = WindowedValue {
+            value,
+            timestamp: self.timestamp,
+            window: self.window,
+        };
+        let result = match self.tagged.iter_mut().find(|t| t.id == tag.id) {
+            Some(t) => match t.port.downcast_mut::<T>() {
+                Some(port) => port.emit(element),
+                None => Err(ExecError::new(
+                    self.transform,
+                    format!("output tag '{}' has another element type", tag.id),
+                )),
+            },
+            None => Err(ExecError::new(
+                self.transform,
+                format!(
+                    "output tag '{}' was not declared; pass tag.spec() to par_do_with_outputs",
+                    tag.id
+                ),
+            )),
+        };
+        if let Err(e) = result {
+            self.downstream = Some(e);
+        }
+    }
+
+    /// The event timestamp of the element being processed.
+    pub fn timestamp(&self) -> Timestamp {
+        self.timestamp
+    }
+
+    /// The window of the element being processed.
+    pub fn window(&self) -> Window {
+        self.window
+    }
+}
+
+/// Where `finish_bundle` sends its outputs. There is no current element, so outputs go
+/// to the global window unless a timestamp and window are given.
+pub struct FinishContext<'a, Out> {
+    inner: Context<'a, Out>,
+}
+
+impl<Out: Element> FinishContext<'_, Out> {
+    /// Emits to the main output, in the global window at the minimum timestamp.
+    pub fn emit(&mut self, value: Out) {
+        self.inner.emit(value)
+    }
+
+    /// Emits to the main output with an explicit timestamp and window.
+    pub fn emit_windowed(&mut self, value: Out, timestamp: Timestamp, window: Window) {
+        self.inner.timestamp = timestamp;
+        self.inner.window = window;
+        self.inner.emit(value);
+    }
+
+    /// Emits to an additional output, in the global window at the minimum timestamp.
+    pub fn emit_to<T: Element>(&mut self, tag: &TupleTag<T>, value: T) {
+        self.inner.emit_to(tag, value)
+    }
+}
+
+/// Runs `f`, turning an error or a panic into an [`ExecError`] of `transform`.
+fn call<R>(transform: &str, f: impl FnOnce() -> Result<R, BoxError>) -> Result<R, Box<ExecError>> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(ExecError::new(transform, e)),
+        Err(panic) => Err(ExecError::new(
+            transform,
+            format!("panicked: {}", panic_text(&*panic)),
+        )),
+    }
+}
+
+fn panic_text(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".into()
+    }
+}
+
+/// The execution unit of a ParDo: one DoFn instance and its output ports.
+struct ParDoUnit<D: DoFn> {
+    dofn: D,
+    transform: String,
+    main: Port<D::Out>,
+    tagged: Vec<Tagged>,
+}
+
+impl<D: DoFn> Receiver<D::In> for ParDoUnit<D> {
+    fn start_bundle(&mut self) -> UnitResult {
+        // Consumers start before this DoFn can emit anything.
+        self.main.start_bundle()?;
+        for t in &mut self.tagged {
+            t.port.start_bundle()?;
+        }
+        let dofn = &mut self.dofn;
+        call(&self.transform, || dofn.start_bundle())
+    }
+
+    #[inline]
+    fn receive(&mut self, element: WindowedValue<D::In>) -> UnitResult {
+        let ParDoUnit {
+            dofn,
+            transform,
+            main,
+            tagged,
+        } = self;
+        let mut ctx = Context {
+            main,
+            tagged,
+            timestamp: element.timestamp,
+            window: element.window,
+            transform,
+            downstream: None,
+        };
+        let result = call(transform, || dofn.process(element.value, &mut ctx));
+        // A failure downstream is the root cause; it fails this bundle even if the DoFn
+        // went on as if nothing happened.
+        match ctx.downstream.take() {
+            Some(e) => Err(e),
+            None => result,
+        }
+    }
+
+    fn finish_bundle(&mut self) -> UnitResult {
+        let ParDoUnit {
+            dofn,
+            transform,
+            main,
+            tagged,
+        } = self;
+        let mut ctx = FinishContext {
+            inner: Context {
+                main,
+                tagged,
+                timestamp: Timestamp::MIN,
+                window: Window::Global,
+                transform,
+                downstream: None,
+            },
+        };
+        let result = call(transform, || dofn.finish_bundle(&mut ctx));
+        if let Some(e) = ctx.inner.downstream.take() {
+            return Err(e);
+        }
+        result?;
+        self.main.finish_bundle()?;
+        for t in &mut self.tagged {
+            t.port.finish_bundle()?;
+        }
+        Ok(())
+    }
+}
+
+impl<D: DoFn> Drop for ParDoUnit<D> {
+    fn drop(&mut self) {
+        let dofn = &mut self.dofn;
+        if let Err(e) = call(&self.transform, || {
+            dofn.teardown();
+            Ok(())
+        }) {
+            log::warn!("{e} (in teardown)");
+        }
+    }
+}
+
+/// Builds [`ParDoUnit`]s from the DoFn given at construction.
+pub(crate) struct ParDoPayload<D> {
+    /// The DoFn as constructed; each unit gets a clone. A mutex, so the DoFn itself need
+    /// not be `Sync`.
+    prototype: Mutex<D>,
+    /// Names of the additional outputs, in output order (after the main output).
+    tags: Vec<Arc<str>>,
+}
+
+impl<D: DoFn> ParDoPayload<D> {
+    pub(crate) fn new(dofn: D, tags: Vec<Arc<str>>) -> Self {
+        ParDoPayload {
+            prototype: Mutex::new(dofn),
+            tags,
+        }
+    }
+}
+
+impl<D: DoFn> ParDoFactory for ParDoPayload<D> {
+    fn build(
+        &self,
+        ctx: &UnitContext,
+        outputs: Vec<AnyPort>,
+    ) -> Result<AnyReceiver, Box<ExecError>> {
+        let mut outputs = outputs.into_iter();
+        let main = outputs
+            .next()
+            .ok_or_else(|| {
+                ctx.error("internal error: a ParDo unit was built without its main output")
+            })?
+            .downcast::<D::Out>()
+            .map_err(|e| ctx.error(e))?;
+        let tagged = self
+            .tags
+            .iter()
+            .zip(outputs)
+            .map(|(id, port)| Tagged {
+                id: id.clone(),
+                port,
+            })
+            .collect();
+        let mut dofn = self
+            .prototype
+            .lock()
+            .map_err(|_| ctx.error("a previous instance of this DoFn panicked while being cloned"))?
+            .clone();
+        call(&ctx.transform, || dofn.setup()).map_err(|e| {
+            ExecError::new(ctx.transform.clone(), format!("setup failed: {}", e.source))
+        })?;
+        Ok(AnyReceiver::new::<D::In>(Box::new(ParDoUnit {
+            dofn,
+            transform: ctx.transform.clone(),
+            main,
+            tagged,
+        })))
+    }
+}
+
+/// `map`: one output per input.
+#[derive(Clone)]
+pub(crate) struct MapFn<F, I, O> {
+    pub(crate) f: F,
+    pub(crate) _types: PhantomData<fn(I) -> O>,
+}
+
+impl<F, I, O> DoFn for MapFn<F, I, O>
+where
+    F: Fn(I) -> O + Clone + Send + 'static,
+    I: Element,
+    O: Element,
+{
+    type In = I;
+    type Out = O;
+    #[inline]
+    fn process(&mut self, element: I, ctx: &mut Context<'_, O>) -> Result<(), BoxError> {
+        ctx.emit((self.f)(element));
+        Ok(())
+    }
+}
+
+/// `try_map`: one output per input, or an error that fails the bundle.
+#[derive(Clone)]
+pub(crate) struct TryMapFn<F, I, O> {
+    pub(crate) f: F,
+    pub(crate) _types: PhantomData<fn(I) -> O>,
+}
+
+impl<F, I, O, E> DoFn for TryMapFn<F, I, O>
+where
+    F: Fn(I) -> Result<O, E> + Clone + Send + 'static,
+    E: Into<BoxError>,
+    I: Element,
+    O: Element,
+{
+    type In = I;
+    type Out = O;
+    #[inline]
+    fn process(&mut self, element: I, ctx: &mut Context<'_, O>) -> Result<(), BoxError> {
+        ctx.emit((self.f)(element).map_err(Into::into)?);
+        Ok(())
+    }
+}
+
+/// `flat_map`: any number of outputs per input.
+#[derive(Clone)]
+pub(crate) struct FlatMapFn<F, I, O> {
+    pub(crate) f: F,
+    pub(crate) _types: PhantomData<fn(I) -> O>,
+}
+
+impl<F, I, O, It> DoFn for FlatMapFn<F, I, O>
+where
+    F: Fn(I) -> It + Clone + Send + 'static,
+    It: IntoIterator<Item = O>,
+    I: Element,
+    O: Element,
+{
+    type In = I;
+    type Out = O;
+    #[inline]
+    fn process(&mut self, element: I, ctx: &mut Context<'_, O>) -> Result<(), BoxError> {
+        for out in (self.f)(element) {
+            ctx.emit(out);
+        }
+        Ok(())
+    }
+}
+
+/// `filter`: keeps the inputs the predicate accepts.
+#[derive(Clone)]
+pub(crate) struct FilterFn<F, T> {
+    pub(crate) f: F,
+    pub(crate) _types: PhantomData<fn(T)>,
+}
+
+impl<F, T> DoFn for FilterFn<F, T>
+where
+    F: Fn(&T) -> bool + Clone + Send + 'static,
+    T: Element,
+{
+    type In = T;
+    type Out = T;
+    #[inline]
+    fn process(&mut self, element: T, ctx: &mut Context<'_, T>) -> Result<(), BoxError> {
+        if (self.f)(&element) {
+            ctx.emit(element);
+        }
+        Ok(())
+    }
+}

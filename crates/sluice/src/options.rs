@@ -1,0 +1,339 @@
+//! Beam-style pipeline options from the command line.
+//!
+//! Flags look like Beam's: `--key=value` or `--key value`, bare `--flag` for booleans,
+//! repeated flags for lists, snake_case names (camelCase is accepted and converted, so
+//! `--jobName` is `--job_name`). The runner's own flags are parsed here; every other flag
+//! is kept for the pipeline to read by name ([`crate::Pipeline::arg`]). A flag nobody
+//! reads is reported with a warning, never an error, so that launchers which pass extra
+//! flags (Airflow passes `--labels` and `--worker_binary`) work unchanged.
+//!
+//! | flag | meaning | default |
+//! |---|---|---|
+//! | `--runner` | `DirectRunner` (any case, "Runner" suffix optional): the embedded runner | `DirectRunner` |
+//! | `--direct_num_workers` | worker threads; 0 means one per core | 0 |
+//! | `--job_name` | the job's name | `<program>-<timestamp>` |
+//! | `--labels` | a JSON object of strings, or repeated `key=value` | none |
+//! | `--streaming` | run as a streaming job (not supported by this runner yet) | off |
+//! | `--temp_location` | where temporary files go (sinks use the output's directory) | none |
+//! | `--plan_out` | write the job description (both plan views) to this file | none |
+//! | `--dry_run` | print the job description to stdout and exit without running | off |
+//! | `--worker_binary` | accepted for launcher compatibility; the launcher is the worker | none |
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// A flag is missing or malformed.
+#[derive(Debug, thiserror::Error)]
+pub enum OptionsError {
+    /// A required flag was not given.
+    #[error("missing required flag --{flag}: {hint}")]
+    Missing {
+        /// The flag.
+        flag: String,
+        /// What to pass.
+        hint: String,
+    },
+    /// A flag's value is malformed.
+    #[error("invalid value {value:?} for --{flag}: expected {expected}")]
+    Invalid {
+        /// The flag.
+        flag: String,
+        /// The value given.
+        value: String,
+        /// What it should look like.
+        expected: String,
+    },
+}
+
+/// The flags a pipeline was started with.
+#[derive(Clone, Debug, Default)]
+pub struct PipelineOptions {
+    /// `--runner` as given.
+    pub runner: String,
+    /// `--job_name`.
+    pub job_name: Option<String>,
+    /// `--direct_num_workers` (0 = one per core).
+    pub direct_num_workers: usize,
+    /// `--streaming`.
+    pub streaming: bool,
+    /// `--temp_location`.
+    pub temp_location: Option<String>,
+    /// `--labels`.
+    pub labels: BTreeMap<String, String>,
+    /// `--plan_out`.
+    pub plan_out: Option<PathBuf>,
+    /// `--dry_run`.
+    pub dry_run: bool,
+    /// `--worker_binary`.
+    pub worker_binary: Option<String>,
+    /// Every other flag, by name, in the order given.
+    user: BTreeMap<String, Vec<String>>,
+}
+
+/// Flags with no value of their own: `--flag` followed by another argument does not
+/// consume it.
+const BOOLEAN_FLAGS: &[&str] = &["streaming", "dry_run"];
+
+/// Converts `jobName` to `job_name`; leaves snake_case alone.
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else if c == '-' {
+            out.push('_');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn parse_bool(flag: &str, value: &str) -> Result<bool, OptionsError> {
+    match value.to_ascii_lowercase().as_str() {
+        "" | "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(OptionsError::Invalid {
+            flag: flag.into(),
+            value: value.into(),
+            expected: "true or false".into(),
+        }),
+    }
+}
+
+impl PipelineOptions {
+    /// The options of this process (`std::env::args`, without the program name).
+    pub fn from_env() -> Result<PipelineOptions, OptionsError> {
+        PipelineOptions::parse(std::env::args().skip(1))
+    }
+
+    /// Parses arguments (without the program name).
+    pub fn parse<I, S>(args: I) -> Result<PipelineOptions, OptionsError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let args: Vec<String> = args.into_iter().map(Into::into).collect();
+        let mut raw: Vec<(String, String)> = Vec::new();
+        let mut i = 0;
+        while i < args.len() {
+            let arg = &args[i];
+            i += 1;
+            let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+                log::warn!(
+                    "ignoring argument {arg:?}: pipeline options are flags like --name=value"
+                );
+                continue;
+            };
+            let (name, value) = match body.split_once('=') {
+                Some((n, v)) => (snake_case(n), v.to_string()),
+                None => {
+                    let name = snake_case(body);
+                    let takes_next = !BOOLEAN_FLAGS.contains(&name.as_str())
+                        && args.get(i).is_some_and(|next| !next.starts_with("--"));
+                    if takes_next {
+                        i += 1;
+                        (name, args[i - 1].clone())
+                    } else {
+                        (name, String::new())
+                    }
+                }
+            };
+            raw.push((name, value));
+        }
+
+        let mut options = PipelineOptions {
+            runner: "DirectRunner".into(),
+            ..PipelineOptions::default()
+        };
+        for (name, value) in raw {
+            match name.as_str() {
+                "runner" => options.runner = value,
+                "job_name" => options.job_name = Some(value),
+                "direct_num_workers" => {
+                    options.direct_num_workers =
+                        value.parse().map_err(|_| OptionsError::Invalid {
+                            flag: name.clone(),
+                            value: value.clone(),
+                            expected: "a number of worker threads (0 = one per core)".into(),
+                        })?
+                }
+                "streaming" => options.streaming = parse_bool(&name, &value)?,
+                "dry_run" => options.dry_run = parse_bool(&name, &value)?,
+                "temp_location" => options.temp_location = Some(value),
+                "plan_out" => options.plan_out = Some(PathBuf::from(value)),
+                "worker_binary" => options.worker_binary = Some(value),
+                "labels" => options.add_labels(&value)?,
+                _ => options.user.entry(name).or_default().push(value),
+            }
+        }
+        Ok(options)
+    }
+
+    fn add_labels(&mut self, value: &str) -> Result<(), OptionsError> {
+        let invalid = |expected: &str| OptionsError::Invalid {
+            flag: "labels".into(),
+            value: value.into(),
+            expected: expected.into(),
+        };
+        if value.trim_start().starts_with('{') {
+            let map: BTreeMap<String, serde_json::Value> = serde_json::from_str(value)
+                .map_err(|_| invalid("a JSON object such as {\"team\": \"data\"}"))?;
+            for (k, v) in map {
+                let v = match v {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                self.labels.insert(k, v);
+            }
+        } else if let Some((k, v)) = value.split_once('=') {
+            self.labels.insert(k.into(), v.into());
+        } else if !value.is_empty() {
+            return Err(invalid("a JSON object or key=value"));
+        }
+        Ok(())
+    }
+
+    /// The last value of a pipeline flag, if given.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.user
+            .get(name)
+            .and_then(|v| v.last())
+            .map(String::as_str)
+    }
+
+    /// Every value of a repeated pipeline flag.
+    pub fn get_all(&self, name: &str) -> &[String] {
+        self.user.get(name).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// Parses the last value of a pipeline flag.
+    pub fn parse_flag<T: FromStr>(&self, name: &str) -> Result<Option<T>, OptionsError> {
+        self.get(name)
+            .map(|v| {
+                v.parse().map_err(|_| OptionsError::Invalid {
+                    flag: name.into(),
+                    value: v.into(),
+                    expected: format!("a value of type {}", std::any::type_name::<T>()),
+                })
+            })
+            .transpose()
+    }
+
+    /// Whether a boolean pipeline flag is set (`--flag`, `--flag=true`).
+    pub fn is_set(&self, name: &str) -> Result<bool, OptionsError> {
+        self.get(name)
+            .map(|v| parse_bool(name, v))
+            .transpose()
+            .map(|b| b.unwrap_or(false))
+    }
+
+    /// Names of the pipeline flags given.
+    pub fn user_flags(&self) -> BTreeSet<&str> {
+        self.user.keys().map(String::as_str).collect()
+    }
+
+    /// The runner named by `--runner`, normalised: lower case, without a "runner" suffix.
+    pub fn runner_name(&self) -> String {
+        let lower = self.runner.to_ascii_lowercase();
+        lower.strip_suffix("runner").unwrap_or(&lower).to_string()
+    }
+
+    /// Worker threads: `--direct_num_workers`, or one per core.
+    pub fn workers(&self) -> usize {
+        if self.direct_num_workers > 0 {
+            self.direct_num_workers
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beam_style_flags_parse() {
+        let o = PipelineOptions::parse([
+            "--runner=directrunner",
+            "--jobName",
+            "wc",
+            "--direct_num_workers=3",
+            "--streaming",
+            "--input",
+            "a.txt",
+            "--input=b.txt",
+            "--labels={\"team\":\"data\",\"n\":3}",
+            "--labels",
+            "env=prod",
+            "--verbose",
+        ])
+        .unwrap();
+        assert_eq!(o.runner_name(), "direct");
+        assert_eq!(o.job_name.as_deref(), Some("wc"));
+        assert_eq!(o.workers(), 3);
+        assert!(o.streaming);
+        assert_eq!(o.get_all("input"), ["a.txt", "b.txt"]);
+        assert_eq!(o.get("input"), Some("b.txt"));
+        assert_eq!(o.labels["team"], "data");
+        assert_eq!(o.labels["n"], "3");
+        assert_eq!(o.labels["env"], "prod");
+        assert!(o.is_set("verbose").unwrap());
+        assert!(!o.is_set("absent").unwrap());
+    }
+
+    #[test]
+    fn runner_names_are_case_insensitive_with_optional_suffix() {
+        for r in ["DirectRunner", "direct", "DIRECT", "directRunner"] {
+            let o = PipelineOptions::parse([format!("--runner={r}")]).unwrap();
+            assert_eq!(o.runner_name(), "direct", "{r}");
+        }
+        assert_eq!(
+            PipelineOptions::parse(Vec::<String>::new())
+                .unwrap()
+                .runner_name(),
+            "direct"
+        );
+    }
+
+    #[test]
+    fn malformed_values_name_the_flag() {
+        let err = PipelineOptions::parse(["--direct_num_workers=many"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--direct_num_workers") && err.contains("\"many\""),
+            "{err}"
+        );
+        let err = PipelineOptions::parse(["--labels={not json"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--labels") && err.contains("JSON object"),
+            "{err}"
+        );
+        let o = PipelineOptions::parse(["--n=x"]).unwrap();
+        assert!(
+            o.parse_flag::<u32>("n")
+                .unwrap_err()
+                .to_string()
+                .contains("--n")
+        );
+    }
+
+    #[test]
+    fn a_bare_boolean_flag_does_not_swallow_the_next_argument() {
+        let o = PipelineOptions::parse(["--dry_run", "--output", "out"]).unwrap();
+        assert!(o.dry_run);
+        assert_eq!(o.get("output"), Some("out"));
+        let o = PipelineOptions::parse(["--dry_run", "stray"]).unwrap();
+        assert!(o.dry_run);
+    }
+}

@@ -1,0 +1,410 @@
+//! The pipeline: construction, validation, planning and running.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::rc::Rc;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde_json::json;
+use sluice_core::unit::ElementType;
+use sluice_plan::{OptimizeOptions, PCollectionId, Payload, PipelineGraph, TransformId};
+use sluice_runtime::{JobState, RunnerConfig};
+
+use crate::error::{Error, Result};
+use crate::options::{OptionsError, PipelineOptions};
+use crate::pcollection::{PCollection, PValue};
+use crate::result::PipelineResult;
+
+/// The runner's known names (after [`PipelineOptions::runner_name`]).
+const RUNNERS: &[&str] = &["direct"];
+
+pub(crate) struct Inner {
+    pub(crate) graph: PipelineGraph,
+    /// Composites being expanded, innermost last.
+    scope: Vec<TransformId>,
+    pub(crate) options: PipelineOptions,
+    /// User flags the pipeline has read.
+    read_flags: BTreeSet<String>,
+    ran: bool,
+}
+
+/// A pipeline under construction. Cheap to clone: clones share the same graph.
+///
+/// ```
+/// use sluice::prelude::*;
+///
+/// let p = Pipeline::for_test();
+/// let squares = p.create("Numbers", vec![1u64, 2, 3]).map("Square", |x: u64| x * x).collect("Squares");
+/// let result = p.run().unwrap();
+/// assert_eq!(result.state(), JobState::Done);
+/// let mut got = squares.values();
+/// got.sort();
+/// assert_eq!(got, [1, 4, 9]);
+/// ```
+#[derive(Clone)]
+pub struct Pipeline {
+    pub(crate) inner: Rc<RefCell<Inner>>,
+}
+
+impl Pipeline {
+    /// A pipeline configured by this process's command line (see [`crate::options`]),
+    /// logging to stderr (`RUST_LOG` overrides the default level, `info`).
+    pub fn from_args() -> Result<Pipeline> {
+        init_logging();
+        Ok(Pipeline::with_options(PipelineOptions::from_env()?))
+    }
+
+    /// A pipeline configured by the given flags (without the program name).
+    pub fn from_flags<I, S>(flags: I) -> Result<Pipeline>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        init_logging();
+        Ok(Pipeline::with_options(PipelineOptions::parse(flags)?))
+    }
+
+    /// A pipeline with the given options.
+    pub fn with_options(options: PipelineOptions) -> Pipeline {
+        Pipeline {
+            inner: Rc::new(RefCell::new(Inner {
+                graph: PipelineGraph::default(),
+                scope: Vec::new(),
+                options,
+                read_flags: BTreeSet::new(),
+                ran: false,
+            })),
+        }
+    }
+
+    /// A pipeline for tests and doctests: the embedded runner with two workers.
+    pub fn for_test() -> Pipeline {
+        let mut options = PipelineOptions::parse(Vec::<String>::new()).unwrap_or_default();
+        options.direct_num_workers = 2;
+        Pipeline::with_options(options)
+    }
+
+    /// The options the pipeline was built with.
+    pub fn options(&self) -> PipelineOptions {
+        self.inner.borrow().options.clone()
+    }
+
+    fn mark_read(&self, name: &str) {
+        self.inner.borrow_mut().read_flags.insert(name.to_string());
+    }
+
+    /// The value of a required pipeline flag `--name`.
+    pub fn arg(&self, name: &str) -> Result<String> {
+        self.mark_read(name);
+        self.inner
+            .borrow()
+            .options
+            .get(name)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                OptionsError::Missing {
+                    flag: name.into(),
+                    hint: format!("pass --{name}=VALUE"),
+                }
+                .into()
+            })
+    }
+
+    /// The value of `--name`, or `default`.
+    pub fn arg_or(&self, name: &str, default: &str) -> String {
+        self.mark_read(name);
+        self.inner
+            .borrow()
+            .options
+            .get(name)
+            .unwrap_or(default)
+            .to_string()
+    }
+
+    /// The value of `--name` parsed as `T`, if given.
+    pub fn arg_parse<T: FromStr>(&self, name: &str) -> Result<Option<T>> {
+        self.mark_read(name);
+        Ok(self.inner.borrow().options.parse_flag(name)?)
+    }
+
+    /// Whether the boolean flag `--name` is set.
+    pub fn flag(&self, name: &str) -> Result<bool> {
+        self.mark_read(name);
+        Ok(self.inner.borrow().options.is_set(name)?)
+    }
+
+    /// The full name of a transform named `name` in the current composite.
+    pub(crate) fn full_name(&self, name: &str) -> String {
+        let inner = self.inner.borrow();
+        match inner.scope.last() {
+            Some(parent) => format!("{}/{name}", inner.graph.transform(*parent).name),
+            None => name.to_string(),
+        }
+    }
+
+    /// Adds a leaf transform with typed outputs; returns its id and output ids.
+    pub(crate) fn add_transform(
+        &self,
+        name: &str,
+        inputs: Vec<PCollectionId>,
+        payload: Payload,
+        outputs: Vec<(String, Arc<dyn ElementType>)>,
+    ) -> (TransformId, Vec<PCollectionId>) {
+        let full = self.full_name(name);
+        let mut inner = self.inner.borrow_mut();
+        let parent = inner.scope.last().copied();
+        let id = inner
+            .graph
+            .add_transform(full.clone(), parent, inputs, payload);
+        let ids = outputs
+            .into_iter()
+            .map(|(suffix, element)| {
+                inner
+                    .graph
+                    .add_output(id, format!("{full}.{suffix}"), element)
+            })
+            .collect();
+        (id, ids)
+    }
+
+    /// Attaches display data to a transform (shown in the plan).
+    pub(crate) fn display(&self, id: TransformId, key: &str, value: impl Into<String>) {
+        self.inner.borrow_mut().graph.transforms[id.0]
+            .display_data
+            .push((key.into(), value.into()));
+    }
+
+    /// Records a construction problem, reported by `run` before any data moves.
+    pub(crate) fn problem(
+        &self,
+        transform: &str,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
+        let full = self.full_name(transform);
+        self.inner
+            .borrow_mut()
+            .graph
+            .add_problem(full, problem, fix);
+    }
+
+    /// Runs `expand` inside a composite transform named `name`, reading `inputs`.
+    pub(crate) fn in_composite<O: PValue>(
+        &self,
+        name: &str,
+        inputs: Vec<PCollectionId>,
+        expand: impl FnOnce() -> O,
+    ) -> O {
+        let full = self.full_name(name);
+        let id = {
+            let mut inner = self.inner.borrow_mut();
+            let parent = inner.scope.last().copied();
+            let id = inner
+                .graph
+                .add_transform(full, parent, inputs, Payload::Composite);
+            inner.scope.push(id);
+            id
+        };
+        let out = expand();
+        let mut inner = self.inner.borrow_mut();
+        inner.scope.pop();
+        inner.graph.set_composite_outputs(id, out.pcollection_ids());
+        out
+    }
+
+    /// Applies a composite with no input (for example one that reads several sources).
+    pub fn composite<O: PValue>(&self, name: &str, expand: impl FnOnce(&Pipeline) -> O) -> O {
+        self.in_composite(name, Vec::new(), || expand(self))
+    }
+
+    /// Merges PCollections of one type into one.
+    pub fn flatten<T: sluice_core::Element>(
+        &self,
+        name: &str,
+        inputs: &[PCollection<T>],
+    ) -> PCollection<T> {
+        crate::transforms::flatten::flatten(self, name, inputs)
+    }
+
+    /// The graph, validated.
+    fn validated_graph(&self) -> Result<PipelineGraph> {
+        let inner = self.inner.borrow();
+        sluice_plan::validate(&inner.graph)?;
+        Ok(inner.graph.clone())
+    }
+
+    /// Validates, optimises and runs the pipeline. With the embedded runner this returns
+    /// when the job has finished; [`PipelineResult::wait_until_finish`] reports failure.
+    ///
+    /// Returns `Err` only when the job could not start: invalid options or pipeline, or a
+    /// plan that cannot be written. Nothing is read or written in those cases.
+    pub fn run(&self) -> Result<PipelineResult> {
+        let options = self.options();
+        let runner = options.runner_name();
+        if !RUNNERS.contains(&runner.as_str()) {
+            return Err(OptionsError::Invalid {
+                flag: "runner".into(),
+                value: options.runner.clone(),
+                expected: "DirectRunner (the embedded runner); no other runner is built in".into(),
+            }
+            .into());
+        }
+        if options.streaming {
+            return Err(OptionsError::Invalid {
+                flag: "streaming".into(),
+                value: "true".into(),
+                expected: "batch mode: this version of the runner executes bounded pipelines only"
+                    .into(),
+            }
+            .into());
+        }
+        {
+            let mut inner = self.inner.borrow_mut();
+            if inner.ran {
+                drop(inner);
+                return Err(OptionsError::Invalid {
+                    flag: "run".into(),
+                    value: "a second call".into(),
+                    expected: "one run per Pipeline; build a new Pipeline to run again".into(),
+                }
+                .into());
+            }
+            inner.ran = true;
+            for flag in inner.options.user_flags() {
+                if !inner.read_flags.contains(flag) {
+                    log::warn!("flag --{flag} was given but this pipeline does not use it");
+                }
+            }
+        }
+
+        let graph = Arc::new(self.validated_graph()?);
+        let plan = Arc::new(sluice_plan::optimize(&graph, &OptimizeOptions::default()));
+        let job_id = new_job_id();
+        let job_name = options.job_name.clone().unwrap_or_else(default_job_name);
+        let description = sluice_plan::json::pipeline_description(&graph, &plan);
+        let mut job_json = json!({
+            "id": job_id,
+            "name": job_name,
+            "type": "JOB_TYPE_BATCH",
+            "currentState": if options.dry_run { "JOB_STATE_PENDING" } else { "JOB_STATE_RUNNING" },
+            "createTime": now_rfc3339(),
+            "labels": options.labels,
+            "pipelineDescription": description,
+        });
+        if let Some(path) = &options.plan_out {
+            write_json(path, &job_json)?;
+        }
+        if options.dry_run {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&job_json).unwrap_or_default()
+            );
+            return Ok(PipelineResult::dry_run(job_id, job_name));
+        }
+
+        let workers = options.workers();
+        log::info!(
+            "running job {job_id} ({job_name}) on the embedded runner with {workers} worker{}: {} transforms in {} fused stages",
+            if workers == 1 { "" } else { "s" },
+            graph.transforms.len(),
+            plan.stages.len()
+        );
+        let outcome = sluice_runtime::run(
+            graph.clone(),
+            plan.clone(),
+            RunnerConfig::new(job_id.clone(), workers),
+        );
+        match (&outcome.state, &outcome.error) {
+            (JobState::Done, _) => log::info!(
+                "job {job_id} finished: {} in {:.2}s{}",
+                outcome.state,
+                outcome.metrics.wall_time.as_secs_f64(),
+                outcome
+                    .committed
+                    .iter()
+                    .map(|c| format!("; wrote {c}"))
+                    .collect::<String>()
+            ),
+            (state, Some(error)) => log::error!("job {job_id} ended {state}: {error}"),
+            (state, None) => log::error!("job {job_id} ended {state}"),
+        }
+        if let Some(path) = &options.plan_out {
+            job_json["currentState"] = json!(outcome.state.as_str());
+            job_json["currentStateTime"] = json!(now_rfc3339());
+            job_json["metrics"] = serde_json::to_value(&outcome.metrics).unwrap_or_default();
+            write_json(path, &job_json)?;
+        }
+        Ok(PipelineResult::finished(job_id, job_name, outcome))
+    }
+}
+
+fn write_json(path: &std::path::Path, value: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    std::fs::write(path, text + "\n").map_err(|source| Error::PlanOut {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn init_logging() {
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .target(env_logger::Target::Stderr)
+        .format_target(false)
+        .try_init();
+}
+
+/// A job id in Dataflow's form: `2026-11-22_13_05_09-<u64>`, UTC.
+pub(crate) fn new_job_id() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = now
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]_[hour]_[minute]_[second]"
+        ))
+        .unwrap_or_default();
+    format!("{stamp}-{}", fastrand::u64(..))
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn default_job_name() -> String {
+    let program = std::env::args()
+        .next()
+        .and_then(|p| {
+            std::path::Path::new(&p)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "sluice".into());
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = now
+        .format(time::macros::format_description!(
+            "[month][day][hour][minute][second]"
+        ))
+        .unwrap_or_default();
+    let clean: String = program
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("{clean}-{stamp}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn job_ids_look_like_dataflows() {
+        let id = super::new_job_id();
+        let re = regex::Regex::new(r"^\d{4}-\d{2}-\d{2}_\d{2}_\d{2}_\d{2}-\d+$").unwrap();
+        assert!(re.is_match(&id), "{id}");
+    }
+}

@@ -1,0 +1,347 @@
+//! Combine: reduce the values of each key (or of a whole collection) with a [`CombineFn`].
+//!
+//! A per-key combine is a GroupByKey followed by a combine of each key's values. The
+//! optimiser lifts it (see `LiftCombiners`): each bundle combines its own values per key
+//! into accumulators before the shuffle, and only accumulators cross it. A `CombineFn`
+//! must therefore give the same result however its inputs are split into accumulators
+//! and merged: it must be associative and commutative.
+//!
+//! ```
+//! use sluice::prelude::*;
+//!
+//! /// The longest string per key.
+//! #[derive(Clone)]
+//! struct Longest;
+//!
+//! impl CombineFn for Longest {
+//!     type Input = String;
+//!     type Accumulator = String;
+//!     type Output = String;
+//!     fn create_accumulator(&self) -> String { String::new() }
+//!     fn add_input(&self, acc: &mut String, input: String) { if input.len() > acc.len() { *acc = input } }
+//!     fn merge_accumulators(&self, acc: &mut String, other: String) { self.add_input(acc, other) }
+//!     fn extract_output(&self, acc: String) -> String { acc }
+//! }
+//!
+//! let p = Pipeline::for_test();
+//! let words = p.create("Words", vec![("a".to_string(), "xy".to_string()), ("a".to_string(), "xyz".to_string())]);
+//! let longest = words.combine_per_key("Longest", Longest).collect("Out");
+//! p.run().unwrap().wait_until_finish().unwrap();
+//! assert_eq!(longest.values(), [("a".to_string(), "xyz".to_string())]);
+//! ```
+
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use sluice_core::receiver::{AnyPort, AnyReceiver, Port, TypeMismatch};
+use sluice_core::shuffle::{KeyedTable, ShuffleRecord, ShuffleWriter};
+use sluice_core::unit::{CombineFactory, ShuffleReader, UnitContext, attached};
+use sluice_core::{
+    Coder, Element, ExecError, Receiver, UnitResult, Window, WindowedValue, key_hash, route,
+};
+use sluice_plan::Payload;
+
+use crate::pcollection::PCollection;
+use crate::transforms::group_by_key::{GroupByKeyPayload, check_key_coder};
+use crate::transforms::guard;
+
+/// How to reduce many values to one, in parts: values are added to accumulators,
+/// accumulators merged, and the output extracted at the end.
+pub trait CombineFn: Clone + Send + 'static {
+    /// The values combined.
+    type Input: Element;
+    /// The partial result.
+    type Accumulator: Element;
+    /// The result.
+    type Output: Element;
+
+    /// A new, empty accumulator.
+    fn create_accumulator(&self) -> Self::Accumulator;
+    /// Adds one value to an accumulator.
+    fn add_input(&self, accumulator: &mut Self::Accumulator, input: Self::Input);
+    /// Merges `other` into `accumulator`.
+    fn merge_accumulators(&self, accumulator: &mut Self::Accumulator, other: Self::Accumulator);
+    /// The result of an accumulator.
+    fn extract_output(&self, accumulator: Self::Accumulator) -> Self::Output;
+}
+
+impl<K: Element, V: Element> PCollection<(K, V)> {
+    /// Combines the values of each key with `combine_fn`: `(K, V)` becomes
+    /// `(K, Output)`, one per key (and window).
+    pub fn combine_per_key<F: CombineFn<Input = V>>(
+        &self,
+        name: &str,
+        combine_fn: F,
+    ) -> PCollection<(K, F::Output)> {
+        combine_per_key(self, name, combine_fn, None)
+    }
+}
+
+impl<T: Element> PCollection<T> {
+    /// Combines every element into one result. An empty input still has a result: the
+    /// output of an empty accumulator.
+    pub fn combine_globally<F: CombineFn<Input = T>>(
+        &self,
+        name: &str,
+        combine_fn: F,
+    ) -> PCollection<F::Output> {
+        self.composite(name, |input| {
+            let keyed = input.map("WithVoidKey", |v: T| ((), v));
+            let mut void_key = Vec::new();
+            // The unit type encodes to nothing; any failure here is a coder bug worth a problem.
+            if let Err(e) = ().encode_to(&mut void_key) {
+                input
+                    .pipeline()
+                    .problem(name, e.to_string(), "report this as a bug");
+            }
+            combine_per_key(&keyed, "CombinePerKey", combine_fn, Some(void_key))
+                .map("Values", |(_, out): ((), F::Output)| out)
+        })
+    }
+}
+
+fn combine_per_key<K: Element, V: Element, F: CombineFn<Input = V>>(
+    input: &PCollection<(K, V)>,
+    name: &str,
+    combine_fn: F,
+    default_key: Option<Vec<u8>>,
+) -> PCollection<(K, F::Output)> {
+    input.composite(name, |input| {
+        check_key_coder::<K>(&input, "GroupByKey");
+        let grouped: PCollection<(K, Vec<V>)> = input.apply_leaf(
+            "GroupByKey",
+            Payload::GroupByKey(Arc::new(GroupByKeyPayload::<K, V>::new(
+                default_key.clone(),
+            ))),
+        );
+        grouped.apply_leaf(
+            "Combine",
+            Payload::CombineValues(Arc::new(CombinePayload::<K, F> {
+                prototype: Mutex::new(combine_fn),
+                default_key,
+                _key: std::marker::PhantomData,
+            })),
+        )
+    })
+}
+
+/// The execution units of a per-key combine.
+struct CombinePayload<K, F> {
+    prototype: Mutex<F>,
+    default_key: Option<Vec<u8>>,
+    _key: std::marker::PhantomData<fn(K)>,
+}
+
+impl<K, F: CombineFn> CombinePayload<K, F> {
+    fn instance(&self, ctx: &UnitContext) -> Result<F, Box<ExecError>> {
+        self.prototype.lock().map(|f| f.clone()).map_err(|_| {
+            ctx.error("a previous instance of this CombineFn panicked while being cloned")
+        })
+    }
+}
+
+impl<K: Element, F: CombineFn> CombineFactory for CombinePayload<K, F> {
+    fn partial(
+        &self,
+        ctx: &UnitContext,
+        shuffle: ShuffleWriter,
+    ) -> Result<AnyReceiver, Box<ExecError>> {
+        Ok(AnyReceiver::new::<(K, F::Input)>(Box::new(
+            PartialCombine::<K, F> {
+                combine_fn: self.instance(ctx)?,
+                ctx: ctx.clone(),
+                shuffle,
+                table: KeyedTable::default(),
+                key: Vec::new(),
+                _key: std::marker::PhantomData,
+            },
+        )))
+    }
+
+    fn merge_reader(&self, ctx: &UnitContext) -> Result<Box<dyn ShuffleReader>, Box<ExecError>> {
+        Ok(Box::new(MergeAccumulators::<K, F> {
+            combine_fn: self.instance(ctx)?,
+            ctx: ctx.clone(),
+            table: KeyedTable::default(),
+            sealed: Vec::new(),
+            output: None,
+            default_key: self.default_key.clone(),
+        }))
+    }
+
+    fn grouped(&self, ctx: &UnitContext, output: AnyPort) -> Result<AnyReceiver, Box<ExecError>> {
+        Ok(AnyReceiver::new::<(K, Vec<F::Input>)>(Box::new(
+            CombineGrouped::<K, F> {
+                combine_fn: self.instance(ctx)?,
+                ctx: ctx.clone(),
+                output: output.downcast().map_err(|e| ctx.error(e))?,
+            },
+        )))
+    }
+}
+
+/// Before the shuffle: one accumulator per key and window for the current bundle.
+struct PartialCombine<K, F: CombineFn> {
+    combine_fn: F,
+    ctx: UnitContext,
+    shuffle: ShuffleWriter,
+    table: KeyedTable<F::Accumulator>,
+    key: Vec<u8>,
+    _key: std::marker::PhantomData<fn(K)>,
+}
+
+impl<K: Element, F: CombineFn> Receiver<(K, F::Input)> for PartialCombine<K, F> {
+    fn start_bundle(&mut self) -> UnitResult {
+        // Whatever a failed bundle left behind is not part of this one.
+        self.table.drain().for_each(drop);
+        Ok(())
+    }
+
+    #[inline]
+    fn receive(&mut self, element: WindowedValue<(K, F::Input)>) -> UnitResult {
+        let (k, v) = element.value;
+        self.key.clear();
+        k.encode_to(&mut self.key).map_err(|e| self.ctx.error(e))?;
+        let f = &self.combine_fn;
+        let acc =
+            self.table
+                .get_or_insert_with(&self.key, key_hash(&self.key), element.window, || {
+                    f.create_accumulator()
+                });
+        guard(&self.ctx, || f.add_input(acc, v))
+    }
+
+    fn finish_bundle(&mut self) -> UnitResult {
+        for (key, window, acc) in self.table.drain() {
+            self.shuffle
+                .write_keyed(
+                    &key,
+                    key_hash(&key),
+                    window,
+                    window.max_timestamp(),
+                    |out| acc.encode_to(out),
+                )
+                .map_err(|e| self.ctx.error(e))?;
+        }
+        Ok(())
+    }
+}
+
+/// After the shuffle: merges accumulators per key and window as they arrive.
+struct MergeAccumulators<K, F: CombineFn> {
+    combine_fn: F,
+    ctx: UnitContext,
+    table: KeyedTable<Option<F::Accumulator>>,
+    sealed: Vec<(Box<[u8]>, Window, F::Accumulator)>,
+    output: Option<Port<(K, F::Output)>>,
+    default_key: Option<Vec<u8>>,
+}
+
+impl<K: Element, F: CombineFn> ShuffleReader for MergeAccumulators<K, F> {
+    fn accept(&mut self, record: ShuffleRecord<'_>) -> UnitResult {
+        let acc = sluice_core::coder::decode_exact::<F::Accumulator>(record.value)
+            .map_err(|e| self.ctx.error(e))?;
+        let slot =
+            self.table
+                .get_or_insert_with(record.key, key_hash(record.key), record.window, || None);
+        match slot {
+            Some(existing) => {
+                let f = &self.combine_fn;
+                guard(&self.ctx, || f.merge_accumulators(existing, acc))
+            }
+            None => {
+                *slot = Some(acc);
+                Ok(())
+            }
+        }
+    }
+
+    fn seal(&mut self) -> Result<usize, Box<ExecError>> {
+        if let Some(key) = &self.default_key {
+            let hash = key_hash(key);
+            if route(hash, self.ctx.workers) == self.ctx.worker {
+                let f = &self.combine_fn;
+                let slot = self
+                    .table
+                    .get_or_insert_with(key, hash, Window::Global, || None);
+                if slot.is_none() {
+                    *slot = Some(guard(&self.ctx, || f.create_accumulator())?);
+                }
+            }
+        }
+        self.sealed = self
+            .table
+            .drain()
+            .filter_map(|(k, w, acc)| acc.map(|a| (k, w, a)))
+            .collect();
+        Ok(self.sealed.len())
+    }
+
+    fn attach(&mut self, output: AnyPort) -> Result<(), TypeMismatch> {
+        self.output = Some(output.downcast()?);
+        Ok(())
+    }
+
+    fn start_bundle(&mut self) -> UnitResult {
+        attached(&mut self.output, &self.ctx)?.start_bundle()
+    }
+
+    fn emit(&mut self, range: Range<usize>) -> UnitResult {
+        let output = attached(&mut self.output, &self.ctx)?;
+        for (key, window, acc) in &self.sealed[range] {
+            let k = sluice_core::coder::decode_exact::<K>(key).map_err(|e| self.ctx.error(e))?;
+            // Cloned, so that a failed bundle can emit the same groups again.
+            let acc = acc.clone();
+            let f = &self.combine_fn;
+            let out = guard(&self.ctx, || f.extract_output(acc))?;
+            output.emit(WindowedValue {
+                value: (k, out),
+                timestamp: window.max_timestamp(),
+                window: *window,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn finish_bundle(&mut self) -> UnitResult {
+        attached(&mut self.output, &self.ctx)?.finish_bundle()
+    }
+}
+
+/// Not lifted: combines the grouped values of one key.
+struct CombineGrouped<K, F: CombineFn> {
+    combine_fn: F,
+    ctx: UnitContext,
+    output: Port<(K, F::Output)>,
+}
+
+impl<K: Element, F: CombineFn> Receiver<(K, Vec<F::Input>)> for CombineGrouped<K, F> {
+    fn start_bundle(&mut self) -> UnitResult {
+        self.output.start_bundle()
+    }
+
+    fn receive(&mut self, element: WindowedValue<(K, Vec<F::Input>)>) -> UnitResult {
+        let WindowedValue {
+            value: (k, values),
+            timestamp,
+            window,
+        } = element;
+        let f = &self.combine_fn;
+        let out = guard(&self.ctx, || {
+            let mut acc = f.create_accumulator();
+            for v in values {
+                f.add_input(&mut acc, v);
+            }
+            f.extract_output(acc)
+        })?;
+        self.output.emit(WindowedValue {
+            value: (k, out),
+            timestamp,
+            window,
+        })
+    }
+
+    fn finish_bundle(&mut self) -> UnitResult {
+        self.output.finish_bundle()
+    }
+}

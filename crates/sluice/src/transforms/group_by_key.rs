@@ -1,0 +1,186 @@
+//! GroupByKey: all values of each key (and window), together.
+
+use std::marker::PhantomData;
+use std::ops::Range;
+use std::sync::Arc;
+
+use sluice_core::receiver::{AnyPort, AnyReceiver, Port, TypeMismatch};
+use sluice_core::shuffle::{KeyedTable, ShuffleRecord, ShuffleWriter};
+use sluice_core::unit::{GroupByKeyFactory, ShuffleReader, UnitContext, attached};
+use sluice_core::{
+    Element, ExecError, Receiver, UnitResult, Window, WindowedValue, key_hash, route,
+};
+use sluice_plan::Payload;
+
+use crate::pcollection::PCollection;
+
+impl<K: Element, V: Element> PCollection<(K, V)> {
+    /// Groups the values of each key: `(K, V)` becomes `(K, Vec<V>)`, one element per key
+    /// (and window). Keys are compared by their encoded bytes, so the key type's coder
+    /// must be deterministic. Values arrive in no particular order.
+    pub fn group_by_key(&self, name: &str) -> PCollection<(K, Vec<V>)> {
+        check_key_coder::<K>(self, name);
+        self.apply_leaf(
+            name,
+            Payload::GroupByKey(Arc::new(GroupByKeyPayload::<K, V>::new(None))),
+        )
+    }
+}
+
+/// Records a construction problem if `K`'s coder cannot group.
+pub(crate) fn check_key_coder<K: Element>(pc: &PCollection<impl Element>, transform: &str) {
+    if !K::is_deterministic() {
+        pc.pipeline().problem(
+            transform,
+            format!("the key type {} has a non-deterministic coder, so equal keys could land in different groups", std::any::type_name::<K>()),
+            "key by a type whose encoding is deterministic (integers, strings, tuples of them; not floats or hash maps)",
+        );
+    }
+}
+
+/// Both halves of a GroupByKey of `(K, V)`.
+pub(crate) struct GroupByKeyPayload<K, V> {
+    /// An encoded key that gets a group even when no value arrives for it (the void key
+    /// of a global combine, whose empty input still has a result).
+    default_key: Option<Vec<u8>>,
+    _types: PhantomData<fn(K, V)>,
+}
+
+impl<K, V> GroupByKeyPayload<K, V> {
+    pub(crate) fn new(default_key: Option<Vec<u8>>) -> Self {
+        GroupByKeyPayload {
+            default_key,
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<K: Element, V: Element> GroupByKeyFactory for GroupByKeyPayload<K, V> {
+    fn writer(
+        &self,
+        ctx: &UnitContext,
+        shuffle: ShuffleWriter,
+    ) -> Result<AnyReceiver, Box<ExecError>> {
+        Ok(AnyReceiver::new::<(K, V)>(Box::new(KeyedWrite {
+            ctx: ctx.clone(),
+            shuffle,
+            key: Vec::new(),
+        })))
+    }
+
+    fn reader(&self, ctx: &UnitContext) -> Result<Box<dyn ShuffleReader>, Box<ExecError>> {
+        Ok(Box::new(GroupRead::<K, V> {
+            ctx: ctx.clone(),
+            table: KeyedTable::default(),
+            sealed: Vec::new(),
+            output: None,
+            default_key: self.default_key.clone(),
+        }))
+    }
+}
+
+/// Encodes `(K, V)` elements into a shuffle, routed by the hash of the encoded key.
+pub(crate) struct KeyedWrite {
+    pub(crate) ctx: UnitContext,
+    pub(crate) shuffle: ShuffleWriter,
+    /// Scratch space for the encoded key.
+    pub(crate) key: Vec<u8>,
+}
+
+impl<K: Element, V: Element> Receiver<(K, V)> for KeyedWrite {
+    fn start_bundle(&mut self) -> UnitResult {
+        Ok(())
+    }
+
+    #[inline]
+    fn receive(&mut self, element: WindowedValue<(K, V)>) -> UnitResult {
+        let (k, v) = element.value;
+        self.key.clear();
+        k.encode_to(&mut self.key).map_err(|e| self.ctx.error(e))?;
+        self.shuffle
+            .write_keyed(
+                &self.key,
+                key_hash(&self.key),
+                element.window,
+                element.timestamp,
+                |out| v.encode_to(out),
+            )
+            .map_err(|e| self.ctx.error(e))
+    }
+
+    fn finish_bundle(&mut self) -> UnitResult {
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Group {
+    /// The encoded values, back to back (each coder reads exactly its own bytes).
+    values: Vec<u8>,
+    count: usize,
+}
+
+struct GroupRead<K, V> {
+    ctx: UnitContext,
+    table: KeyedTable<Group>,
+    sealed: Vec<(Box<[u8]>, Window, Group)>,
+    output: Option<Port<(K, Vec<V>)>>,
+    default_key: Option<Vec<u8>>,
+}
+
+impl<K: Element, V: Element> ShuffleReader for GroupRead<K, V> {
+    fn accept(&mut self, record: ShuffleRecord<'_>) -> UnitResult {
+        let group = self.table.get_or_insert_with(
+            record.key,
+            key_hash(record.key),
+            record.window,
+            Group::default,
+        );
+        group.values.extend_from_slice(record.value);
+        group.count += 1;
+        Ok(())
+    }
+
+    fn seal(&mut self) -> Result<usize, Box<ExecError>> {
+        if let Some(key) = &self.default_key {
+            let hash = key_hash(key);
+            if route(hash, self.ctx.workers) == self.ctx.worker {
+                self.table
+                    .get_or_insert_with(key, hash, Window::Global, Group::default);
+            }
+        }
+        self.sealed = self.table.drain().collect();
+        Ok(self.sealed.len())
+    }
+
+    fn attach(&mut self, output: AnyPort) -> Result<(), TypeMismatch> {
+        self.output = Some(output.downcast()?);
+        Ok(())
+    }
+
+    fn start_bundle(&mut self) -> UnitResult {
+        attached(&mut self.output, &self.ctx)?.start_bundle()
+    }
+
+    fn emit(&mut self, range: Range<usize>) -> UnitResult {
+        let output = attached(&mut self.output, &self.ctx)?;
+        for (key, window, group) in &self.sealed[range] {
+            let k = sluice_core::coder::decode_exact::<K>(key).map_err(|e| self.ctx.error(e))?;
+            let mut input = &group.values[..];
+            let mut values = Vec::with_capacity(group.count);
+            for _ in 0..group.count {
+                values.push(V::decode_from(&mut input).map_err(|e| self.ctx.error(e))?);
+            }
+            output.emit(WindowedValue {
+                value: (k, values),
+                timestamp: window.max_timestamp(),
+                window: *window,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn finish_bundle(&mut self) -> UnitResult {
+        attached(&mut self.output, &self.ctx)?.finish_bundle()
+    }
+}
