@@ -102,3 +102,46 @@ mod tests {
         );
     }
 }
+
+/// Which step's user code is running on this thread, so that a panic caught once per
+/// bundle (not per element) can still be attributed to its transform.
+///
+/// A unit calls [`enter_step`] before user code and [`leave_step`] with the returned
+/// value after it. A panic skips `leave_step`, so the innermost step stays recorded until
+/// the bundle's guard reads it with [`take_panicked_step`].
+pub mod current_step {
+    use std::cell::Cell;
+
+    thread_local! {
+        static CURRENT: Cell<u32> = const { Cell::new(NONE) };
+    }
+
+    const NONE: u32 = u32::MAX;
+
+    /// Marks `step` as running; returns what was running before.
+    #[inline]
+    pub fn enter_step(step: u32) -> u32 {
+        CURRENT.with(|c| c.replace(step))
+    }
+
+    /// Restores what was running before [`enter_step`].
+    #[inline]
+    pub fn leave_step(previous: u32) {
+        CURRENT.with(|c| c.set(previous));
+    }
+
+    /// Runs `f` as code of `step`.
+    #[inline]
+    pub fn in_step<R>(step: u32, f: impl FnOnce() -> R) -> R {
+        let previous = enter_step(step);
+        let result = f();
+        leave_step(previous);
+        result
+    }
+
+    /// The step whose code was running when a panic unwound, clearing the record.
+    pub fn take_panicked_step() -> Option<u32> {
+        let step = CURRENT.with(|c| c.replace(NONE));
+        (step != NONE).then_some(step)
+    }
+}

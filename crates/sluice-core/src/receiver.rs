@@ -69,8 +69,9 @@ impl AnyReceiver {
     }
 }
 
-/// What a port counted during the current bundle. The runtime reads and resets it when
-/// the bundle commits, and discards it when the bundle fails.
+/// What a port counted during the current bundle, published when the port finishes the
+/// bundle. The runtime reads and resets it when the bundle commits, and discards it when
+/// the bundle fails.
 #[derive(Debug, Default)]
 pub struct PortCounters {
     /// Elements emitted.
@@ -108,9 +109,15 @@ const SAMPLE_EVERY: u64 = 64;
 
 /// The typed output of an execution unit: counts elements, estimates their encoded size
 /// by sampling, and pushes each element to every consumer.
+///
+/// Counts accumulate in plain fields and are published to the shared [`PortCounters`]
+/// once per bundle, when the bundle finishes, so the per-element cost is an increment.
 pub struct Port<T> {
     consumers: Vec<Box<dyn Receiver<T>>>,
     counters: Rc<PortCounters>,
+    elements: u64,
+    sampled: u64,
+    sampled_bytes: u64,
     scratch: Vec<u8>,
 }
 
@@ -120,15 +127,18 @@ impl<T: Element> Port<T> {
         Port {
             consumers,
             counters,
+            elements: 0,
+            sampled: 0,
+            sampled_bytes: 0,
             scratch: Vec::new(),
         }
     }
 
     /// Sends one element to every consumer.
-    #[inline]
+    #[inline(always)]
     pub fn emit(&mut self, element: WindowedValue<T>) -> UnitResult {
-        let n = self.counters.elements.get();
-        self.counters.elements.set(n + 1);
+        let n = self.elements;
+        self.elements = n + 1;
         if n < SAMPLE_ALL_BELOW || n % SAMPLE_EVERY == 0 {
             self.sample(&element.value);
         }
@@ -149,20 +159,33 @@ impl<T: Element> Port<T> {
         // A value that cannot be encoded is reported where it must be encoded (a shuffle or
         // a sink); for size estimates it simply counts as empty.
         if value.encode_to(&mut self.scratch).is_ok() {
-            self.counters.sampled.set(self.counters.sampled.get() + 1);
-            self.counters
-                .sampled_bytes
-                .set(self.counters.sampled_bytes.get() + self.scratch.len() as u64);
+            self.sampled += 1;
+            self.sampled_bytes += self.scratch.len() as u64;
         }
     }
 
-    /// Starts a bundle on every consumer.
+    /// Moves this bundle's counts to the shared counters.
+    fn publish(&mut self) {
+        let c = &self.counters;
+        c.elements
+            .set(c.elements.get() + std::mem::take(&mut self.elements));
+        c.sampled
+            .set(c.sampled.get() + std::mem::take(&mut self.sampled));
+        c.sampled_bytes
+            .set(c.sampled_bytes.get() + std::mem::take(&mut self.sampled_bytes));
+    }
+
+    /// Starts a bundle on every consumer (forgetting counts of a bundle that failed).
     pub fn start_bundle(&mut self) -> UnitResult {
+        self.elements = 0;
+        self.sampled = 0;
+        self.sampled_bytes = 0;
         self.consumers.iter_mut().try_for_each(|c| c.start_bundle())
     }
 
-    /// Finishes the bundle on every consumer.
+    /// Finishes the bundle on every consumer, and publishes the bundle's counts.
     pub fn finish_bundle(&mut self) -> UnitResult {
+        self.publish();
         self.consumers
             .iter_mut()
             .try_for_each(|c| c.finish_bundle())

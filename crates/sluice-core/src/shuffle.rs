@@ -236,14 +236,109 @@ pub fn read_varint(input: &mut &[u8]) -> Option<u64> {
     None
 }
 
+/// A byte string stored inline when short, so comparing it needs no pointer chase.
+#[derive(Clone, Debug)]
+enum SmallBytes {
+    Inline { len: u8, data: [u8; 22] },
+    Heap(Box<[u8]>),
+}
+
+impl SmallBytes {
+    fn new(bytes: &[u8]) -> SmallBytes {
+        if bytes.len() <= 22 {
+            let mut data = [0u8; 22];
+            data[..bytes.len()].copy_from_slice(bytes);
+            SmallBytes::Inline {
+                len: bytes.len() as u8,
+                data,
+            }
+        } else {
+            SmallBytes::Heap(bytes.into())
+        }
+    }
+
+    #[inline]
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            SmallBytes::Inline { len, data } => &data[..*len as usize],
+            SmallBytes::Heap(b) => b,
+        }
+    }
+}
+
+/// A key and the window it is grouped in, encoded as one byte string: the window, then
+/// the key. Build it once per element and look it up in a [`KeyedTable`].
+#[derive(Clone, Debug, Default)]
+pub struct GroupingKey {
+    bytes: Vec<u8>,
+    key_start: usize,
+    window: Option<Window>,
+}
+
+impl GroupingKey {
+    /// Sets the key, encoded by `encode_key`, in `window`.
+    #[inline]
+    pub fn set<E>(
+        &mut self,
+        window: Window,
+        encode_key: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.bytes.clear();
+        window.encode_to(&mut self.bytes);
+        self.key_start = self.bytes.len();
+        self.window = Some(window);
+        encode_key(&mut self.bytes)
+    }
+
+    /// Sets an already encoded key in `window`.
+    #[inline]
+    pub fn set_encoded(&mut self, window: Window, key: &[u8]) {
+        let _ = self.set::<()>(window, |out| {
+            out.extend_from_slice(key);
+            Ok(())
+        });
+    }
+
+    /// The encoded key.
+    #[inline]
+    pub fn key(&self) -> &[u8] {
+        &self.bytes[self.key_start..]
+    }
+
+    /// The window.
+    #[inline]
+    pub fn window(&self) -> Window {
+        self.window.unwrap_or(Window::Global)
+    }
+}
+
+/// Splits a table entry's bytes into its window and encoded key.
+fn split_entry(bytes: &[u8]) -> (Window, &[u8]) {
+    let mut rest = bytes;
+    match Window::decode_from(&mut rest) {
+        Some(window) => (window, rest),
+        // Entries are written by `GroupingKey::set`, which always encodes a window first.
+        None => (Window::Global, bytes),
+    }
+}
+
+/// The hash a table files an entry under: the key's routing hash mixed with its window.
+#[inline]
+fn table_hash(route_hash: u64, window: Window) -> u64 {
+    // The routing hash's high bits choose the worker, so within one worker they are
+    // nearly constant; rotate them down, where the table spreads buckets.
+    (route_hash ^ window.hash_bits()).rotate_left(29)
+}
+
 struct Slot<V> {
-    hash: u64,
-    key: Box<[u8]>,
-    window: Window,
+    /// Window and key, as in [`GroupingKey`].
+    bytes: SmallBytes,
     value: V,
 }
 
 /// A hash table keyed by (encoded key, window), as grouping per key and window needs.
+/// An entry is the key's bytes (inline when short) and the value, so a lookup touches
+/// one cache line.
 pub struct KeyedTable<V> {
     table: HashTable<Slot<V>>,
 }
@@ -257,29 +352,28 @@ impl<V> Default for KeyedTable<V> {
 }
 
 impl<V> KeyedTable<V> {
-    /// The value stored for (`key`, `window`), inserting `init()` if there is none.
-    /// `hash` is the key's routing hash, [`crate::key_hash`] of `key`.
+    /// The value stored for `group`, inserting `init()` if there is none. `route_hash` is
+    /// [`crate::key_hash`] of `group.key()`.
     #[inline]
     pub fn get_or_insert_with(
         &mut self,
-        key: &[u8],
-        hash: u64,
-        window: Window,
+        group: &GroupingKey,
+        route_hash: u64,
         init: impl FnOnce() -> V,
     ) -> &mut V {
-        // The routing hash's high bits choose the worker, so within one worker they are
-        // nearly constant; rotate them down, where the table spreads buckets.
-        let hash = (hash ^ window.hash_bits()).rotate_left(29);
+        let hash = table_hash(route_hash, group.window());
+        let bytes = &group.bytes[..];
         let entry = self.table.entry(
             hash,
-            |s| s.hash == hash && s.window == window && &*s.key == key,
-            |s| s.hash,
+            |s| s.bytes.as_slice() == bytes,
+            |s| {
+                let (window, key) = split_entry(s.bytes.as_slice());
+                table_hash(crate::key_hash(key), window)
+            },
         );
         &mut entry
             .or_insert_with(|| Slot {
-                hash,
-                key: key.into(),
-                window,
+                bytes: SmallBytes::new(bytes),
                 value: init(),
             })
             .into_mut()
@@ -298,7 +392,10 @@ impl<V> KeyedTable<V> {
 
     /// Empties the table, yielding (encoded key, window, value) in no particular order.
     pub fn drain(&mut self) -> impl Iterator<Item = (Box<[u8]>, Window, V)> + '_ {
-        self.table.drain().map(|s| (s.key, s.window, s.value))
+        self.table.drain().map(|s| {
+            let (window, key) = split_entry(s.bytes.as_slice());
+            (Box::from(key), window, s.value)
+        })
     }
 }
 
@@ -348,6 +445,21 @@ mod tests {
     }
 
     #[test]
+    fn table_entries_are_small_and_long_keys_work() {
+        assert_eq!(std::mem::size_of::<Slot<u64>>(), 32);
+        let mut t = KeyedTable::<usize>::default();
+        let mut g = GroupingKey::default();
+        let keys: Vec<Vec<u8>> = (0..2000usize).map(|i| vec![b'k'; i % 60]).collect();
+        for (i, k) in keys.iter().enumerate() {
+            g.set_encoded(Window::Global, k);
+            *t.get_or_insert_with(&g, key_hash(k), || 0) += i;
+        }
+        assert_eq!(t.len(), 60);
+        let total: usize = t.drain().map(|(_, _, v)| v).sum();
+        assert_eq!(total, (0..2000).sum::<usize>());
+    }
+
+    #[test]
     fn a_truncated_batch_is_reported_not_misread() {
         let writer = ShuffleWriter::new(1);
         writer
@@ -385,7 +497,9 @@ mod tests {
             (b"a", Window::Global),
             (b"a", w2),
         ] {
-            *t.get_or_insert_with(k, key_hash(k), w, || 0) += 1;
+            let mut g = GroupingKey::default();
+            g.set_encoded(w, k);
+            *t.get_or_insert_with(&g, key_hash(k), || 0) += 1;
         }
         let mut groups: Vec<_> = t
             .drain()

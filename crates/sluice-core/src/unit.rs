@@ -27,6 +27,8 @@ use crate::window::WindowedValue;
 pub struct UnitContext {
     /// The user name of the transform the unit executes.
     pub transform: String,
+    /// The step's index in the execution graph, for [`crate::error::current_step`].
+    pub step: u32,
     /// This worker's index, `0..workers`.
     pub worker: usize,
     /// How many workers the job has, across all processes.

@@ -124,7 +124,10 @@ fn build_stage<'s>(
         next_group: 0,
         finished: false,
     };
-    builder.build(move |capabilities| {
+    // `build_reschedule`: a stage with no shuffle output holds no capability, so timely
+    // would retire it as soon as its inputs are complete; it reports itself incomplete
+    // until it has emitted everything.
+    builder.build_reschedule(move |capabilities| {
         let mut capabilities = capabilities;
         move |frontiers| {
             let started = Instant::now();
@@ -153,7 +156,9 @@ fn build_stage<'s>(
             } else if work.more {
                 activator.activate();
             }
+            let finished = work.finished;
             run.add_time(started);
+            !finished
         }
     });
 }

@@ -15,6 +15,7 @@ use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 
+use sluice_core::error::current_step;
 use sluice_core::receiver::{AnyPort, AnyReceiver, PortCounters};
 use sluice_core::shuffle::{RecordBatch, ShuffleRecord, ShuffleWriter};
 use sluice_core::unit::{
@@ -98,6 +99,8 @@ pub struct StageInstance {
     layout: StageLayout,
     root: Root,
     chain: Chain,
+    /// Step index and name of every step of the stage, to name the one that panicked.
+    step_names: Vec<(u32, String)>,
 }
 
 struct Builder<'a> {
@@ -151,10 +154,16 @@ impl StageInstance {
             Root::Shuffle(r) => r.attach(head),
         };
         attached.map_err(|e| ctx.error(e))?;
+        let step_names = graph.stages[layout.index]
+            .steps
+            .iter()
+            .map(|s| (s.0 as u32, graph.step(*s).name.clone()))
+            .collect();
         Ok(StageInstance {
             layout: layout.clone(),
             root,
             chain,
+            step_names,
         })
     }
 
@@ -169,7 +178,7 @@ impl StageInstance {
                 "internal error: not a source stage",
             ));
         };
-        let result = guarded(|| {
+        let result = guarded(&self.step_names, || {
             reader.start_bundle()?;
             reader.read(split)?;
             reader.finish_bundle()
@@ -181,7 +190,7 @@ impl StageInstance {
     /// Buffers one record received from the shuffle the root reads.
     pub fn accept(&mut self, record: ShuffleRecord<'_>) -> UnitResult {
         match &mut self.root {
-            Root::Shuffle(reader) => guarded(|| reader.accept(record)),
+            Root::Shuffle(reader) => guarded(&self.step_names, || reader.accept(record)),
             Root::Source(_) => Err(ExecError::new(
                 "runtime",
                 "internal error: not a shuffle stage",
@@ -192,7 +201,14 @@ impl StageInstance {
     /// The shuffle input is complete; returns how many groups there are to emit.
     pub fn seal(&mut self) -> Result<usize, Box<ExecError>> {
         match &mut self.root {
-            Root::Shuffle(reader) => reader.seal(),
+            Root::Shuffle(reader) => {
+                let mut groups = 0;
+                guarded(&self.step_names, || {
+                    groups = reader.seal()?;
+                    Ok(())
+                })?;
+                Ok(groups)
+            }
             Root::Source(_) => Err(ExecError::new(
                 "runtime",
                 "internal error: not a shuffle stage",
@@ -211,7 +227,7 @@ impl StageInstance {
                 "internal error: not a shuffle stage",
             ));
         };
-        let result = guarded(|| {
+        let result = guarded(&self.step_names, || {
             reader.start_bundle()?;
             reader.emit(range)?;
             reader.finish_bundle()
@@ -262,14 +278,25 @@ impl StageInstance {
     }
 }
 
-/// Runs `f`, turning a panic that escaped every unit into an error.
-fn guarded(f: impl FnOnce() -> UnitResult) -> UnitResult {
+/// Runs `f`, turning a panic into an error of the step whose code panicked.
+///
+/// Panics are caught here, once per bundle, rather than around every element: units
+/// mark the step they run (`current_step`), which costs far less per element than a
+/// catch and lets the compiler inline fused units into each other.
+fn guarded(step_names: &[(u32, String)], f: impl FnOnce() -> UnitResult) -> UnitResult {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(result) => result,
-        Err(panic) => Err(ExecError::new(
-            "runtime",
-            format!("panicked: {}", panic_message(&*panic)),
-        )),
+        Err(panic) => {
+            let step = current_step::take_panicked_step();
+            let name = step
+                .and_then(|s| step_names.iter().find(|(id, _)| *id == s))
+                .map(|(_, name)| name.as_str())
+                .unwrap_or("the runner");
+            Err(ExecError::new(
+                name,
+                format!("panicked: {}", panic_message(&*panic)),
+            ))
+        }
     }
 }
 
@@ -288,6 +315,7 @@ impl Builder<'_> {
     fn ctx(&self, step: StepId) -> UnitContext {
         UnitContext {
             transform: self.graph.step(step).name.clone(),
+            step: step.0 as u32,
             worker: self.worker,
             workers: self.workers,
         }

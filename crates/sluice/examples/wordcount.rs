@@ -23,13 +23,8 @@ fn main() -> sluice::Result<()> {
     let default_output = std::env::temp_dir().join("sluice-wordcount").join("counts");
     let output = p.arg_or("output", &default_output.to_string_lossy());
 
-    let word = Regex::new(r"[\w']+").expect("the word pattern is valid");
     p.read_text("ReadLines", &input)?
-        .flat_map("ExtractWords", move |line: String| {
-            word.find_iter(&line)
-                .map(|m| m.as_str().to_string())
-                .collect::<Vec<_>>()
-        })
+        .par_do("ExtractWords", ExtractWords::new())
         .count_per_element("CountWords")
         .map("Format", |(word, count): (String, u64)| {
             format!("{word}: {count}")
@@ -67,6 +62,32 @@ fn main() -> sluice::Result<()> {
         }
     }
     result.wait_until_finish()
+}
+
+/// Emits every word of a line, as Beam's `WordExtractingDoFn` does.
+#[derive(Clone)]
+struct ExtractWords {
+    word: Regex,
+}
+
+impl ExtractWords {
+    fn new() -> Self {
+        ExtractWords {
+            word: Regex::new(r"[\w']+").expect("the word pattern is valid"),
+        }
+    }
+}
+
+impl DoFn for ExtractWords {
+    type In = String;
+    type Out = String;
+
+    fn process(&mut self, line: String, ctx: &mut Context<'_, String>) -> Result<(), BoxError> {
+        for word in self.word.find_iter(&line) {
+            ctx.emit(word.as_str().to_string());
+        }
+        Ok(())
+    }
 }
 
 /// A deterministic corpus of `mb` megabytes in the temporary directory, generated once.

@@ -42,6 +42,7 @@ use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 
+use sluice_core::error::current_step;
 use sluice_core::receiver::{AnyPort, AnyReceiver, Port};
 use sluice_core::unit::{ElementType, ParDoFactory, TypeOf, UnitContext};
 use sluice_core::{
@@ -155,7 +156,7 @@ pub struct Context<'a, Out> {
 
 impl<Out: Element> Context<'_, Out> {
     /// Emits to the main output, with the input's timestamp and window.
-    #[inline]
+    #[inline(always)]
     pub fn emit(&mut self, value: Out) {
         if self.downstream.is_none() {
             let element = WindowedValue {
@@ -240,7 +241,8 @@ impl<Out: Element> FinishContext<'_, Out> {
     }
 }
 
-/// Runs `f`, turning an error or a panic into an [`ExecError`] of `transform`.
+/// Runs a lifecycle method (not the per-element path), turning an error or a panic into
+/// an [`ExecError`] of `transform`.
 fn call<R>(transform: &str, f: impl FnOnce() -> Result<R, BoxError>) -> Result<R, Box<ExecError>> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(r)) => Ok(r),
@@ -266,6 +268,7 @@ fn panic_text(panic: &(dyn Any + Send)) -> String {
 struct ParDoUnit<D: DoFn> {
     dofn: D,
     transform: String,
+    step: u32,
     main: Port<D::Out>,
     tagged: Vec<Tagged>,
 }
@@ -286,6 +289,7 @@ impl<D: DoFn> Receiver<D::In> for ParDoUnit<D> {
         let ParDoUnit {
             dofn,
             transform,
+            step,
             main,
             tagged,
         } = self;
@@ -297,12 +301,14 @@ impl<D: DoFn> Receiver<D::In> for ParDoUnit<D> {
             transform,
             downstream: None,
         };
-        let result = call(transform, || dofn.process(element.value, &mut ctx));
+        // No catch per element: a panic unwinds to the bundle's guard, which names this
+        // step because it is marked as running.
+        let result = current_step::in_step(*step, || dofn.process(element.value, &mut ctx));
         // A failure downstream is the root cause; it fails this bundle even if the DoFn
         // went on as if nothing happened.
         match ctx.downstream.take() {
             Some(e) => Err(e),
-            None => result,
+            None => result.map_err(|e| ExecError::new(transform.as_str(), e)),
         }
     }
 
@@ -312,6 +318,7 @@ impl<D: DoFn> Receiver<D::In> for ParDoUnit<D> {
             transform,
             main,
             tagged,
+            ..
         } = self;
         let mut ctx = FinishContext {
             inner: Context {
@@ -400,6 +407,7 @@ impl<D: DoFn> ParDoFactory for ParDoPayload<D> {
         Ok(AnyReceiver::new::<D::In>(Box::new(ParDoUnit {
             dofn,
             transform: ctx.transform.clone(),
+            step: ctx.step,
             main,
             tagged,
         })))

@@ -358,6 +358,7 @@ mod tests {
     fn read_all(source: &TextSource, split_bytes: u64) -> Vec<String> {
         let ctx = UnitContext {
             transform: "Read".into(),
+            step: 0,
             worker: 0,
             workers: 1,
         };
@@ -457,6 +458,7 @@ mod tests {
         let source = TextSource::new("Read", path.to_str().unwrap()).unwrap();
         let ctx = UnitContext {
             transform: "Read".into(),
+            step: 0,
             worker: 0,
             workers: 1,
         };

@@ -34,7 +34,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use sluice_core::receiver::{AnyPort, AnyReceiver, Port, TypeMismatch};
-use sluice_core::shuffle::{KeyedTable, ShuffleRecord, ShuffleWriter};
+use sluice_core::shuffle::{GroupingKey, KeyedTable, ShuffleRecord, ShuffleWriter};
 use sluice_core::unit::{CombineFactory, ShuffleReader, UnitContext, attached};
 use sluice_core::{
     Coder, Element, ExecError, Receiver, UnitResult, Window, WindowedValue, key_hash, route,
@@ -42,7 +42,7 @@ use sluice_core::{
 use sluice_plan::Payload;
 
 use crate::pcollection::PCollection;
-use crate::transforms::group_by_key::{GroupByKeyPayload, check_key_coder};
+use crate::transforms::group_by_key::{GroupByKeyPayload, KeySplit, Pairs, check_key_coder};
 use crate::transforms::guard;
 
 /// How to reduce many values to one, in parts: values are added to accumulators,
@@ -73,7 +73,7 @@ impl<K: Element, V: Element> PCollection<(K, V)> {
         name: &str,
         combine_fn: F,
     ) -> PCollection<(K, F::Output)> {
-        combine_per_key(self, name, combine_fn, None)
+        combine_per_key::<Pairs<K, V>, F>(self, name, combine_fn, None)
     }
 }
 
@@ -94,45 +94,44 @@ impl<T: Element> PCollection<T> {
                     .pipeline()
                     .problem(name, e.to_string(), "report this as a bug");
             }
-            combine_per_key(&keyed, "CombinePerKey", combine_fn, Some(void_key))
+            combine_per_key::<Pairs<(), T>, F>(&keyed, "CombinePerKey", combine_fn, Some(void_key))
                 .map("Values", |(_, out): ((), F::Output)| out)
         })
     }
 }
 
-fn combine_per_key<K: Element, V: Element, F: CombineFn<Input = V>>(
-    input: &PCollection<(K, V)>,
+/// A per-key combine of `input`, whose elements `S` splits into key and value.
+pub(crate) fn combine_per_key<S: KeySplit, F: CombineFn<Input = S::Value>>(
+    input: &PCollection<S::In>,
     name: &str,
     combine_fn: F,
     default_key: Option<Vec<u8>>,
-) -> PCollection<(K, F::Output)> {
+) -> PCollection<(S::Key, F::Output)> {
     input.composite(name, |input| {
-        check_key_coder::<K>(&input, "GroupByKey");
-        let grouped: PCollection<(K, Vec<V>)> = input.apply_leaf(
+        check_key_coder::<S::Key>(&input, "GroupByKey");
+        let grouped: PCollection<(S::Key, Vec<S::Value>)> = input.apply_leaf(
             "GroupByKey",
-            Payload::GroupByKey(Arc::new(GroupByKeyPayload::<K, V>::new(
-                default_key.clone(),
-            ))),
+            Payload::GroupByKey(Arc::new(GroupByKeyPayload::<S>::new(default_key.clone()))),
         );
         grouped.apply_leaf(
             "Combine",
-            Payload::CombineValues(Arc::new(CombinePayload::<K, F> {
+            Payload::CombineValues(Arc::new(CombinePayload::<S, F> {
                 prototype: Mutex::new(combine_fn),
                 default_key,
-                _key: std::marker::PhantomData,
+                _split: std::marker::PhantomData,
             })),
         )
     })
 }
 
 /// The execution units of a per-key combine.
-struct CombinePayload<K, F> {
+struct CombinePayload<S, F> {
     prototype: Mutex<F>,
     default_key: Option<Vec<u8>>,
-    _key: std::marker::PhantomData<fn(K)>,
+    _split: std::marker::PhantomData<fn(S)>,
 }
 
-impl<K, F: CombineFn> CombinePayload<K, F> {
+impl<S, F: CombineFn> CombinePayload<S, F> {
     fn instance(&self, ctx: &UnitContext) -> Result<F, Box<ExecError>> {
         self.prototype.lock().map(|f| f.clone()).map_err(|_| {
             ctx.error("a previous instance of this CombineFn panicked while being cloned")
@@ -140,28 +139,29 @@ impl<K, F: CombineFn> CombinePayload<K, F> {
     }
 }
 
-impl<K: Element, F: CombineFn> CombineFactory for CombinePayload<K, F> {
+impl<S: KeySplit, F: CombineFn<Input = S::Value>> CombineFactory for CombinePayload<S, F> {
     fn partial(
         &self,
         ctx: &UnitContext,
         shuffle: ShuffleWriter,
     ) -> Result<AnyReceiver, Box<ExecError>> {
-        Ok(AnyReceiver::new::<(K, F::Input)>(Box::new(
-            PartialCombine::<K, F> {
+        Ok(AnyReceiver::new::<S::In>(Box::new(
+            PartialCombine::<S, F> {
                 combine_fn: self.instance(ctx)?,
                 ctx: ctx.clone(),
                 shuffle,
                 table: KeyedTable::default(),
-                key: Vec::new(),
-                _key: std::marker::PhantomData,
+                group: GroupingKey::default(),
+                _split: std::marker::PhantomData,
             },
         )))
     }
 
     fn merge_reader(&self, ctx: &UnitContext) -> Result<Box<dyn ShuffleReader>, Box<ExecError>> {
-        Ok(Box::new(MergeAccumulators::<K, F> {
+        Ok(Box::new(MergeAccumulators::<S::Key, F> {
             combine_fn: self.instance(ctx)?,
             ctx: ctx.clone(),
+            group: GroupingKey::default(),
             table: KeyedTable::default(),
             sealed: Vec::new(),
             output: None,
@@ -170,8 +170,8 @@ impl<K: Element, F: CombineFn> CombineFactory for CombinePayload<K, F> {
     }
 
     fn grouped(&self, ctx: &UnitContext, output: AnyPort) -> Result<AnyReceiver, Box<ExecError>> {
-        Ok(AnyReceiver::new::<(K, Vec<F::Input>)>(Box::new(
-            CombineGrouped::<K, F> {
+        Ok(AnyReceiver::new::<(S::Key, Vec<F::Input>)>(Box::new(
+            CombineGrouped::<S::Key, F> {
                 combine_fn: self.instance(ctx)?,
                 ctx: ctx.clone(),
                 output: output.downcast().map_err(|e| ctx.error(e))?,
@@ -181,16 +181,16 @@ impl<K: Element, F: CombineFn> CombineFactory for CombinePayload<K, F> {
 }
 
 /// Before the shuffle: one accumulator per key and window for the current bundle.
-struct PartialCombine<K, F: CombineFn> {
+struct PartialCombine<S, F: CombineFn> {
     combine_fn: F,
     ctx: UnitContext,
     shuffle: ShuffleWriter,
     table: KeyedTable<F::Accumulator>,
-    key: Vec<u8>,
-    _key: std::marker::PhantomData<fn(K)>,
+    group: GroupingKey,
+    _split: std::marker::PhantomData<fn(S)>,
 }
 
-impl<K: Element, F: CombineFn> Receiver<(K, F::Input)> for PartialCombine<K, F> {
+impl<S: KeySplit, F: CombineFn<Input = S::Value>> Receiver<S::In> for PartialCombine<S, F> {
     fn start_bundle(&mut self) -> UnitResult {
         // Whatever a failed bundle left behind is not part of this one.
         self.table.drain().for_each(drop);
@@ -198,17 +198,19 @@ impl<K: Element, F: CombineFn> Receiver<(K, F::Input)> for PartialCombine<K, F> 
     }
 
     #[inline]
-    fn receive(&mut self, element: WindowedValue<(K, F::Input)>) -> UnitResult {
-        let (k, v) = element.value;
-        self.key.clear();
-        k.encode_to(&mut self.key).map_err(|e| self.ctx.error(e))?;
+    fn receive(&mut self, element: WindowedValue<S::In>) -> UnitResult {
+        let (k, v) = S::split(element.value);
+        self.group
+            .set(element.window, |out| k.encode_to(out))
+            .map_err(|e| self.ctx.error(e))?;
         let f = &self.combine_fn;
-        let acc =
-            self.table
-                .get_or_insert_with(&self.key, key_hash(&self.key), element.window, || {
-                    f.create_accumulator()
-                });
-        guard(&self.ctx, || f.add_input(acc, v))
+        let acc = self
+            .table
+            .get_or_insert_with(&self.group, key_hash(self.group.key()), || {
+                f.create_accumulator()
+            });
+        guard(&self.ctx, || f.add_input(acc, v));
+        Ok(())
     }
 
     fn finish_bundle(&mut self) -> UnitResult {
@@ -231,6 +233,7 @@ impl<K: Element, F: CombineFn> Receiver<(K, F::Input)> for PartialCombine<K, F> 
 struct MergeAccumulators<K, F: CombineFn> {
     combine_fn: F,
     ctx: UnitContext,
+    group: GroupingKey,
     table: KeyedTable<Option<F::Accumulator>>,
     sealed: Vec<(Box<[u8]>, Window, F::Accumulator)>,
     output: Option<Port<(K, F::Output)>>,
@@ -241,13 +244,15 @@ impl<K: Element, F: CombineFn> ShuffleReader for MergeAccumulators<K, F> {
     fn accept(&mut self, record: ShuffleRecord<'_>) -> UnitResult {
         let acc = sluice_core::coder::decode_exact::<F::Accumulator>(record.value)
             .map_err(|e| self.ctx.error(e))?;
-        let slot =
-            self.table
-                .get_or_insert_with(record.key, key_hash(record.key), record.window, || None);
+        self.group.set_encoded(record.window, record.key);
+        let slot = self
+            .table
+            .get_or_insert_with(&self.group, key_hash(record.key), || None);
         match slot {
             Some(existing) => {
                 let f = &self.combine_fn;
-                guard(&self.ctx, || f.merge_accumulators(existing, acc))
+                guard(&self.ctx, || f.merge_accumulators(existing, acc));
+                Ok(())
             }
             None => {
                 *slot = Some(acc);
@@ -261,11 +266,10 @@ impl<K: Element, F: CombineFn> ShuffleReader for MergeAccumulators<K, F> {
             let hash = key_hash(key);
             if route(hash, self.ctx.workers) == self.ctx.worker {
                 let f = &self.combine_fn;
-                let slot = self
-                    .table
-                    .get_or_insert_with(key, hash, Window::Global, || None);
+                self.group.set_encoded(Window::Global, key);
+                let slot = self.table.get_or_insert_with(&self.group, hash, || None);
                 if slot.is_none() {
-                    *slot = Some(guard(&self.ctx, || f.create_accumulator())?);
+                    *slot = Some(guard(&self.ctx, || f.create_accumulator()));
                 }
             }
         }
@@ -293,7 +297,7 @@ impl<K: Element, F: CombineFn> ShuffleReader for MergeAccumulators<K, F> {
             // Cloned, so that a failed bundle can emit the same groups again.
             let acc = acc.clone();
             let f = &self.combine_fn;
-            let out = guard(&self.ctx, || f.extract_output(acc))?;
+            let out = guard(&self.ctx, || f.extract_output(acc));
             output.emit(WindowedValue {
                 value: (k, out),
                 timestamp: window.max_timestamp(),
@@ -333,7 +337,7 @@ impl<K: Element, F: CombineFn> Receiver<(K, Vec<F::Input>)> for CombineGrouped<K
                 f.add_input(&mut acc, v);
             }
             f.extract_output(acc)
-        })?;
+        });
         self.output.emit(WindowedValue {
             value: (k, out),
             timestamp,

@@ -6,7 +6,8 @@ use std::ops::Add;
 use sluice_core::Element;
 
 use crate::pcollection::PCollection;
-use crate::transforms::combine::CombineFn;
+use crate::transforms::combine::{CombineFn, combine_per_key};
+use crate::transforms::group_by_key::Elements;
 
 /// `new`, `Default` and `Clone` for combiners that hold nothing but their input type
 /// (deriving them would demand the same of the input type).
@@ -166,9 +167,8 @@ impl<T: Element> PCollection<T> {
     /// `T` becomes `(T, count)`.
     pub fn count_per_element(&self, name: &str) -> PCollection<(T, u64)> {
         self.composite(name, |input| {
-            input
-                .map("Init", |v: T| (v, ()))
-                .combine_per_key("Count", CountFn::<()>::new())
+            // The element is the key: grouped directly, without pairing it with `()` first.
+            combine_per_key::<Elements<T>, _>(&input, "Count", CountFn::<()>::new(), None)
         })
     }
 

@@ -5,10 +5,10 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use sluice_core::receiver::{AnyPort, AnyReceiver, Port, TypeMismatch};
-use sluice_core::shuffle::{KeyedTable, ShuffleRecord, ShuffleWriter};
+use sluice_core::shuffle::{GroupingKey, KeyedTable, ShuffleRecord, ShuffleWriter};
 use sluice_core::unit::{GroupByKeyFactory, ShuffleReader, UnitContext, attached};
 use sluice_core::{
-    Element, ExecError, Receiver, UnitResult, Window, WindowedValue, key_hash, route,
+    Coder, Element, ExecError, Receiver, UnitResult, Window, WindowedValue, key_hash, route,
 };
 use sluice_plan::Payload;
 
@@ -20,10 +20,47 @@ impl<K: Element, V: Element> PCollection<(K, V)> {
     /// must be deterministic. Values arrive in no particular order.
     pub fn group_by_key(&self, name: &str) -> PCollection<(K, Vec<V>)> {
         check_key_coder::<K>(self, name);
-        self.apply_leaf(
-            name,
-            Payload::GroupByKey(Arc::new(GroupByKeyPayload::<K, V>::new(None))),
-        )
+        let payload = GroupByKeyPayload::<Pairs<K, V>>::new(None);
+        self.apply_leaf(name, Payload::GroupByKey(Arc::new(payload)))
+    }
+}
+
+/// How the input elements of a grouping transform split into key and value.
+pub(crate) trait KeySplit: 'static {
+    /// The input element.
+    type In: Element;
+    /// Its key.
+    type Key: Element;
+    /// Its value.
+    type Value: Element;
+    /// Splits an element.
+    fn split(element: Self::In) -> (Self::Key, Self::Value);
+}
+
+/// `(K, V)` pairs: the usual keyed input.
+pub(crate) struct Pairs<K, V>(PhantomData<fn(K, V)>);
+
+impl<K: Element, V: Element> KeySplit for Pairs<K, V> {
+    type In = (K, V);
+    type Key = K;
+    type Value = V;
+    #[inline(always)]
+    fn split(element: (K, V)) -> (K, V) {
+        element
+    }
+}
+
+/// Whole elements as keys, with no value: grouping by the element itself (as counting
+/// per element does) without first pairing each element with `()`.
+pub(crate) struct Elements<T>(PhantomData<fn(T)>);
+
+impl<T: Element> KeySplit for Elements<T> {
+    type In = T;
+    type Key = T;
+    type Value = ();
+    #[inline(always)]
+    fn split(element: T) -> (T, ()) {
+        (element, ())
     }
 }
 
@@ -38,15 +75,15 @@ pub(crate) fn check_key_coder<K: Element>(pc: &PCollection<impl Element>, transf
     }
 }
 
-/// Both halves of a GroupByKey of `(K, V)`.
-pub(crate) struct GroupByKeyPayload<K, V> {
+/// Both halves of a GroupByKey.
+pub(crate) struct GroupByKeyPayload<S> {
     /// An encoded key that gets a group even when no value arrives for it (the void key
     /// of a global combine, whose empty input still has a result).
     default_key: Option<Vec<u8>>,
-    _types: PhantomData<fn(K, V)>,
+    _types: PhantomData<fn(S)>,
 }
 
-impl<K, V> GroupByKeyPayload<K, V> {
+impl<S> GroupByKeyPayload<S> {
     pub(crate) fn new(default_key: Option<Vec<u8>>) -> Self {
         GroupByKeyPayload {
             default_key,
@@ -55,22 +92,24 @@ impl<K, V> GroupByKeyPayload<K, V> {
     }
 }
 
-impl<K: Element, V: Element> GroupByKeyFactory for GroupByKeyPayload<K, V> {
+impl<S: KeySplit> GroupByKeyFactory for GroupByKeyPayload<S> {
     fn writer(
         &self,
         ctx: &UnitContext,
         shuffle: ShuffleWriter,
     ) -> Result<AnyReceiver, Box<ExecError>> {
-        Ok(AnyReceiver::new::<(K, V)>(Box::new(KeyedWrite {
+        Ok(AnyReceiver::new::<S::In>(Box::new(KeyedWrite::<S> {
             ctx: ctx.clone(),
             shuffle,
             key: Vec::new(),
+            _split: PhantomData,
         })))
     }
 
     fn reader(&self, ctx: &UnitContext) -> Result<Box<dyn ShuffleReader>, Box<ExecError>> {
-        Ok(Box::new(GroupRead::<K, V> {
+        Ok(Box::new(GroupRead::<S::Key, S::Value> {
             ctx: ctx.clone(),
+            group: GroupingKey::default(),
             table: KeyedTable::default(),
             sealed: Vec::new(),
             output: None,
@@ -79,22 +118,23 @@ impl<K: Element, V: Element> GroupByKeyFactory for GroupByKeyPayload<K, V> {
     }
 }
 
-/// Encodes `(K, V)` elements into a shuffle, routed by the hash of the encoded key.
-pub(crate) struct KeyedWrite {
-    pub(crate) ctx: UnitContext,
-    pub(crate) shuffle: ShuffleWriter,
+/// Encodes keyed elements into a shuffle, routed by the hash of the encoded key.
+struct KeyedWrite<S> {
+    ctx: UnitContext,
+    shuffle: ShuffleWriter,
     /// Scratch space for the encoded key.
-    pub(crate) key: Vec<u8>,
+    key: Vec<u8>,
+    _split: PhantomData<fn(S)>,
 }
 
-impl<K: Element, V: Element> Receiver<(K, V)> for KeyedWrite {
+impl<S: KeySplit> Receiver<S::In> for KeyedWrite<S> {
     fn start_bundle(&mut self) -> UnitResult {
         Ok(())
     }
 
     #[inline]
-    fn receive(&mut self, element: WindowedValue<(K, V)>) -> UnitResult {
-        let (k, v) = element.value;
+    fn receive(&mut self, element: WindowedValue<S::In>) -> UnitResult {
+        let (k, v) = S::split(element.value);
         self.key.clear();
         k.encode_to(&mut self.key).map_err(|e| self.ctx.error(e))?;
         self.shuffle
@@ -122,6 +162,7 @@ struct Group {
 
 struct GroupRead<K, V> {
     ctx: UnitContext,
+    group: GroupingKey,
     table: KeyedTable<Group>,
     sealed: Vec<(Box<[u8]>, Window, Group)>,
     output: Option<Port<(K, Vec<V>)>>,
@@ -130,12 +171,10 @@ struct GroupRead<K, V> {
 
 impl<K: Element, V: Element> ShuffleReader for GroupRead<K, V> {
     fn accept(&mut self, record: ShuffleRecord<'_>) -> UnitResult {
-        let group = self.table.get_or_insert_with(
-            record.key,
-            key_hash(record.key),
-            record.window,
-            Group::default,
-        );
+        self.group.set_encoded(record.window, record.key);
+        let group =
+            self.table
+                .get_or_insert_with(&self.group, key_hash(record.key), Group::default);
         group.values.extend_from_slice(record.value);
         group.count += 1;
         Ok(())
@@ -145,8 +184,9 @@ impl<K: Element, V: Element> ShuffleReader for GroupRead<K, V> {
         if let Some(key) = &self.default_key {
             let hash = key_hash(key);
             if route(hash, self.ctx.workers) == self.ctx.worker {
+                self.group.set_encoded(Window::Global, key);
                 self.table
-                    .get_or_insert_with(key, hash, Window::Global, Group::default);
+                    .get_or_insert_with(&self.group, hash, Group::default);
             }
         }
         self.sealed = self.table.drain().collect();
