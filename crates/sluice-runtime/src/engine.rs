@@ -60,14 +60,28 @@ pub(crate) fn execute(job: Arc<JobShared>) -> Result<WorkerReport, String> {
         let index = worker.index();
         let peers = worker.peers();
         let state = Rc::new(RefCell::new(WorkerState::default()));
-        worker.dataflow::<u64, _, _>(|scope| {
-            let mut shuffles: HashMap<EdgeId, Vec<Stream<'_, u64, Batches>>> = HashMap::new();
-            for layout in &job.layouts {
-                build_stage(scope, &job, layout, index, peers, &state, &mut shuffles);
+        // User code cannot panic past its stage (bundles are guarded); a panic here is a
+        // bug in the runner. Catch it to report its message, and drop the dataflow so that
+        // timely does not keep stepping it.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            worker.dataflow::<u64, _, _>(|scope| {
+                let mut shuffles: HashMap<EdgeId, Vec<Stream<'_, u64, Batches>>> = HashMap::new();
+                for layout in &job.layouts {
+                    build_stage(scope, &job, layout, index, peers, &state, &mut shuffles);
+                }
+            });
+            while worker.has_dataflows() {
+                worker.step_or_park(None);
             }
-        });
-        while worker.has_dataflows() {
-            worker.step_or_park(None);
+        }));
+        if let Err(panic) = ran {
+            job.fail(JobError::Engine(format!(
+                "worker {index} panicked: {}",
+                panic_message(&*panic)
+            )));
+            for dataflow in worker.installed_dataflows() {
+                worker.drop_dataflow(dataflow);
+            }
         }
         let mut state = state.borrow_mut();
         let mut writers: Vec<_> = state.writers.drain().collect();
@@ -141,10 +155,13 @@ fn build_stage<'s>(
             let inputs_complete = frontiers.iter().all(|f| f.is_empty());
             let work = run.work(inputs_complete);
             if !capabilities.is_empty() {
-                for (output, batches) in outputs.iter_mut().zip(work.emitted) {
+                // One capability per output: each output's batches go out under its own.
+                for ((output, capability), batches) in
+                    outputs.iter_mut().zip(&capabilities).zip(work.emitted)
+                {
                     if !batches.is_empty() {
                         let mut handle = output.activate();
-                        let mut session = handle.session(&capabilities[0]);
+                        let mut session = handle.session(capability);
                         for batch in batches {
                             session.give(batch);
                         }

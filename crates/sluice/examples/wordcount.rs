@@ -23,13 +23,7 @@ fn main() -> sluice::Result<()> {
     let default_output = std::env::temp_dir().join("sluice-wordcount").join("counts");
     let output = p.arg_or("output", &default_output.to_string_lossy());
 
-    p.read_text("ReadLines", &input)?
-        .par_do("ExtractWords", ExtractWords::new())
-        .count_per_element("CountWords")
-        .map("Format", |(word, count): (String, u64)| {
-            format!("{word}: {count}")
-        })
-        .write_text("Write", &output)?;
+    build(&p, &input, &output)?;
 
     let result = p.run()?;
     if !result.is_dry_run() {
@@ -62,6 +56,18 @@ fn main() -> sluice::Result<()> {
         }
     }
     result.wait_until_finish()
+}
+
+/// The pipeline: lines of `input`, their words, each word's count, `word: count` lines
+/// written to `output`-SSSSS-of-NNNNN.
+pub fn build(p: &Pipeline, input: &str, output: &str) -> sluice::Result<()> {
+    p.read_text("ReadLines", input)?
+        .par_do("ExtractWords", ExtractWords::new())
+        .count_per_element("CountWords")
+        .map("Format", |(word, count): (String, u64)| {
+            format!("{word}: {count}")
+        })
+        .write_text("Write", output)
 }
 
 /// Emits every word of a line, as Beam's `WordExtractingDoFn` does.

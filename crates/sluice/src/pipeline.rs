@@ -227,6 +227,11 @@ impl Pipeline {
         crate::transforms::flatten::flatten(self, name, inputs)
     }
 
+    /// The pipeline graph as constructed so far (for inspection and plan tests).
+    pub fn graph(&self) -> PipelineGraph {
+        self.inner.borrow().graph.clone()
+    }
+
     /// The graph, validated.
     fn validated_graph(&self) -> Result<PipelineGraph> {
         let inner = self.inner.borrow();

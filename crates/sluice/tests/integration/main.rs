@@ -1,1 +1,25 @@
+//! sluice's integration tests: one test binary, one file per kind of behaviour.
+//!
+//! - `kit.rs`: the shared test kit — pipelines over 1, 2 and 4 workers, shard readers,
+//!   plain reference computations. Start here when writing a test.
+//! - `wordcount.rs`: the wordcount example's pipeline against a plain `HashMap` count, on
+//!   generated, empty, one-line and gzip input.
+//! - `transforms.rs`: the semantics of each transform (ParDo and DoFn lifecycle, tagged
+//!   outputs, GroupByKey, Combine and the built-in combiners, Flatten, Reshuffle,
+//!   composites), each checked on several worker counts.
+//! - `plan.rs`: the plan JSON (fused stages, lifted combiner), `--plan_out`, `--dry_run`.
+//! - `validation.rs`: errors found before any data moves, and that nothing was read or
+//!   written when they are.
+//! - `failures.rs`: failed jobs — final state, error text, no output left behind.
+//! - `example.rs`: the wordcount example binary as a user runs it (exit codes, stdout).
+//!
+//! A test named `regression_*` pins a bug that was fixed; its doc comment says which.
 
+mod kit;
+
+mod example;
+mod failures;
+mod plan;
+mod transforms;
+mod validation;
+mod wordcount;

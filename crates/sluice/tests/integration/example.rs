@@ -1,0 +1,106 @@
+//! The wordcount example binary, as a user runs it.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::kit::{count_words, parse_counts, read_lines};
+
+/// The example binary `cargo test` builds next to this test binary.
+fn wordcount() -> Command {
+    let exe = std::env::current_exe().unwrap();
+    let dir: PathBuf = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("examples");
+    let path = dir.join("wordcount");
+    assert!(
+        path.exists(),
+        "{} is missing; run the tests with `cargo test`, which builds examples",
+        path.display()
+    );
+    let mut cmd = Command::new(path);
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
+#[test]
+fn wordcount_succeeds_prints_a_summary_and_writes_its_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "It's the end of the world\nthe end\n").unwrap();
+    let output = dir.path().join("out/counts");
+    let run = wordcount()
+        .args([
+            format!("--input={}", input.display()),
+            format!("--output={}", output.display()),
+            "--direct_num_workers=2".into(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(run.stdout).unwrap();
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains("JOB_STATE_DONE"), "{stdout}");
+    assert!(stdout.contains("2 lines, 8 words, 5 distinct"), "{stdout}");
+    assert!(stdout.contains("output: Write: "), "{stdout}");
+    assert!(
+        stdout.lines().count() <= 4,
+        "stdout carries only a short summary: {stdout}"
+    );
+    assert_eq!(
+        parse_counts(&read_lines(&output)),
+        count_words("It's the end of the world\nthe end\n")
+    );
+}
+
+#[test]
+fn wordcount_fails_with_a_clear_message_and_a_non_zero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = wordcount()
+        .args([
+            format!("--input={}/missing-*.txt", dir.path().display()),
+            format!("--output={}/out", dir.path().display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let stderr = String::from_utf8(run.stderr).unwrap();
+    assert!(
+        stderr.contains("'ReadLines'") && stderr.contains("matches no file"),
+        "{stderr}"
+    );
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing written"
+    );
+}
+
+#[test]
+fn wordcount_dry_run_prints_the_job_json_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "x\n").unwrap();
+    let run = wordcount()
+        .args([
+            format!("--input={}", input.display()),
+            format!("--output={}/out/c", dir.path().display()),
+            "--dry_run".into(),
+        ])
+        .output()
+        .unwrap();
+    assert!(run.status.success());
+    let job: serde_json::Value =
+        serde_json::from_slice(&run.stdout).expect("stdout is the job JSON");
+    assert_eq!(
+        job["pipelineDescription"]["executionPipelineStage"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(!dir.path().join("out").exists());
+}

@@ -1,0 +1,176 @@
+//! Failed jobs: their state, their error, and no output left behind.
+
+use sluice::prelude::*;
+use sluice::{Error, JobState};
+
+use crate::kit::{listing, pipeline, sorted};
+
+#[derive(Clone)]
+struct FailOn(u64);
+
+impl DoFn for FailOn {
+    type In = u64;
+    type Out = u64;
+    fn process(&mut self, x: u64, ctx: &mut Context<'_, u64>) -> Result<(), BoxError> {
+        if x == self.0 {
+            return Err(format!("cannot handle {x}").into());
+        }
+        ctx.emit(x);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failing_dofn_fails_the_job_and_leaves_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out/numbers");
+    let p = pipeline(2);
+    p.create("Numbers", (0..10_000u64).collect())
+        .par_do("Check", FailOn(7_777))
+        .map("Format", |x: u64| x.to_string())
+        .write_text("Write", output.to_str().unwrap())
+        .unwrap();
+    let result = p.run().unwrap();
+    assert_eq!(result.state(), JobState::Failed);
+    let text = result.error().unwrap().to_string();
+    assert!(
+        text.contains("transform 'Check' failed") && text.contains("cannot handle 7777"),
+        "{text}"
+    );
+    let err = result.wait_until_finish().unwrap_err();
+    assert!(matches!(err, Error::JobFailed { .. }));
+    assert!(err.to_string().contains("JOB_STATE_FAILED"));
+    // The output directory may exist (created when the job started), but holds nothing.
+    assert_eq!(
+        listing(dir.path())
+            .into_iter()
+            .filter(|f| f != "out")
+            .collect::<Vec<_>>(),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn a_panicking_closure_fails_the_job_naming_its_transform() {
+    let p = pipeline(2);
+    let out = p
+        .create("Numbers", (0..1_000u32).collect())
+        .map("Fine", |x: u32| x + 1)
+        .map(
+            "Explode",
+            |x: u32| if x == 500 { panic!("boom at {x}") } else { x },
+        )
+        .collect("Out");
+    let result = p.run().unwrap();
+    assert_eq!(result.state(), JobState::Failed);
+    let text = result.error().unwrap().to_string();
+    assert!(
+        text.contains("'Explode'") && text.contains("panicked: boom at 500"),
+        "{text}"
+    );
+    assert!(out.values().is_empty(), "a failed job commits nothing");
+}
+
+#[test]
+fn a_failure_after_the_shuffle_still_commits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("counts");
+    let p = pipeline(2);
+    p.create(
+        "Words",
+        (0..5_000u32).map(|i| format!("w{}", i % 50)).collect(),
+    )
+    .count_per_element("Count")
+    .map("Format", |(w, n): (String, u64)| {
+        if w == "w42" {
+            panic!("late failure")
+        } else {
+            format!("{w}: {n}")
+        }
+    })
+    .write_text("Write", output.to_str().unwrap())
+    .unwrap();
+    let result = p.run().unwrap();
+    assert_eq!(result.state(), JobState::Failed);
+    assert!(listing(dir.path()).is_empty(), "{:?}", listing(dir.path()));
+}
+
+#[derive(Clone)]
+struct BadSetup;
+
+impl DoFn for BadSetup {
+    type In = u8;
+    type Out = u8;
+    fn setup(&mut self) -> Result<(), BoxError> {
+        Err("the model file is missing".into())
+    }
+    fn process(&mut self, x: u8, ctx: &mut Context<'_, u8>) -> Result<(), BoxError> {
+        ctx.emit(x);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_setup_failure_names_the_dofn_transform() {
+    let p = pipeline(1);
+    let _ = p
+        .create("Numbers", vec![1u8, 2])
+        .par_do("LoadModel", BadSetup)
+        .collect("Out");
+    let result = p.run().unwrap();
+    assert_eq!(result.state(), JobState::Failed);
+    let text = result.error().unwrap().to_string();
+    assert!(
+        text.contains("'LoadModel'")
+            && text.contains("setup failed")
+            && text.contains("model file is missing"),
+        "{text}"
+    );
+}
+
+#[test]
+fn input_that_is_not_utf8_fails_naming_the_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("latin1.txt");
+    std::fs::write(&input, b"fine\ncaf\xe9\n").unwrap();
+    let p = pipeline(1);
+    let lines = p
+        .read_text("ReadLines", input.to_str().unwrap())
+        .unwrap()
+        .collect("Out");
+    let result = p.run().unwrap();
+    assert_eq!(result.state(), JobState::Failed);
+    let text = result.error().unwrap().to_string();
+    assert!(
+        text.contains("latin1.txt is not UTF-8") && text.contains("offset 8"),
+        "{text}"
+    );
+    assert!(lines.values().is_empty());
+}
+
+#[test]
+fn a_successful_job_after_a_failed_one_writes_normally() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("n");
+    let p = pipeline(2);
+    p.create("Numbers", vec![1u64, 2, 3])
+        .par_do("Check", FailOn(2))
+        .map("F", |x: u64| x.to_string())
+        .write_text("Write", output.to_str().unwrap())
+        .unwrap();
+    assert_eq!(p.run().unwrap().state(), JobState::Failed);
+    let p = pipeline(2);
+    p.create("Numbers", vec![1u64, 2, 3])
+        .map("F", |x: u64| x.to_string())
+        .write_text("Write", output.to_str().unwrap())
+        .unwrap();
+    p.run().unwrap().wait_until_finish().unwrap();
+    assert_eq!(sorted(crate::kit::read_lines(&output)), ["1", "2", "3"]);
+    assert!(
+        listing(dir.path())
+            .iter()
+            .all(|f| !f.contains(".temp-sluice")),
+        "{:?}",
+        listing(dir.path())
+    );
+}
