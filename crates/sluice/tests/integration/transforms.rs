@@ -477,7 +477,7 @@ fn regression_one_stage_feeding_several_shuffles() {
             .group_by_key("Group")
             .map("Len", |(k, v): (String, Vec<u64>)| (k, v.len() as u64))
             .collect("Groups");
-        let total = pairs.count_globally("Total").collect("Total");
+        let total = pairs.count_globally("Total").collect("TotalOut");
         p.run().unwrap().wait_until_finish().unwrap();
         let expected: Vec<(String, u64)> = (0..10).map(|k| (format!("key{k}"), 300)).collect();
         assert_eq!(sorted(counts.values()), expected, "{workers} workers");
