@@ -139,7 +139,7 @@ impl<T: Element> Port<T> {
     pub fn emit(&mut self, element: WindowedValue<T>) -> UnitResult {
         let n = self.elements;
         self.elements = n + 1;
-        if n < SAMPLE_ALL_BELOW || n % SAMPLE_EVERY == 0 {
+        if n < SAMPLE_ALL_BELOW || n.is_multiple_of(SAMPLE_EVERY) {
             self.sample(&element.value);
         }
         match self.consumers.split_last_mut() {

@@ -231,16 +231,15 @@ impl StageRun {
     fn finish(&mut self) {
         self.finished = true;
         // Dropping the units runs each DoFn's teardown.
-        if let Some(instance) = self.instance.take() {
-            if let Err(panic) =
+        if let Some(instance) = self.instance.take()
+            && let Err(panic) =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(instance)))
-            {
-                log::warn!(
-                    "teardown in stage {} panicked: {}",
-                    self.job.stage_label(self.layout.index),
-                    panic_message(&*panic)
-                );
-            }
+        {
+            log::warn!(
+                "teardown in stage {} panicked: {}",
+                self.job.stage_label(self.layout.index),
+                panic_message(&*panic)
+            );
         }
     }
 

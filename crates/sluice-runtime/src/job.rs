@@ -174,11 +174,11 @@ impl JobShared {
 
     /// Records a failure; the first one is the one reported.
     pub fn fail(&self, error: JobError) {
-        if let Ok(mut slot) = self.failure.lock() {
-            if slot.is_none() {
-                log::error!("{error}");
-                *slot = Some(error);
-            }
+        if let Ok(mut slot) = self.failure.lock()
+            && slot.is_none()
+        {
+            log::error!("{error}");
+            *slot = Some(error);
         }
         self.failed.store(true, Ordering::Release);
     }

@@ -87,6 +87,10 @@ pub struct StageMetrics {
     pub shuffle_records_out: u64,
     /// Bytes the stage wrote to shuffles.
     pub shuffle_bytes_out: u64,
+    /// Per shuffle the stage writes: its name and the bytes written.
+    pub shuffle_outputs: Vec<(String, u64)>,
+    /// Bytes the stage's source read from storage.
+    pub bytes_read: u64,
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -176,13 +180,18 @@ impl JobMetrics {
             .enumerate()
             .map(|(i, s)| {
                 let (mut records, mut bytes) = (0, 0);
+                let mut shuffle_outputs = Vec::new();
                 for step in &s.steps {
                     for e in &graph.step(*step).outputs {
                         if graph.edge(*e).kind == EdgeKind::Shuffle {
-                            if let Some((r, b)) = report.shuffle.get(&shuffle_key(i, e.0)) {
-                                records += r;
-                                bytes += b;
-                            }
+                            let (r, b) = report
+                                .shuffle
+                                .get(&shuffle_key(i, e.0))
+                                .copied()
+                                .unwrap_or_default();
+                            records += r;
+                            bytes += b;
+                            shuffle_outputs.push((graph.edge(*e).name.clone(), b));
                         }
                     }
                 }
@@ -195,6 +204,8 @@ impl JobMetrics {
                     bundles: report.stage_bundles.get(&i).copied().unwrap_or(0),
                     shuffle_records_out: records,
                     shuffle_bytes_out: bytes,
+                    shuffle_outputs,
+                    bytes_read: report.source_bytes.get(&i).copied().unwrap_or(0),
                 }
             })
             .collect();

@@ -338,9 +338,48 @@ impl Pipeline {
             job_json["currentState"] = json!(outcome.state.as_str());
             job_json["currentStateTime"] = json!(now_rfc3339());
             job_json["metrics"] = serde_json::to_value(&outcome.metrics).unwrap_or_default();
+            fill_measured_sizes(&mut job_json, &outcome.metrics);
             write_json(path, &job_json)?;
         }
         Ok(PipelineResult::finished(job_id, job_name, outcome))
+    }
+}
+
+/// Fills Dataflow's `sizeBytes` of stage inputs and outputs with what the job measured.
+fn fill_measured_sizes(job: &mut serde_json::Value, metrics: &sluice_runtime::JobMetrics) {
+    let Some(stages) = job["pipelineDescription"]["executionPipelineStage"].as_array_mut() else {
+        return;
+    };
+    // A shuffle's size is what every stage writing it wrote.
+    let mut shuffled: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for (name, bytes) in metrics.stages.iter().flat_map(|s| &s.shuffle_outputs) {
+        *shuffled.entry(name.as_str()).or_default() += bytes;
+    }
+    for (stage, measured) in stages.iter_mut().zip(&metrics.stages) {
+        if let Some(inputs) = stage["inputSource"].as_array_mut() {
+            for input in inputs {
+                let name = input["userName"].as_str().unwrap_or_default();
+                if let Some(bytes) = shuffled.get(name) {
+                    input["sizeBytes"] = json!(bytes.to_string());
+                }
+            }
+        }
+        if let Some(outputs) = stage["outputSource"].as_array_mut() {
+            for output in outputs {
+                let name = output["userName"].as_str().unwrap_or_default().to_string();
+                if let Some((_, bytes)) = measured.shuffle_outputs.iter().find(|(n, _)| *n == name)
+                {
+                    output["sizeBytes"] = json!(bytes.to_string());
+                }
+            }
+        }
+        if measured.bytes_read > 0
+            && let Some(input) = stage["inputSource"]
+                .as_array_mut()
+                .and_then(|i| i.first_mut())
+        {
+            input["sizeBytes"] = json!(measured.bytes_read.to_string());
+        }
     }
 }
 

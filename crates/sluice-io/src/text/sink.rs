@@ -252,13 +252,13 @@ impl SinkJob for TextSinkJob {
     }
 
     fn abort(&self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.temp_dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                log::warn!(
-                    "could not remove temporary output {}: {e}",
-                    self.temp_dir.display()
-                );
-            }
+        if let Err(e) = std::fs::remove_dir_all(&self.temp_dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            log::warn!(
+                "could not remove temporary output {}: {e}",
+                self.temp_dir.display()
+            );
         }
     }
 }

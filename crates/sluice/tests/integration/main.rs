@@ -17,6 +17,11 @@
 
 mod kit;
 
+/// The wordcount example's own pipeline (its `build`), tested as shipped.
+#[allow(dead_code)]
+#[path = "../../examples/wordcount.rs"]
+mod wordcount_example;
+
 mod example;
 mod failures;
 mod plan;

@@ -4,9 +4,7 @@ use serde_json::Value;
 
 use crate::kit::{listing, pipeline_with};
 
-#[allow(dead_code)]
-#[path = "../../examples/wordcount.rs"]
-mod example;
+use crate::wordcount_example as example;
 
 fn components(stage: &Value) -> Vec<&str> {
     stage["componentTransform"]

@@ -4,9 +4,7 @@ use std::io::Write;
 
 use crate::kit::{WORKERS, count_words, parse_counts, pipeline, read_lines, shards};
 
-#[allow(dead_code)]
-#[path = "../../examples/wordcount.rs"]
-mod example;
+use crate::wordcount_example as example;
 
 fn run_wordcount(workers: usize, input: &str, output: &std::path::Path) -> sluice::PipelineResult {
     let p = pipeline(workers);
