@@ -52,6 +52,17 @@ impl std::error::Error for ExecError {
     }
 }
 
+/// The message of a caught panic's payload.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_string()
+    }
+}
+
 /// The longest element rendering an error report carries.
 pub const MAX_ELEMENT_RENDERING: usize = 256;
 

@@ -33,7 +33,8 @@ use timely::dataflow::{Scope, Stream};
 
 use crate::job::{JobError, JobShared};
 use crate::metrics::{WorkerReport, shuffle_key};
-use crate::stage::{BundleOutput, StageInstance, StageLayout, panic_message};
+use crate::stage::{BundleOutput, StageInstance, StageLayout};
+use sluice_core::error::panic_message;
 
 /// Records bound for one worker, as they cross timely's exchange.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

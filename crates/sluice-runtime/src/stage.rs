@@ -15,7 +15,7 @@ use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
 
-use sluice_core::error::current_step;
+use sluice_core::error::{current_step, panic_message};
 use sluice_core::receiver::{AnyPort, AnyReceiver, PortCounters};
 use sluice_core::shuffle::{RecordBatch, ShuffleRecord, ShuffleWriter};
 use sluice_core::unit::{
@@ -297,17 +297,6 @@ fn guarded(step_names: &[(u32, String)], f: impl FnOnce() -> UnitResult) -> Unit
                 format!("panicked: {}", panic_message(&*panic)),
             ))
         }
-    }
-}
-
-/// The message of a panic payload.
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic with a non-string payload".to_string()
     }
 }
 

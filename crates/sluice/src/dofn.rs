@@ -37,12 +37,11 @@
 //! assert_eq!(errors.values(), ["oops"]);
 //! ```
 
-use std::any::Any;
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 
-use sluice_core::error::current_step;
+use sluice_core::error::{current_step, panic_message};
 use sluice_core::receiver::{AnyPort, AnyReceiver, Port};
 use sluice_core::unit::{ElementType, ParDoFactory, TypeOf, UnitContext};
 use sluice_core::{
@@ -249,18 +248,8 @@ fn call<R>(transform: &str, f: impl FnOnce() -> Result<R, BoxError>) -> Result<R
         Ok(Err(e)) => Err(ExecError::new(transform, e)),
         Err(panic) => Err(ExecError::new(
             transform,
-            format!("panicked: {}", panic_text(&*panic)),
+            format!("panicked: {}", panic_message(&*panic)),
         )),
-    }
-}
-
-fn panic_text(panic: &(dyn Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic with a non-string payload".into()
     }
 }
 
