@@ -115,30 +115,40 @@ mod tests {
 }
 
 /// Which step's user code is running on this thread, so that a panic caught once per
-/// bundle (not per element) can still be attributed to its transform.
+/// bundle (not per element) can still be attributed to its transform, and a watchdog on
+/// another thread can name the transform a stuck bundle is in.
 ///
-/// A unit calls [`enter_step`] before user code and [`leave_step`] with the returned
-/// value after it. A panic skips `leave_step`, so the innermost step stays recorded until
-/// the bundle's guard reads it with [`take_panicked_step`].
+/// A unit calls [`enter_step`](current_step::enter_step) before user code and
+/// [`leave_step`](current_step::leave_step) with the returned value after it. A panic
+/// skips `leave_step`, so the innermost step stays recorded until the bundle's guard reads
+/// it with [`take_panicked_step`](current_step::take_panicked_step).
 pub mod current_step {
-    use std::cell::Cell;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
     thread_local! {
-        static CURRENT: Cell<u32> = const { Cell::new(NONE) };
+        static CURRENT: Arc<AtomicU32> = Arc::new(AtomicU32::new(NONE));
     }
 
-    const NONE: u32 = u32::MAX;
+    /// The marker's value when no step's code is running.
+    pub const NONE: u32 = u32::MAX;
 
     /// Marks `step` as running; returns what was running before.
     #[inline]
     pub fn enter_step(step: u32) -> u32 {
-        CURRENT.with(|c| c.replace(step))
+        // A load and a store rather than a swap: only this thread writes, and plain moves
+        // cost nothing on the per-element path.
+        CURRENT.with(|c| {
+            let previous = c.load(Ordering::Relaxed);
+            c.store(step, Ordering::Relaxed);
+            previous
+        })
     }
 
     /// Restores what was running before [`enter_step`].
     #[inline]
     pub fn leave_step(previous: u32) {
-        CURRENT.with(|c| c.set(previous));
+        CURRENT.with(|c| c.store(previous, Ordering::Relaxed));
     }
 
     /// Runs `f` as code of `step`.
@@ -152,7 +162,16 @@ pub mod current_step {
 
     /// The step whose code was running when a panic unwound, clearing the record.
     pub fn take_panicked_step() -> Option<u32> {
-        let step = CURRENT.with(|c| c.replace(NONE));
+        let step = CURRENT.with(|c| {
+            let step = c.load(Ordering::Relaxed);
+            c.store(NONE, Ordering::Relaxed);
+            step
+        });
         (step != NONE).then_some(step)
+    }
+
+    /// This thread's marker, for another thread to read.
+    pub fn handle() -> Arc<AtomicU32> {
+        CURRENT.with(Arc::clone)
     }
 }

@@ -7,12 +7,13 @@
 //! and again after a failed bundle tears the instance down — never per element.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use crate::coder::Element;
 use crate::error::{BoxError, ExecError, UnitResult};
@@ -22,7 +23,7 @@ use crate::receiver::{
 use crate::shuffle::{ShuffleRecord, ShuffleWriter};
 use crate::window::WindowedValue;
 
-/// Where a unit is being built.
+/// Where a unit is being built, and the channels between it and the runtime.
 #[derive(Clone, Debug)]
 pub struct UnitContext {
     /// The user name of the transform the unit executes.
@@ -33,9 +34,69 @@ pub struct UnitContext {
     pub worker: usize,
     /// How many workers the job has, across all processes.
     pub workers: usize,
+    /// The attempt of the bundle being run, shared by every unit of the stage instance.
+    pub attempt: Rc<Attempt>,
+    /// What this unit reports about itself.
+    pub counters: Rc<UnitCounters>,
+    /// Where a root unit publishes its position in the current split (a byte offset, an
+    /// element or group index), so that a stuck bundle can be located from another thread.
+    pub position: Arc<AtomicU64>,
+}
+
+/// Which attempt of its bundle a stage is running.
+#[derive(Debug)]
+pub struct Attempt {
+    /// 1 for the first attempt.
+    pub number: Cell<u32>,
+    /// How many attempts a bundle gets before the job fails.
+    pub max: u32,
+}
+
+impl Attempt {
+    /// The first of `max` attempts.
+    pub fn first_of(max: u32) -> Attempt {
+        Attempt {
+            number: Cell::new(1),
+            max: max.max(1),
+        }
+    }
+
+    /// A retry: units record what they process, to report the element that fails.
+    pub fn is_retry(&self) -> bool {
+        self.number.get() > 1
+    }
+
+    /// The last attempt: units with a dead-letter output route failing elements there
+    /// instead of failing the bundle.
+    pub fn is_last(&self) -> bool {
+        self.number.get() >= self.max
+    }
+}
+
+/// What a unit counts about itself, read by the runtime.
+#[derive(Debug, Default)]
+pub struct UnitCounters {
+    /// DoFn instances torn down.
+    pub teardowns: Cell<u64>,
+    /// Elements routed to a dead-letter output (counted when their bundle commits).
+    pub dead_lettered: Cell<u64>,
 }
 
 impl UnitContext {
+    /// A context for a unit built outside a runner (tests, tools): worker 0 of 1, a
+    /// single-attempt bundle.
+    pub fn standalone(transform: impl Into<String>) -> UnitContext {
+        UnitContext {
+            transform: transform.into(),
+            step: 0,
+            worker: 0,
+            workers: 1,
+            attempt: Rc::new(Attempt::first_of(1)),
+            counters: Rc::default(),
+            position: Arc::default(),
+        }
+    }
+
     /// An [`ExecError`] of this unit's transform.
     pub fn error(&self, source: impl Into<BoxError>) -> Box<ExecError> {
         ExecError::new(self.transform.clone(), source)
@@ -74,6 +135,8 @@ pub struct SplitHint {
 pub trait SourceReader {
     /// Connects the reader to the first unit of its stage (again after a teardown).
     fn attach(&mut self, output: AnyPort) -> Result<(), TypeMismatch>;
+    /// Drops the units attached, tearing them down.
+    fn detach(&mut self);
     /// A bundle begins.
     fn start_bundle(&mut self) -> UnitResult;
     /// Reads one split, emitting its elements.
@@ -106,6 +169,8 @@ pub trait ShuffleReader {
     fn seal(&mut self) -> Result<usize, Box<ExecError>>;
     /// Connects the reader to the first unit of its stage (again after a teardown).
     fn attach(&mut self, output: AnyPort) -> Result<(), TypeMismatch>;
+    /// Drops the units attached, tearing them down.
+    fn detach(&mut self);
     /// A bundle begins.
     fn start_bundle(&mut self) -> UnitResult;
     /// Emits the groups in `range` (indices into `0..seal()`).
@@ -325,12 +390,18 @@ impl<T: Element> ShuffleReader for ReshuffleRead<T> {
         self.output = Some(output.downcast::<T>()?);
         Ok(())
     }
+    fn detach(&mut self) {
+        self.output = None;
+    }
     fn start_bundle(&mut self) -> UnitResult {
         attached(&mut self.output, &self.ctx)?.start_bundle()
     }
     fn emit(&mut self, range: Range<usize>) -> UnitResult {
         let output = attached(&mut self.output, &self.ctx)?;
         for i in range {
+            self.ctx
+                .position
+                .store(i as u64, std::sync::atomic::Ordering::Relaxed);
             let start = if i == 0 { 0 } else { self.records[i - 1].0 };
             let (end, window, timestamp) = self.records[i];
             let value = crate::coder::decode_exact::<T>(&self.bytes[start..end])

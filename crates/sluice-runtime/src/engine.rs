@@ -15,6 +15,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -34,7 +35,7 @@ use timely::dataflow::{Scope, Stream};
 use crate::job::{JobError, JobShared};
 use crate::metrics::{WorkerReport, shuffle_key};
 use crate::stage::{BundleOutput, StageInstance, StageLayout};
-use sluice_core::error::panic_message;
+use sluice_core::error::{current_step, panic_message};
 
 /// Records bound for one worker, as they cross timely's exchange.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -61,6 +62,8 @@ pub(crate) fn execute(job: Arc<JobShared>) -> Result<WorkerReport, String> {
         let index = worker.index();
         let peers = worker.peers();
         let state = Rc::new(RefCell::new(WorkerState::default()));
+        state.borrow_mut().report.worker = index;
+        job.progress[index].attach_thread(job.epoch, current_step::handle());
         // User code cannot panic past its stage (bundles are guarded); a panic here is a
         // bug in the runner. Catch it to report its message, and drop the dataflow so that
         // timely does not keep stepping it.
@@ -137,6 +140,8 @@ fn build_stage<'s>(
         instance: None,
         groups: None,
         next_group: 0,
+        pending: None,
+        attempt: 1,
         finished: false,
     };
     // `build_reschedule`: a stage with no shuffle output holds no capability, so timely
@@ -192,6 +197,16 @@ struct Work {
     finished: bool,
 }
 
+/// The bundle a stage is working on. It stays pending until it commits, so that a failed
+/// attempt can be retried with the same input.
+#[derive(Clone, Debug)]
+enum Pending {
+    /// A split of the stage's source, by index.
+    Split(usize),
+    /// A range of the groups the stage's shuffle reader holds.
+    Groups(Range<usize>),
+}
+
 /// A stage's progress on one worker: the engine-independent half of its operator.
 struct StageRun {
     job: Arc<JobShared>,
@@ -203,44 +218,67 @@ struct StageRun {
     /// Set once the shuffle input is complete: how many groups to emit.
     groups: Option<usize>,
     next_group: usize,
+    pending: Option<Pending>,
+    /// The attempt the pending bundle is on, from 1.
+    attempt: u32,
     finished: bool,
 }
 
 impl StageRun {
     fn instance(&mut self) -> Option<&mut StageInstance> {
         if self.instance.is_none() && !self.finished {
-            match StageInstance::build(
-                &self.job.pipeline,
-                &self.job.graph,
+            match StageInstance::new(
+                self.job.pipeline.clone(),
+                self.job.graph.clone(),
                 &self.layout,
                 self.worker,
                 self.peers,
+                self.job.config.max_bundle_attempts,
+                self.job.progress[self.worker].position.clone(),
             ) {
                 Ok(instance) => self.instance = Some(instance),
-                Err(error) => self.fail(error),
+                Err(error) => self.fail(error, 1),
             }
         }
         self.instance.as_mut()
     }
 
-    fn fail(&mut self, error: Box<ExecError>) {
+    fn fail(&mut self, error: Box<ExecError>, attempts: u32) {
         let stage = self.job.stage_label(self.layout.index);
-        self.job.fail(JobError::Bundle { stage, error });
+        self.job.fail(JobError::Bundle {
+            stage,
+            error,
+            attempts,
+        });
         self.finish();
     }
 
     fn finish(&mut self) {
         self.finished = true;
         // Dropping the units runs each DoFn's teardown.
-        if let Some(instance) = self.instance.take()
-            && let Err(panic) =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(instance)))
-        {
-            log::warn!(
-                "teardown in stage {} panicked: {}",
-                self.job.stage_label(self.layout.index),
-                panic_message(&*panic)
-            );
+        if let Some(mut instance) = self.instance.take() {
+            let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                instance.discard_chain();
+                instance.take_step_report(false)
+            }));
+            match dropped {
+                Ok(report) => self.record_steps(report),
+                Err(panic) => log::warn!(
+                    "teardown in stage {} panicked: {}",
+                    self.job.stage_label(self.layout.index),
+                    panic_message(&*panic)
+                ),
+            }
+        }
+    }
+
+    fn record_steps(&mut self, report: crate::stage::StepReport) {
+        let mut state = self.state.borrow_mut();
+        for (step, n) in report.teardowns {
+            *state.report.step_teardowns.entry(step.0).or_default() += n;
+        }
+        for (step, n) in report.dead_lettered {
+            *state.report.step_dead_lettered.entry(step.0).or_default() += n;
         }
     }
 
@@ -263,71 +301,61 @@ impl StageRun {
             }
         }
         if let Some(error) = error {
-            self.fail(error);
+            self.fail(error, 1);
         }
     }
 
     fn work(&mut self, inputs_complete: bool) -> Work {
+        let done = Work {
+            finished: true,
+            ..Work::default()
+        };
         if self.finished {
-            return Work {
-                finished: true,
-                ..Work::default()
-            };
+            return done;
         }
         if self.job.has_failed() {
             self.finish();
-            return Work {
-                finished: true,
-                ..Work::default()
+            return done;
+        }
+        if self.pending.is_none() {
+            let next = if self.layout.shuffle_input.is_none() {
+                self.next_split()
+            } else if inputs_complete {
+                match self.next_groups() {
+                    Ok(next) => next,
+                    Err(error) => {
+                        self.fail(error, 1);
+                        return done;
+                    }
+                }
+            } else {
+                return Work::default();
             };
-        }
-        let result = if self.layout.shuffle_input.is_none() {
-            self.read_next_split()
-        } else if inputs_complete {
-            self.emit_next_groups()
-        } else {
-            return Work::default();
-        };
-        match result {
-            Ok(Some(output)) => Work {
-                emitted: self.commit(output),
-                more: true,
-                finished: self.finished,
-            },
-            Ok(None) => {
-                self.finish();
-                Work {
-                    finished: true,
-                    ..Work::default()
+            match next {
+                Some(pending) => {
+                    self.pending = Some(pending);
+                    self.attempt = 1;
                 }
-            }
-            Err(error) => {
-                self.fail(error);
-                Work {
-                    finished: true,
-                    ..Work::default()
+                None => {
+                    self.finish();
+                    return done;
                 }
             }
         }
+        self.attempt_pending()
     }
 
-    /// Reads the next unclaimed split as one bundle; `None` when none is left.
-    fn read_next_split(&mut self) -> Result<Option<BundleOutput>, Box<ExecError>> {
+    /// Claims the next split of the stage's source; `None` when none is left.
+    fn next_split(&mut self) -> Option<Pending> {
         let stage = self.layout.index;
         let next = self.job.cursors[stage].fetch_add(1, Ordering::Relaxed);
-        let Some(split) = self.job.splits[stage].get(next).cloned() else {
-            return Ok(None);
-        };
-        let Some(instance) = self.instance() else {
-            return Ok(None);
-        };
-        instance.run_source_bundle(&*split).map(Some)
+        (next < self.job.splits[stage].len()).then_some(Pending::Split(next))
     }
 
-    /// Emits the next bundle of groups; `None` when all are out.
-    fn emit_next_groups(&mut self) -> Result<Option<BundleOutput>, Box<ExecError>> {
+    /// The next range of groups to emit (sealing the shuffle input first); `None` when
+    /// all are out.
+    fn next_groups(&mut self) -> Result<Option<Pending>, Box<ExecError>> {
         let max = self.job.config.max_groups_per_bundle.max(1);
-        let next = self.next_group;
         let known = self.groups;
         let Some(instance) = self.instance() else {
             return Ok(None);
@@ -336,15 +364,105 @@ impl StageRun {
             Some(n) => n,
             None => instance.seal()?,
         };
-        let end = (next + max).min(total);
-        let output = if next < end {
-            Some(instance.run_group_bundle(next..end)?)
-        } else {
-            None
-        };
         self.groups = Some(total);
-        self.next_group = end.max(next);
-        Ok(output)
+        let start = self.next_group;
+        let end = (start + max).min(total);
+        self.next_group = end.max(start);
+        Ok((start < end).then_some(Pending::Groups(start..end)))
+    }
+
+    /// Runs one attempt of the pending bundle: commits it, or tears the stage's units
+    /// down and leaves it pending for the next attempt, or fails the job after the last.
+    fn attempt_pending(&mut self) -> Work {
+        let Some(pending) = self.pending.clone() else {
+            return Work::default();
+        };
+        let stage = self.layout.index;
+        let attempt = self.attempt;
+        let description = match &pending {
+            Pending::Split(i) => format!("{:?}", self.job.splits[stage][*i]),
+            Pending::Groups(range) => format!("groups {}..{}", range.start, range.end),
+        };
+        let split = match &pending {
+            Pending::Split(i) => Some(self.job.splits[stage][*i].clone()),
+            Pending::Groups(_) => None,
+        };
+        let progress = self.job.progress[self.worker].clone();
+        if self.instance().is_none() {
+            return Work {
+                finished: true,
+                ..Work::default()
+            };
+        }
+        let Some(mut instance) = self.instance.take() else {
+            return Work::default();
+        };
+        instance.set_attempt(attempt);
+        progress.begin(stage, &description);
+        let result = match (&pending, &split) {
+            (Pending::Split(_), Some(split)) => instance.run_source_bundle(&**split),
+            (Pending::Groups(range), _) => instance.run_group_bundle(range.clone()),
+            (Pending::Split(_), None) => Err(ExecError::new(
+                "runtime",
+                "internal error: split without a source",
+            )),
+        };
+        progress.end();
+        *self
+            .state
+            .borrow_mut()
+            .report
+            .stage_attempts
+            .entry(stage)
+            .or_default() += 1;
+        match result {
+            Ok(output) => {
+                let report = instance.take_step_report(true);
+                self.instance = Some(instance);
+                self.record_steps(report);
+                self.pending = None;
+                self.attempt = 1;
+                Work {
+                    emitted: self.commit(output),
+                    more: true,
+                    finished: false,
+                }
+            }
+            Err(error) => {
+                // Coupled failure: every unit of the stage is torn down; the retry runs the
+                // whole bundle through fresh instances.
+                instance.discard_chain();
+                let failed_step = instance.step_named(&error.transform);
+                let report = instance.take_step_report(false);
+                self.instance = Some(instance);
+                self.record_steps(report);
+                {
+                    let mut state = self.state.borrow_mut();
+                    *state.report.stage_failed_attempts.entry(stage).or_default() += 1;
+                    if let Some(step) = failed_step {
+                        *state.report.step_failures.entry(step.0).or_default() += 1;
+                    }
+                }
+                let max = self.job.config.max_bundle_attempts;
+                if attempt >= max {
+                    self.fail(error, attempt);
+                    return Work {
+                        finished: true,
+                        ..Work::default()
+                    };
+                }
+                log::warn!(
+                    "stage {} on worker {}: bundle ({description}) failed on attempt {attempt} of {max}, retrying: {error}",
+                    self.job.stage_label(stage),
+                    self.worker,
+                );
+                self.attempt += 1;
+                Work {
+                    more: true,
+                    ..Work::default()
+                }
+            }
+        }
     }
 
     /// Accounts for a committed bundle, writes its sink bytes, and returns its batches.

@@ -12,6 +12,7 @@ use sluice_plan::{ExecutionGraph, Payload, PipelineGraph, StepOp, TransformId};
 
 use crate::metrics::{JobMetrics, WorkerReport};
 use crate::stage::StageLayout;
+use crate::watchdog::{Watchdog, WorkerProgress};
 
 /// The state of a job, as Dataflow names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -83,13 +84,15 @@ pub enum JobError {
         /// The cause.
         source: BoxError,
     },
-    /// A bundle failed.
-    #[error("stage {stage} failed: {error}")]
+    /// A bundle failed on every attempt.
+    #[error("stage {stage} failed after {attempts} attempt{}: {error}", if *attempts == 1 { "" } else { "s" })]
     Bundle {
         /// Stage id and name (`S01 (F1)`).
         stage: String,
         /// What failed, where, on what.
         error: Box<ExecError>,
+        /// How many times the bundle was tried.
+        attempts: u32,
     },
     /// Committed bundles could not be written or closed.
     #[error("could not write the output of '{transform}': {source}")]
@@ -123,6 +126,10 @@ pub struct RunnerConfig {
     pub desired_bundle_bytes: u64,
     /// Most groups a bundle emits after a shuffle.
     pub max_groups_per_bundle: usize,
+    /// Attempts a bundle gets before the job fails (Dataflow's batch default: 4).
+    pub max_bundle_attempts: u32,
+    /// A bundle running longer than this is reported as possibly stuck.
+    pub stuck_bundle_warning: std::time::Duration,
 }
 
 impl RunnerConfig {
@@ -133,6 +140,8 @@ impl RunnerConfig {
             workers: workers.max(1),
             desired_bundle_bytes: 8 << 20,
             max_groups_per_bundle: 16_384,
+            max_bundle_attempts: 4,
+            stuck_bundle_warning: std::time::Duration::from_secs(300),
         }
     }
 }
@@ -162,6 +171,10 @@ pub(crate) struct JobShared {
     pub cursors: Vec<AtomicUsize>,
     /// Per Write transform: its part of the job.
     pub sinks: Vec<(TransformId, Arc<dyn SinkJob>)>,
+    /// Per worker: what it is doing, for the watchdog.
+    pub progress: Vec<Arc<WorkerProgress>>,
+    /// When execution started.
+    pub epoch: Instant,
     failed: AtomicBool,
     failure: Mutex<Option<JobError>>,
 }
@@ -216,6 +229,7 @@ pub fn run(
                 &pipeline,
                 &graph,
                 &WorkerReport::default(),
+                config.workers,
                 started.elapsed(),
             ),
             committed: Vec::new(),
@@ -268,6 +282,8 @@ pub fn run(
         pipeline: pipeline.clone(),
         graph: graph.clone(),
         cursors: layouts.iter().map(|_| AtomicUsize::new(0)).collect(),
+        progress: (0..config.workers).map(|_| Arc::default()).collect(),
+        epoch: Instant::now(),
         layouts,
         splits,
         config,
@@ -276,6 +292,12 @@ pub fn run(
         failure: Mutex::new(None),
     });
 
+    let watchdog = Watchdog::start(
+        shared.progress.clone(),
+        graph.clone(),
+        shared.epoch,
+        shared.config.stuck_bundle_warning,
+    );
     let report = match crate::engine::execute(shared.clone()) {
         Ok(report) => report,
         Err(e) => {
@@ -283,7 +305,24 @@ pub fn run(
             WorkerReport::default()
         }
     };
-    let metrics = JobMetrics::from_report(&pipeline, &graph, &report, started.elapsed());
+    drop(watchdog);
+    let metrics = JobMetrics::from_report(
+        &pipeline,
+        &graph,
+        &report,
+        shared.config.workers,
+        started.elapsed(),
+    );
+    for stage in &metrics.stages {
+        if !stage.stragglers.is_empty() {
+            log::warn!(
+                "stage {} ({}): worker(s) {:?} took much longer than the others; see the stage's workerWallTime",
+                stage.id,
+                stage.name,
+                stage.stragglers
+            );
+        }
+    }
 
     let failure = shared.failure.lock().ok().and_then(|mut f| f.take());
     if let Some(error) = failure {

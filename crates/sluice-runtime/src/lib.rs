@@ -30,6 +30,7 @@ mod engine;
 pub mod job;
 pub mod metrics;
 pub mod stage;
+pub mod watchdog;
 
 pub use job::{JobOutcome, JobState, RunnerConfig, run};
 pub use metrics::{JobMetrics, StageMetrics, TransformMetrics};

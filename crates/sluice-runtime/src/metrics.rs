@@ -14,6 +14,17 @@ use sluice_plan::{EdgeKind, ExecutionGraph, PipelineGraph, StepOp, TransformId, 
 /// Counts one worker collected.
 #[derive(Debug, Default)]
 pub(crate) struct WorkerReport {
+    /// The worker (set on the worker's own report).
+    pub worker: usize,
+    /// Per (stage, worker): processing time in nanoseconds, filled by merging.
+    pub worker_stage_nanos: BTreeMap<(usize, usize), u64>,
+    /// Per stage: bundle attempts, and attempts that failed.
+    pub stage_attempts: BTreeMap<usize, u64>,
+    pub stage_failed_attempts: BTreeMap<usize, u64>,
+    /// Per step: attempts it failed, DoFn instances torn down, elements dead-lettered.
+    pub step_failures: BTreeMap<usize, u64>,
+    pub step_teardowns: BTreeMap<usize, u64>,
+    pub step_dead_lettered: BTreeMap<usize, u64>,
     /// Per edge: (elements, bytes).
     pub edges: BTreeMap<usize, (u64, u64)>,
     /// Per stage: processing time in nanoseconds, committed bundles.
@@ -29,6 +40,12 @@ pub(crate) struct WorkerReport {
 
 impl WorkerReport {
     pub fn merge(&mut self, other: WorkerReport) {
+        for (stage, nanos) in &other.stage_nanos {
+            *self
+                .worker_stage_nanos
+                .entry((*stage, other.worker))
+                .or_default() += nanos;
+        }
         fn add2(a: &mut BTreeMap<usize, (u64, u64)>, b: BTreeMap<usize, (u64, u64)>) {
             for (k, (x, y)) in b {
                 let e = a.entry(k).or_default();
@@ -47,6 +64,14 @@ impl WorkerReport {
         add2(&mut self.shuffle, other.shuffle);
         add1(&mut self.source_bytes, other.source_bytes);
         add2(&mut self.sink, other.sink);
+        add1(&mut self.stage_attempts, other.stage_attempts);
+        add1(&mut self.stage_failed_attempts, other.stage_failed_attempts);
+        add1(&mut self.step_failures, other.step_failures);
+        add1(&mut self.step_teardowns, other.step_teardowns);
+        add1(&mut self.step_dead_lettered, other.step_dead_lettered);
+        for (k, v) in other.worker_stage_nanos {
+            *self.worker_stage_nanos.entry(k).or_default() += v;
+        }
     }
 }
 
@@ -68,6 +93,12 @@ pub struct TransformMetrics {
     pub elements_out: Option<u64>,
     /// Bytes produced (to storage, for a Write).
     pub bytes_out: Option<u64>,
+    /// Bundle attempts that failed in this transform.
+    pub failed_attempts: u64,
+    /// Elements routed to its dead-letter output.
+    pub dead_lettered: u64,
+    /// DoFn instances torn down (after their last bundle, or after a failure).
+    pub teardowns: u64,
 }
 
 /// Time and work of one fused stage, summed over workers.
@@ -83,6 +114,17 @@ pub struct StageMetrics {
     pub wall_time: Duration,
     /// Bundles committed.
     pub bundles: u64,
+    /// Bundle attempts, successful or not.
+    pub bundle_attempts: u64,
+    /// Attempts that repeated a bundle after a failure.
+    pub retries: u64,
+    /// Attempts that failed.
+    pub failed_attempts: u64,
+    /// Per worker: time spent in the stage, in milliseconds.
+    pub worker_wall_time: Vec<f64>,
+    /// Workers whose time in the stage was far above the others' (at least 1.5 times
+    /// the median of the others, and 100 ms more).
+    pub stragglers: Vec<usize>,
     /// Records the stage wrote to shuffles.
     pub shuffle_records_out: u64,
     /// Bytes the stage wrote to shuffles.
@@ -120,6 +162,7 @@ impl JobMetrics {
         pipeline: &PipelineGraph,
         graph: &ExecutionGraph,
         report: &WorkerReport,
+        workers: usize,
         wall_time: Duration,
     ) -> JobMetrics {
         let edge_of_pc = |pc: usize| report.edges.get(&pc).copied();
@@ -164,6 +207,18 @@ impl JobMetrics {
                     }
                     _ => {}
                 }
+                let of_steps = |per_step: &BTreeMap<usize, u64>| -> u64 {
+                    per_step
+                        .iter()
+                        .filter(|(step, _)| {
+                            graph
+                                .steps
+                                .get(**step)
+                                .is_some_and(|s| s.original == TransformId(i))
+                        })
+                        .map(|(_, n)| n)
+                        .sum()
+                };
                 TransformMetrics {
                     name: t.name.clone(),
                     kind: t.kind().dataflow_kind().to_string(),
@@ -171,6 +226,9 @@ impl JobMetrics {
                     bytes_in,
                     elements_out,
                     bytes_out,
+                    failed_attempts: of_steps(&report.step_failures),
+                    dead_lettered: of_steps(&report.step_dead_lettered),
+                    teardowns: of_steps(&report.step_teardowns),
                 }
             })
             .collect();
@@ -195,13 +253,25 @@ impl JobMetrics {
                         }
                     }
                 }
+                let bundles = report.stage_bundles.get(&i).copied().unwrap_or(0);
+                let attempts = report.stage_attempts.get(&i).copied().unwrap_or(0);
+                let worker_wall_time: Vec<f64> = (0..workers)
+                    .map(|w| {
+                        report.worker_stage_nanos.get(&(i, w)).copied().unwrap_or(0) as f64 / 1e6
+                    })
+                    .collect();
                 StageMetrics {
                     id: s.id.clone(),
                     name: s.name.clone(),
                     wall_time: Duration::from_nanos(
                         report.stage_nanos.get(&i).copied().unwrap_or(0),
                     ),
-                    bundles: report.stage_bundles.get(&i).copied().unwrap_or(0),
+                    bundles,
+                    bundle_attempts: attempts,
+                    retries: attempts.saturating_sub(bundles),
+                    failed_attempts: report.stage_failed_attempts.get(&i).copied().unwrap_or(0),
+                    stragglers: stragglers(&worker_wall_time),
+                    worker_wall_time,
                     shuffle_records_out: records,
                     shuffle_bytes_out: bytes,
                     shuffle_outputs,
@@ -217,7 +287,42 @@ impl JobMetrics {
     }
 }
 
+/// Workers whose time is at least 1.5 times the median of the others' and 100 ms more.
+fn stragglers(times_ms: &[f64]) -> Vec<usize> {
+    if times_ms.len() < 2 {
+        return Vec::new();
+    }
+    (0..times_ms.len())
+        .filter(|&w| {
+            let mut others: Vec<f64> = times_ms
+                .iter()
+                .enumerate()
+                .filter(|(o, _)| *o != w)
+                .map(|(_, t)| *t)
+                .collect();
+            others.sort_by(f64::total_cmp);
+            let median = others[others.len() / 2];
+            times_ms[w] >= 1.5 * median && times_ms[w] - median >= 100.0
+        })
+        .collect()
+}
+
 /// The report key of the shuffle volume a stage wrote to an edge.
 pub(crate) fn shuffle_key(stage: usize, edge: usize) -> usize {
     (stage << 32) | edge
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stragglers;
+
+    #[test]
+    fn a_worker_far_behind_the_others_is_a_straggler() {
+        assert_eq!(stragglers(&[1000.0, 1050.0, 2500.0, 980.0]), [2]);
+        assert_eq!(stragglers(&[300.0, 100.0]), [0]);
+        // Within noise, or too small to matter: none.
+        assert!(stragglers(&[1000.0, 1300.0]).is_empty());
+        assert!(stragglers(&[10.0, 60.0]).is_empty());
+        assert!(stragglers(&[500.0]).is_empty());
+    }
 }

@@ -14,12 +14,15 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use sluice_core::error::{current_step, panic_message};
 use sluice_core::receiver::{AnyPort, AnyReceiver, PortCounters};
 use sluice_core::shuffle::{RecordBatch, ShuffleRecord, ShuffleWriter};
 use sluice_core::unit::{
-    ShuffleReader, SinkBuffer, SinkBytes, SourceReader, SourceSplit, UnitContext,
+    Attempt, ShuffleReader, SinkBuffer, SinkBytes, SourceReader, SourceSplit, UnitContext,
+    UnitCounters,
 };
 use sluice_core::{ExecError, UnitResult};
 use sluice_plan::{
@@ -96,41 +99,72 @@ struct Chain {
 
 /// One stage's units on one worker.
 pub struct StageInstance {
-    layout: StageLayout,
+    builder: Builder,
     root: Root,
-    chain: Chain,
+    /// The units of every step but the root; `None` after a failure tore them down.
+    chain: Option<Chain>,
     /// Step index and name of every step of the stage, to name the one that panicked.
     step_names: Vec<(u32, String)>,
 }
 
-struct Builder<'a> {
-    pipeline: &'a PipelineGraph,
-    graph: &'a ExecutionGraph,
-    layout: &'a StageLayout,
+/// Builds the units of one stage on one worker, as often as failures require.
+struct Builder {
+    pipeline: Arc<PipelineGraph>,
+    graph: Arc<ExecutionGraph>,
+    layout: StageLayout,
     worker: usize,
     workers: usize,
+    attempt: Rc<Attempt>,
+    position: Arc<AtomicU64>,
+    /// Per step: what its units report; kept across rebuilds.
+    counters: Vec<(StepId, Rc<UnitCounters>)>,
+}
+
+/// What the units of a stage reported, per step.
+#[derive(Debug, Default)]
+pub struct StepReport {
+    /// (step, DoFn instances torn down since the last report).
+    pub teardowns: Vec<(StepId, u64)>,
+    /// (step, elements dead-lettered by the committed bundle).
+    pub dead_lettered: Vec<(StepId, u64)>,
 }
 
 impl StageInstance {
-    /// Builds the stage's root and chain for this worker, running every DoFn's setup.
-    pub fn build(
-        pipeline: &PipelineGraph,
-        graph: &ExecutionGraph,
+    /// Builds the stage's root for this worker. Its other units are built by
+    /// [`StageInstance::prepare`], before the first bundle and after each failure.
+    pub fn new(
+        pipeline: Arc<PipelineGraph>,
+        graph: Arc<ExecutionGraph>,
         layout: &StageLayout,
         worker: usize,
         workers: usize,
+        max_attempts: u32,
+        position: Arc<AtomicU64>,
     ) -> Result<StageInstance, Box<ExecError>> {
-        let b = Builder {
+        let counters = graph.stages[layout.index]
+            .steps
+            .iter()
+            .map(|s| (*s, Rc::default()))
+            .collect();
+        let step_names = graph.stages[layout.index]
+            .steps
+            .iter()
+            .map(|s| (s.0 as u32, graph.step(*s).name.clone()))
+            .collect();
+        let builder = Builder {
             pipeline,
             graph,
-            layout,
+            layout: layout.clone(),
             worker,
             workers,
+            attempt: Rc::new(Attempt::first_of(max_attempts)),
+            position,
+            counters,
         };
-        let root_step = graph.step(layout.root);
-        let ctx = b.ctx(layout.root);
-        let payload = &pipeline.transform(root_step.original).payload;
-        let mut root = match (root_step.op, payload) {
+        let root_step = builder.graph.step(layout.root);
+        let ctx = builder.ctx(layout.root);
+        let payload = &builder.pipeline.transform(root_step.original).payload;
+        let root = match (root_step.op, payload) {
             (StepOp::Read, Payload::Read(source)) | (StepOp::Create, Payload::Create(source)) => {
                 Root::Source(source.reader(&ctx)?)
             }
@@ -139,7 +173,7 @@ impl StageInstance {
                 Root::Shuffle(combine.merge_reader(&ctx)?)
             }
             (StepOp::ReshuffleRead, Payload::Reshuffle) => {
-                let element = b.element_of(root_step.outputs[0])?;
+                let element = builder.element_of(root_step.outputs[0])?;
                 Root::Shuffle(element.reshuffle_reader(&ctx))
             }
             (op, payload) => {
@@ -148,23 +182,60 @@ impl StageInstance {
                 )));
             }
         };
-        let (head, chain) = b.build_chain()?;
-        let attached = match &mut root {
+        Ok(StageInstance {
+            builder,
+            root,
+            chain: None,
+            step_names,
+        })
+    }
+
+    /// Sets the attempt number of the next bundle (1 for a first attempt).
+    pub fn set_attempt(&mut self, attempt: u32) {
+        self.builder.attempt.number.set(attempt);
+    }
+
+    /// Builds the units of every step but the root — running each DoFn's setup — unless
+    /// they are built already.
+    pub fn prepare(&mut self) -> UnitResult {
+        if self.chain.is_some() {
+            return Ok(());
+        }
+        let builder = &self.builder;
+        let (head, chain) = guarded(&self.step_names, || builder.build_chain())?;
+        let attached = match &mut self.root {
             Root::Source(r) => r.attach(head),
             Root::Shuffle(r) => r.attach(head),
         };
-        attached.map_err(|e| ctx.error(e))?;
-        let step_names = graph.stages[layout.index]
-            .steps
-            .iter()
-            .map(|s| (s.0 as u32, graph.step(*s).name.clone()))
-            .collect();
-        Ok(StageInstance {
-            layout: layout.clone(),
-            root,
-            chain,
-            step_names,
-        })
+        attached.map_err(|e| self.builder.ctx(self.builder.layout.root).error(e))?;
+        self.chain = Some(chain);
+        Ok(())
+    }
+
+    /// Tears down every unit but the root (each DoFn's teardown runs), after a failure.
+    pub fn discard_chain(&mut self) {
+        match &mut self.root {
+            Root::Source(r) => r.detach(),
+            Root::Shuffle(r) => r.detach(),
+        }
+        self.chain = None;
+    }
+
+    /// What the units reported since the last call; teardowns are always reported,
+    /// dead letters only with `committed` (a failed bundle's do not count).
+    pub fn take_step_report(&mut self, committed: bool) -> StepReport {
+        let mut report = StepReport::default();
+        for (step, c) in &self.builder.counters {
+            let teardowns = c.teardowns.replace(0);
+            if teardowns > 0 {
+                report.teardowns.push((*step, teardowns));
+            }
+            let dead = c.dead_lettered.replace(0);
+            if committed && dead > 0 {
+                report.dead_lettered.push((*step, dead));
+            }
+        }
+        report
     }
 
     /// Reads one split of the root source as one bundle.
@@ -172,6 +243,7 @@ impl StageInstance {
         &mut self,
         split: &dyn SourceSplit,
     ) -> Result<BundleOutput, Box<ExecError>> {
+        self.prepare()?;
         let Root::Source(reader) = &mut self.root else {
             return Err(ExecError::new(
                 "runtime",
@@ -221,6 +293,7 @@ impl StageInstance {
         &mut self,
         range: Range<usize>,
     ) -> Result<BundleOutput, Box<ExecError>> {
+        self.prepare()?;
         let Root::Shuffle(reader) = &mut self.root else {
             return Err(ExecError::new(
                 "runtime",
@@ -237,7 +310,15 @@ impl StageInstance {
 
     /// The stage's layout.
     pub fn layout(&self) -> &StageLayout {
-        &self.layout
+        &self.builder.layout
+    }
+
+    /// The step named `name` in this stage, if any.
+    pub fn step_named(&self, name: &str) -> Option<StepId> {
+        self.step_names
+            .iter()
+            .find(|(_, n)| n == name)
+            .map(|(id, _)| StepId(*id as usize))
     }
 
     fn finish_bundle(
@@ -245,7 +326,12 @@ impl StageInstance {
         result: UnitResult,
         bytes_read: u64,
     ) -> Result<BundleOutput, Box<ExecError>> {
-        let chain = &self.chain;
+        let Some(chain) = &self.chain else {
+            return Err(ExecError::new(
+                "runtime",
+                "internal error: bundle without units",
+            ));
+        };
         if let Err(e) = result {
             for w in &chain.shuffles {
                 w.discard();
@@ -283,7 +369,10 @@ impl StageInstance {
 /// Panics are caught here, once per bundle, rather than around every element: units
 /// mark the step they run (`current_step`), which costs far less per element than a
 /// catch and lets the compiler inline fused units into each other.
-fn guarded(step_names: &[(u32, String)], f: impl FnOnce() -> UnitResult) -> UnitResult {
+fn guarded<R>(
+    step_names: &[(u32, String)],
+    f: impl FnOnce() -> Result<R, Box<ExecError>>,
+) -> Result<R, Box<ExecError>> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(result) => result,
         Err(panic) => {
@@ -300,13 +389,22 @@ fn guarded(step_names: &[(u32, String)], f: impl FnOnce() -> UnitResult) -> Unit
     }
 }
 
-impl Builder<'_> {
+impl Builder {
     fn ctx(&self, step: StepId) -> UnitContext {
+        let counters = self
+            .counters
+            .iter()
+            .find(|(s, _)| *s == step)
+            .map(|(_, c)| c.clone())
+            .unwrap_or_default();
         UnitContext {
             transform: self.graph.step(step).name.clone(),
             step: step.0 as u32,
             worker: self.worker,
             workers: self.workers,
+            attempt: self.attempt.clone(),
+            counters,
+            position: self.position.clone(),
         }
     }
 

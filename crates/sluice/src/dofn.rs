@@ -39,13 +39,15 @@
 
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use sluice_core::error::{current_step, panic_message};
 use sluice_core::receiver::{AnyPort, AnyReceiver, Port};
-use sluice_core::unit::{ElementType, ParDoFactory, TypeOf, UnitContext};
+use sluice_core::unit::{Attempt, ElementType, ParDoFactory, TypeOf, UnitContext, UnitCounters};
 use sluice_core::{
     BoxError, Element, ExecError, Receiver, Timestamp, UnitResult, Window, WindowedValue,
+    render_element,
 };
 
 /// Per-element user code with Beam's lifecycle.
@@ -145,6 +147,9 @@ struct Tagged {
 pub struct Context<'a, Out> {
     main: &'a mut Port<Out>,
     tagged: &'a mut [Tagged],
+    /// On a ParDo's last attempt with a dead-letter output, the main outputs of the
+    /// current element, released only if it succeeds.
+    held: Option<&'a mut Vec<WindowedValue<Out>>>,
     timestamp: Timestamp,
     window: Window,
     transform: &'a str,
@@ -163,7 +168,9 @@ impl<Out: Element> Context<'_, Out> {
                 timestamp: self.timestamp,
                 window: self.window,
             };
-            if let Err(e) = self.main.emit(element) {
+            if let Some(held) = self.held.as_deref_mut() {
+                held.push(element);
+            } else if let Err(e) = self.main.emit(element) {
                 self.downstream = Some(e);
             }
         }
@@ -171,9 +178,8 @@ impl<Out: Element> Context<'_, Out> {
 
     /// Emits to the additional output named by `tag`.
     ///
-    /// # Panics
-    /// If the ParDo was not declared with this tag (a construction bug, reported as a
-    /// failure of this transform).
+    /// If the ParDo was not declared with this tag (a construction bug), the element fails
+    /// with an error saying so.
     pub fn emit_to<T: Element>(&mut self, tag: &TupleTag<T>, value: T) {
         if self.downstream.is_some() {
             return;
@@ -240,6 +246,40 @@ impl<Out: Element> FinishContext<'_, Out> {
     }
 }
 
+/// An element a ParDo could not process on any attempt, routed to its dead-letter output
+/// (see [`crate::PCollection::par_do_with_dead_letter`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeadLetter<T> {
+    /// The element, as the ParDo received it.
+    pub element: T,
+    /// Why it failed (the DoFn's error, or its panic message).
+    pub error: String,
+    /// The transform that failed on it.
+    pub transform: String,
+    /// How many attempts its bundle had, this one included.
+    pub attempts: u32,
+}
+
+impl<T: sluice_core::Coder> sluice_core::Coder for DeadLetter<T> {
+    fn encode_to(&self, out: &mut Vec<u8>) -> Result<(), sluice_core::CoderError> {
+        self.element.encode_to(out)?;
+        self.error.encode_to(out)?;
+        self.transform.encode_to(out)?;
+        self.attempts.encode_to(out)
+    }
+    fn decode_from(input: &mut &[u8]) -> Result<Self, sluice_core::CoderError> {
+        Ok(DeadLetter {
+            element: T::decode_from(input)?,
+            error: String::decode_from(input)?,
+            transform: String::decode_from(input)?,
+            attempts: u32::decode_from(input)?,
+        })
+    }
+    fn is_deterministic() -> bool {
+        T::is_deterministic()
+    }
+}
+
 /// Runs a lifecycle method (not the per-element path), turning an error or a panic into
 /// an [`ExecError`] of `transform`.
 fn call<R>(transform: &str, f: impl FnOnce() -> Result<R, BoxError>) -> Result<R, Box<ExecError>> {
@@ -253,21 +293,130 @@ fn call<R>(transform: &str, f: impl FnOnce() -> Result<R, BoxError>) -> Result<R
     }
 }
 
+/// A fresh, set-up instance of the DoFn given at construction.
+fn instantiate<D: DoFn>(prototype: &Mutex<D>, transform: &str) -> Result<D, Box<ExecError>> {
+    let mut dofn = prototype
+        .lock()
+        .map_err(|_| {
+            ExecError::new(
+                transform,
+                "a previous instance of this DoFn panicked while being cloned",
+            )
+        })?
+        .clone();
+    call(transform, || dofn.setup())
+        .map_err(|e| ExecError::new(transform, format!("setup failed: {}", e.source)))?;
+    Ok(dofn)
+}
+
 /// The execution unit of a ParDo: one DoFn instance and its output ports.
 struct ParDoUnit<D: DoFn> {
     dofn: D,
+    prototype: Arc<Mutex<D>>,
     transform: String,
     step: u32,
     main: Port<D::Out>,
     tagged: Vec<Tagged>,
+    dead_letter: Option<Port<DeadLetter<D::In>>>,
+    attempt: Rc<Attempt>,
+    counters: Rc<UnitCounters>,
+    /// This bundle is a retry: render each element before processing it, so that a
+    /// failure can name it.
+    retrying: bool,
+    /// This bundle is the last attempt and the ParDo has a dead-letter output: an element
+    /// that fails goes there instead of failing the bundle.
+    routing: bool,
+    held: Vec<WindowedValue<D::Out>>,
+}
+
+impl<D: DoFn> ParDoUnit<D> {
+    /// Processes one element on the last attempt: its outputs are held until it succeeds;
+    /// if it fails (error or panic) it goes to the dead-letter output with the reason.
+    #[cold]
+    fn receive_routing(&mut self, element: WindowedValue<D::In>) -> UnitResult {
+        let copy = element.value.clone();
+        let mut held = std::mem::take(&mut self.held);
+        let (outcome, downstream) = {
+            let ParDoUnit {
+                dofn,
+                transform,
+                step,
+                main,
+                tagged,
+                ..
+            } = self;
+            let mut ctx = Context {
+                main,
+                tagged,
+                held: Some(&mut held),
+                timestamp: element.timestamp,
+                window: element.window,
+                transform,
+                downstream: None,
+            };
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                current_step::in_step(*step, || dofn.process(element.value, &mut ctx))
+            }));
+            (outcome, ctx.downstream.take())
+        };
+        let failure = match (outcome, downstream) {
+            (Ok(Ok(())), None) => None,
+            (Ok(Ok(())), Some(e)) => Some(e.source.to_string()),
+            (Ok(Err(e)), _) => Some(e.to_string()),
+            (Err(panic), _) => {
+                // The instance may be half-way through an update: replace it.
+                current_step::take_panicked_step();
+                let fresh = instantiate(&self.prototype, &self.transform)?;
+                let mut old = std::mem::replace(&mut self.dofn, fresh);
+                self.counters
+                    .teardowns
+                    .set(self.counters.teardowns.get() + 1);
+                let _ = call(&self.transform, || {
+                    old.teardown();
+                    Ok(())
+                });
+                Some(format!("panicked: {}", panic_message(&*panic)))
+            }
+        };
+        let result = match failure {
+            None => held.drain(..).try_for_each(|e| self.main.emit(e)),
+            Some(error) => {
+                held.clear();
+                self.counters
+                    .dead_lettered
+                    .set(self.counters.dead_lettered.get() + 1);
+                let letter = DeadLetter {
+                    element: copy,
+                    error,
+                    transform: self.transform.clone(),
+                    attempts: self.attempt.number.get(),
+                };
+                match &mut self.dead_letter {
+                    Some(port) => port.emit(WindowedValue {
+                        value: letter,
+                        timestamp: element.timestamp,
+                        window: element.window,
+                    }),
+                    None => Ok(()),
+                }
+            }
+        };
+        self.held = held;
+        result
+    }
 }
 
 impl<D: DoFn> Receiver<D::In> for ParDoUnit<D> {
     fn start_bundle(&mut self) -> UnitResult {
+        self.retrying = self.attempt.is_retry();
+        self.routing = self.dead_letter.is_some() && self.attempt.is_last();
         // Consumers start before this DoFn can emit anything.
         self.main.start_bundle()?;
         for t in &mut self.tagged {
             t.port.start_bundle()?;
+        }
+        if let Some(port) = &mut self.dead_letter {
+            port.start_bundle()?;
         }
         let dofn = &mut self.dofn;
         call(&self.transform, || dofn.start_bundle())
@@ -275,16 +424,23 @@ impl<D: DoFn> Receiver<D::In> for ParDoUnit<D> {
 
     #[inline]
     fn receive(&mut self, element: WindowedValue<D::In>) -> UnitResult {
+        if self.routing {
+            return self.receive_routing(element);
+        }
+        // Only a retried bundle pays for rendering its elements.
+        let rendered = self.retrying.then(|| render_element(&element.value));
         let ParDoUnit {
             dofn,
             transform,
             step,
             main,
             tagged,
+            ..
         } = self;
         let mut ctx = Context {
             main,
             tagged,
+            held: None,
             timestamp: element.timestamp,
             window: element.window,
             transform,
@@ -297,7 +453,13 @@ impl<D: DoFn> Receiver<D::In> for ParDoUnit<D> {
         // went on as if nothing happened.
         match ctx.downstream.take() {
             Some(e) => Err(e),
-            None => result.map_err(|e| ExecError::new(transform.as_str(), e)),
+            None => result.map_err(|e| {
+                let error = ExecError::new(transform.as_str(), e);
+                match rendered {
+                    Some(r) => error.with_element(r),
+                    None => error,
+                }
+            }),
         }
     }
 
@@ -313,6 +475,7 @@ impl<D: DoFn> Receiver<D::In> for ParDoUnit<D> {
             inner: Context {
                 main,
                 tagged,
+                held: None,
                 timestamp: Timestamp::MIN,
                 window: Window::Global,
                 transform,
@@ -328,6 +491,9 @@ impl<D: DoFn> Receiver<D::In> for ParDoUnit<D> {
         for t in &mut self.tagged {
             t.port.finish_bundle()?;
         }
+        if let Some(port) = &mut self.dead_letter {
+            port.finish_bundle()?;
+        }
         Ok(())
     }
 }
@@ -335,6 +501,9 @@ impl<D: DoFn> Receiver<D::In> for ParDoUnit<D> {
 impl<D: DoFn> Drop for ParDoUnit<D> {
     fn drop(&mut self) {
         let dofn = &mut self.dofn;
+        self.counters
+            .teardowns
+            .set(self.counters.teardowns.get() + 1);
         if let Err(e) = call(&self.transform, || {
             dofn.teardown();
             Ok(())
@@ -348,16 +517,27 @@ impl<D: DoFn> Drop for ParDoUnit<D> {
 pub(crate) struct ParDoPayload<D> {
     /// The DoFn as constructed; each unit gets a clone. A mutex, so the DoFn itself need
     /// not be `Sync`.
-    prototype: Mutex<D>,
+    prototype: Arc<Mutex<D>>,
     /// Names of the additional outputs, in output order (after the main output).
     tags: Vec<Arc<str>>,
+    /// Whether the second output is a dead-letter output.
+    dead_letter: bool,
 }
 
 impl<D: DoFn> ParDoPayload<D> {
     pub(crate) fn new(dofn: D, tags: Vec<Arc<str>>) -> Self {
         ParDoPayload {
-            prototype: Mutex::new(dofn),
+            prototype: Arc::new(Mutex::new(dofn)),
             tags,
+            dead_letter: false,
+        }
+    }
+
+    pub(crate) fn with_dead_letter(dofn: D) -> Self {
+        ParDoPayload {
+            prototype: Arc::new(Mutex::new(dofn)),
+            tags: Vec::new(),
+            dead_letter: true,
         }
     }
 }
@@ -376,6 +556,16 @@ impl<D: DoFn> ParDoFactory for ParDoPayload<D> {
             })?
             .downcast::<D::Out>()
             .map_err(|e| ctx.error(e))?;
+        let dead_letter = match self.dead_letter {
+            true => Some(
+                outputs
+                    .next()
+                    .ok_or_else(|| ctx.error("internal error: no dead-letter output"))?
+                    .downcast::<DeadLetter<D::In>>()
+                    .map_err(|e| ctx.error(e))?,
+            ),
+            false => None,
+        };
         let tagged = self
             .tags
             .iter()
@@ -385,20 +575,20 @@ impl<D: DoFn> ParDoFactory for ParDoPayload<D> {
                 port,
             })
             .collect();
-        let mut dofn = self
-            .prototype
-            .lock()
-            .map_err(|_| ctx.error("a previous instance of this DoFn panicked while being cloned"))?
-            .clone();
-        call(&ctx.transform, || dofn.setup()).map_err(|e| {
-            ExecError::new(ctx.transform.clone(), format!("setup failed: {}", e.source))
-        })?;
+        let dofn = instantiate(&self.prototype, &ctx.transform)?;
         Ok(AnyReceiver::new::<D::In>(Box::new(ParDoUnit {
             dofn,
+            prototype: self.prototype.clone(),
             transform: ctx.transform.clone(),
             step: ctx.step,
             main,
             tagged,
+            dead_letter,
+            attempt: ctx.attempt.clone(),
+            counters: ctx.counters.clone(),
+            retrying: false,
+            routing: false,
+            held: Vec::new(),
         })))
     }
 }

@@ -45,7 +45,7 @@ pub mod pipeline;
 pub mod result;
 pub mod transforms;
 
-pub use dofn::{Context, DoFn, FinishContext, TagSpec, TupleTag};
+pub use dofn::{Context, DeadLetter, DoFn, FinishContext, TagSpec, TupleTag};
 pub use error::{Error, Result};
 pub use options::{OptionsError, PipelineOptions};
 pub use pcollection::{PCollection, PTransform, PValue, TaggedOutputs};
@@ -72,8 +72,8 @@ pub mod plan {
 /// What a pipeline author needs in scope.
 pub mod prelude {
     pub use crate::{
-        BoxError, Coder, CoderError, Collected, CombineFn, Context, CountFn, DoFn, Element,
-        FinishContext, JobState, MaxFn, MeanFn, MinFn, PCollection, PTransform, PValue, Pipeline,
-        PipelineResult, SumFn, Timestamp, TupleTag, Window,
+        BoxError, Coder, CoderError, Collected, CombineFn, Context, CountFn, DeadLetter, DoFn,
+        Element, FinishContext, JobState, MaxFn, MeanFn, MinFn, PCollection, PTransform, PValue,
+        Pipeline, PipelineResult, SumFn, Timestamp, TupleTag, Window,
     };
 }

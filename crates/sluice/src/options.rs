@@ -18,6 +18,8 @@
 //! | `--plan_out` | write the job description (both plan views) to this file | none |
 //! | `--dry_run` | print the job description to stdout and exit without running | off |
 //! | `--worker_binary` | accepted for launcher compatibility; the launcher is the worker | none |
+//! | `--max_bundle_attempts` | attempts a bundle gets before the job fails (batch) | 4 |
+//! | `--stuck_bundle_secs` | a bundle running longer than this is logged as possibly stuck | 300 |
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -67,6 +69,10 @@ pub struct PipelineOptions {
     pub dry_run: bool,
     /// `--worker_binary`.
     pub worker_binary: Option<String>,
+    /// `--max_bundle_attempts`.
+    pub max_bundle_attempts: u32,
+    /// `--stuck_bundle_secs`.
+    pub stuck_bundle_secs: f64,
     /// Every other flag, by name, in the order given.
     user: BTreeMap<String, Vec<String>>,
 }
@@ -148,6 +154,8 @@ impl PipelineOptions {
 
         let mut options = PipelineOptions {
             runner: "DirectRunner".into(),
+            max_bundle_attempts: 4,
+            stuck_bundle_secs: 300.0,
             ..PipelineOptions::default()
         };
         for (name, value) in raw {
@@ -167,6 +175,27 @@ impl PipelineOptions {
                 "temp_location" => options.temp_location = Some(value),
                 "plan_out" => options.plan_out = Some(PathBuf::from(value)),
                 "worker_binary" => options.worker_binary = Some(value),
+                "max_bundle_attempts" => {
+                    options.max_bundle_attempts =
+                        value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                            OptionsError::Invalid {
+                                flag: name.clone(),
+                                value: value.clone(),
+                                expected: "a number of attempts, at least 1".into(),
+                            }
+                        })?
+                }
+                "stuck_bundle_secs" => {
+                    options.stuck_bundle_secs = value
+                        .parse()
+                        .ok()
+                        .filter(|s: &f64| *s > 0.0)
+                        .ok_or_else(|| OptionsError::Invalid {
+                            flag: name.clone(),
+                            value: value.clone(),
+                            expected: "a number of seconds greater than 0".into(),
+                        })?
+                }
                 "labels" => options.add_labels(&value)?,
                 _ => options.user.entry(name).or_default().push(value),
             }

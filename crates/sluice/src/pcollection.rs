@@ -7,7 +7,9 @@ use sluice_core::Element;
 use sluice_core::unit::TypeOf;
 use sluice_plan::{PCollectionId, Payload};
 
-use crate::dofn::{DoFn, FilterFn, FlatMapFn, MapFn, ParDoPayload, TagSpec, TryMapFn, TupleTag};
+use crate::dofn::{
+    DeadLetter, DoFn, FilterFn, FlatMapFn, MapFn, ParDoPayload, TagSpec, TryMapFn, TupleTag,
+};
 use crate::pipeline::Pipeline;
 
 /// A distributed collection of elements of type `T`, produced by a transform.
@@ -183,6 +185,36 @@ impl<T: Element> PCollection<T> {
                 .collect(),
         };
         (PCollection::new(&self.pipeline, ids[0]), tagged)
+    }
+
+    /// Runs a [`DoFn`], routing elements it still fails on after every attempt to a
+    /// dead-letter output instead of failing the job.
+    ///
+    /// A failing element's bundle is retried like any other (transient failures then
+    /// succeed); on the bundle's last attempt, an element whose processing fails — an
+    /// error or a panic — goes to the second output with the reason, and the rest of the
+    /// bundle commits. The failing element's own outputs are dropped, so it contributes
+    /// nothing to the main output.
+    pub fn par_do_with_dead_letter<D: DoFn<In = T>>(
+        &self,
+        name: &str,
+        dofn: D,
+    ) -> (PCollection<D::Out>, PCollection<DeadLetter<T>>) {
+        let outputs = vec![
+            ("out".to_string(), TypeOf::<D::Out>::arc()),
+            ("dead_letter".to_string(), TypeOf::<DeadLetter<T>>::arc()),
+        ];
+        let payload = ParDoPayload::with_dead_letter(dofn);
+        let (_, ids) = self.pipeline.add_transform(
+            name,
+            vec![self.id],
+            Payload::ParDo(Arc::new(payload)),
+            outputs,
+        );
+        (
+            PCollection::new(&self.pipeline, ids[0]),
+            PCollection::new(&self.pipeline, ids[1]),
+        )
     }
 
     /// One output per element.

@@ -315,11 +315,10 @@ impl Pipeline {
             graph.transforms.len(),
             plan.stages.len()
         );
-        let outcome = sluice_runtime::run(
-            graph.clone(),
-            plan.clone(),
-            RunnerConfig::new(job_id.clone(), workers),
-        );
+        let mut config = RunnerConfig::new(job_id.clone(), workers);
+        config.max_bundle_attempts = options.max_bundle_attempts;
+        config.stuck_bundle_warning = std::time::Duration::from_secs_f64(options.stuck_bundle_secs);
+        let outcome = sluice_runtime::run(graph.clone(), plan.clone(), config);
         match (&outcome.state, &outcome.error) {
             (JobState::Done, _) => log::info!(
                 "job {job_id} finished: {} in {:.2}s{}",

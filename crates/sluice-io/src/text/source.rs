@@ -252,6 +252,9 @@ impl TextReader {
                 break;
             }
             let line_start = offset;
+            self.ctx
+                .position
+                .store(line_start, std::sync::atomic::Ordering::Relaxed);
             offset += n as u64;
             self.bytes_read += n as u64;
             let mut text = &self.line[..];
@@ -278,6 +281,10 @@ impl SourceReader for TextReader {
     fn attach(&mut self, output: AnyPort) -> Result<(), TypeMismatch> {
         self.output = Some(output.downcast::<String>()?);
         Ok(())
+    }
+
+    fn detach(&mut self) {
+        self.output = None;
     }
 
     fn start_bundle(&mut self) -> UnitResult {
@@ -356,12 +363,7 @@ mod tests {
     }
 
     fn read_all(source: &TextSource, split_bytes: u64) -> Vec<String> {
-        let ctx = UnitContext {
-            transform: "Read".into(),
-            step: 0,
-            worker: 0,
-            workers: 1,
-        };
+        let ctx = UnitContext::standalone("Read");
         let out = Rc::new(RefCell::new(vec![]));
         let mut reader = source.reader(&ctx).unwrap();
         let port = Port::new(
@@ -456,12 +458,7 @@ mod tests {
         let path = dir.path().join("bad.txt");
         std::fs::write(&path, b"ok\nbad \xff here\n").unwrap();
         let source = TextSource::new("Read", path.to_str().unwrap()).unwrap();
-        let ctx = UnitContext {
-            transform: "Read".into(),
-            step: 0,
-            worker: 0,
-            workers: 1,
-        };
+        let ctx = UnitContext::standalone("Read");
         let mut reader = source.reader(&ctx).unwrap();
         reader
             .attach(AnyPort::new(Port::<String>::new(vec![], Rc::default())))

@@ -286,13 +286,21 @@ impl<K: Element, F: CombineFn> ShuffleReader for MergeAccumulators<K, F> {
         Ok(())
     }
 
+    fn detach(&mut self) {
+        self.output = None;
+    }
+
     fn start_bundle(&mut self) -> UnitResult {
         attached(&mut self.output, &self.ctx)?.start_bundle()
     }
 
     fn emit(&mut self, range: Range<usize>) -> UnitResult {
         let output = attached(&mut self.output, &self.ctx)?;
-        for (key, window, acc) in &self.sealed[range] {
+        for (i, (key, window, acc)) in self.sealed[range.clone()].iter().enumerate() {
+            self.ctx.position.store(
+                (range.start + i) as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
             let k = sluice_core::coder::decode_exact::<K>(key).map_err(|e| self.ctx.error(e))?;
             // Cloned, so that a failed bundle can emit the same groups again.
             let acc = acc.clone();

@@ -121,6 +121,10 @@ impl<T: Element> SourceReader for CreateReader<T> {
         Ok(())
     }
 
+    fn detach(&mut self) {
+        self.output = None;
+    }
+
     fn start_bundle(&mut self) -> UnitResult {
         attached(&mut self.output, &self.ctx)?.start_bundle()
     }
@@ -133,6 +137,9 @@ impl<T: Element> SourceReader for CreateReader<T> {
         };
         let output = attached(&mut self.output, &self.ctx)?;
         for i in split.start..split.end {
+            self.ctx
+                .position
+                .store(i as u64, std::sync::atomic::Ordering::Relaxed);
             let start = if i == 0 { 0 } else { self.ends[i - 1] };
             let value = sluice_core::coder::decode_exact::<T>(&self.bytes[start..self.ends[i]])
                 .map_err(|e| self.ctx.error(e))?;

@@ -198,13 +198,21 @@ impl<K: Element, V: Element> ShuffleReader for GroupRead<K, V> {
         Ok(())
     }
 
+    fn detach(&mut self) {
+        self.output = None;
+    }
+
     fn start_bundle(&mut self) -> UnitResult {
         attached(&mut self.output, &self.ctx)?.start_bundle()
     }
 
     fn emit(&mut self, range: Range<usize>) -> UnitResult {
         let output = attached(&mut self.output, &self.ctx)?;
-        for (key, window, group) in &self.sealed[range] {
+        for (i, (key, window, group)) in self.sealed[range.clone()].iter().enumerate() {
+            self.ctx.position.store(
+                (range.start + i) as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
             let k = sluice_core::coder::decode_exact::<K>(key).map_err(|e| self.ctx.error(e))?;
             let mut input = &group.values[..];
             let mut values = Vec::with_capacity(group.count);
