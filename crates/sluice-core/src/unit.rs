@@ -44,12 +44,20 @@ pub struct UnitContext {
 }
 
 /// Which attempt of its bundle a stage is running.
+///
+/// When a bundle fails, the runner divides it before the element that was being
+/// processed: what came before is retried as a new bundle, and the rest is retried with
+/// that element — the *suspect* — first. So a retry knows which element failed, and an
+/// element that keeps failing is the only one a retry can blame.
 #[derive(Debug)]
 pub struct Attempt {
     /// 1 for the first attempt.
     pub number: Cell<u32>,
     /// How many attempts a bundle gets before the job fails.
     pub max: u32,
+    /// On a retry, the position (see [`UnitContext::position`]) of the element that failed
+    /// on the previous attempt.
+    pub suspect: Cell<Option<u64>>,
 }
 
 impl Attempt {
@@ -58,16 +66,24 @@ impl Attempt {
         Attempt {
             number: Cell::new(1),
             max: max.max(1),
+            suspect: Cell::new(None),
         }
     }
 
-    /// A retry: units record what they process, to report the element that fails.
-    pub fn is_retry(&self) -> bool {
-        self.number.get() > 1
+    /// Whether the element at `position` failed on the previous attempt: units render it
+    /// before processing it, to report it if it fails again.
+    #[inline]
+    pub fn is_suspect(&self, position: u64) -> bool {
+        self.suspect.get() == Some(position)
     }
 
-    /// The last attempt: units with a dead-letter output route failing elements there
-    /// instead of failing the bundle.
+    /// Whether this is a retry of a failed element.
+    pub fn is_retry(&self) -> bool {
+        self.number.get() > 1 && self.suspect.get().is_some()
+    }
+
+    /// The last attempt: a unit with a dead-letter output routes the suspect there if it
+    /// fails again, instead of failing the bundle.
     pub fn is_last(&self) -> bool {
         self.number.get() >= self.max
     }
@@ -120,6 +136,13 @@ pub trait SourceSplit: Send + Sync + Debug {
     fn as_any(&self) -> &dyn Any;
     /// How many bytes the split covers, if known.
     fn size_bytes(&self) -> Option<u64>;
+    /// Divides the split before the element at `position` (as the reader publishes it in
+    /// [`UnitContext::position`]): the elements before it, and it with those after. `None`
+    /// when the split cannot be divided there (it is unsplittable, or `position` is its
+    /// first element or outside it).
+    fn split_at(&self, _position: u64) -> Option<(Arc<dyn SourceSplit>, Arc<dyn SourceSplit>)> {
+        None
+    }
 }
 
 /// What a source needs to know to split itself.

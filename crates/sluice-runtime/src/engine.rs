@@ -14,7 +14,7 @@
 //! bundles and memory stays bounded by a bundle's output.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use sluice_core::ExecError;
 use sluice_core::shuffle::records;
-use sluice_core::unit::SinkWriter;
+use sluice_core::unit::{SinkWriter, SourceSplit};
 use sluice_plan::{EdgeId, TransformId};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
@@ -140,8 +140,7 @@ fn build_stage<'s>(
         instance: None,
         groups: None,
         next_group: 0,
-        pending: None,
-        attempt: 1,
+        queue: VecDeque::new(),
         finished: false,
     };
     // `build_reschedule`: a stage with no shuffle output holds no capability, so timely
@@ -197,14 +196,47 @@ struct Work {
     finished: bool,
 }
 
-/// The bundle a stage is working on. It stays pending until it commits, so that a failed
-/// attempt can be retried with the same input.
+/// The input of a bundle.
 #[derive(Clone, Debug)]
 enum Pending {
-    /// A split of the stage's source, by index.
-    Split(usize),
+    /// A split of the stage's source (or part of one, after a failure divided it).
+    Split(Arc<dyn SourceSplit>),
     /// A range of the groups the stage's shuffle reader holds.
     Groups(Range<usize>),
+}
+
+/// A bundle to run. It stays queued until it commits, so that a failed attempt can be
+/// retried with the same input.
+#[derive(Clone, Debug)]
+struct WorkItem {
+    pending: Pending,
+    /// The attempt it is on, from 1: how often its first element has been tried.
+    attempt: u32,
+    /// The position of its first element if that element failed before.
+    suspect: Option<u64>,
+    /// Created by a failure (a retry, or the part of a failed bundle before its failing
+    /// element).
+    retry: bool,
+}
+
+impl Pending {
+    /// Divides the input before the element at `position`, if it lies strictly inside.
+    fn divide(&self, position: u64) -> Option<(Pending, Pending)> {
+        match self {
+            Pending::Split(split) => split
+                .split_at(position)
+                .map(|(before, rest)| (Pending::Split(before), Pending::Split(rest))),
+            Pending::Groups(range) => {
+                let at = usize::try_from(position).ok()?;
+                (at > range.start && at < range.end).then(|| {
+                    (
+                        Pending::Groups(range.start..at),
+                        Pending::Groups(at..range.end),
+                    )
+                })
+            }
+        }
+    }
 }
 
 /// A stage's progress on one worker: the engine-independent half of its operator.
@@ -218,9 +250,8 @@ struct StageRun {
     /// Set once the shuffle input is complete: how many groups to emit.
     groups: Option<usize>,
     next_group: usize,
-    pending: Option<Pending>,
-    /// The attempt the pending bundle is on, from 1.
-    attempt: u32,
+    /// Bundles to run; more than one only after a failure divided a bundle.
+    queue: VecDeque<WorkItem>,
     finished: bool,
 }
 
@@ -317,7 +348,7 @@ impl StageRun {
             self.finish();
             return done;
         }
-        if self.pending.is_none() {
+        if self.queue.is_empty() {
             let next = if self.layout.shuffle_input.is_none() {
                 self.next_split()
             } else if inputs_complete {
@@ -332,24 +363,29 @@ impl StageRun {
                 return Work::default();
             };
             match next {
-                Some(pending) => {
-                    self.pending = Some(pending);
-                    self.attempt = 1;
-                }
+                Some(pending) => self.queue.push_back(WorkItem {
+                    pending,
+                    attempt: 1,
+                    suspect: None,
+                    retry: false,
+                }),
                 None => {
                     self.finish();
                     return done;
                 }
             }
         }
-        self.attempt_pending()
+        self.attempt_next()
     }
 
     /// Claims the next split of the stage's source; `None` when none is left.
     fn next_split(&mut self) -> Option<Pending> {
         let stage = self.layout.index;
         let next = self.job.cursors[stage].fetch_add(1, Ordering::Relaxed);
-        (next < self.job.splits[stage].len()).then_some(Pending::Split(next))
+        self.job.splits[stage]
+            .get(next)
+            .cloned()
+            .map(Pending::Split)
     }
 
     /// The next range of groups to emit (sealing the shuffle input first); `None` when
@@ -371,21 +407,17 @@ impl StageRun {
         Ok((start < end).then_some(Pending::Groups(start..end)))
     }
 
-    /// Runs one attempt of the pending bundle: commits it, or tears the stage's units
-    /// down and leaves it pending for the next attempt, or fails the job after the last.
-    fn attempt_pending(&mut self) -> Work {
-        let Some(pending) = self.pending.clone() else {
+    /// Runs one attempt of the next bundle: commits it, or — after tearing the stage's
+    /// units down — queues its retry, divided before the failing element; or fails the
+    /// job when that element has had its last attempt.
+    fn attempt_next(&mut self) -> Work {
+        let Some(item) = self.queue.front().cloned() else {
             return Work::default();
         };
         let stage = self.layout.index;
-        let attempt = self.attempt;
-        let description = match &pending {
-            Pending::Split(i) => format!("{:?}", self.job.splits[stage][*i]),
+        let description = match &item.pending {
+            Pending::Split(split) => format!("{split:?}"),
             Pending::Groups(range) => format!("groups {}..{}", range.start, range.end),
-        };
-        let split = match &pending {
-            Pending::Split(i) => Some(self.job.splits[stage][*i].clone()),
-            Pending::Groups(_) => None,
         };
         let progress = self.job.progress[self.worker].clone();
         if self.instance().is_none() {
@@ -397,31 +429,27 @@ impl StageRun {
         let Some(mut instance) = self.instance.take() else {
             return Work::default();
         };
-        instance.set_attempt(attempt);
+        instance.set_attempt(item.attempt, item.suspect);
         progress.begin(stage, &description);
-        let result = match (&pending, &split) {
-            (Pending::Split(_), Some(split)) => instance.run_source_bundle(&**split),
-            (Pending::Groups(range), _) => instance.run_group_bundle(range.clone()),
-            (Pending::Split(_), None) => Err(ExecError::new(
-                "runtime",
-                "internal error: split without a source",
-            )),
+        let result = match &item.pending {
+            Pending::Split(split) => instance.run_source_bundle(&**split),
+            Pending::Groups(range) => instance.run_group_bundle(range.clone()),
         };
+        let position = progress.position.load(Ordering::Relaxed);
         progress.end();
-        *self
-            .state
-            .borrow_mut()
-            .report
-            .stage_attempts
-            .entry(stage)
-            .or_default() += 1;
+        {
+            let mut state = self.state.borrow_mut();
+            *state.report.stage_attempts.entry(stage).or_default() += 1;
+            if item.retry {
+                *state.report.stage_retries.entry(stage).or_default() += 1;
+            }
+        }
+        self.queue.pop_front();
         match result {
             Ok(output) => {
                 let report = instance.take_step_report(true);
                 self.instance = Some(instance);
                 self.record_steps(report);
-                self.pending = None;
-                self.attempt = 1;
                 Work {
                     emitted: self.commit(output),
                     more: true,
@@ -429,8 +457,8 @@ impl StageRun {
                 }
             }
             Err(error) => {
-                // Coupled failure: every unit of the stage is torn down; the retry runs the
-                // whole bundle through fresh instances.
+                // Coupled failure: every unit of the stage is torn down; the retry runs
+                // the bundle's elements through fresh instances.
                 instance.discard_chain();
                 let failed_step = instance.step_named(&error.transform);
                 let report = instance.take_step_report(false);
@@ -444,19 +472,47 @@ impl StageRun {
                     }
                 }
                 let max = self.job.config.max_bundle_attempts;
-                if attempt >= max {
-                    self.fail(error, attempt);
-                    return Work {
-                        finished: true,
-                        ..Work::default()
-                    };
-                }
+                let retry = match item.pending.divide(position) {
+                    // The failing element was not the first: what came before it runs
+                    // again as a bundle of its own, and the rest starts at the element
+                    // that failed, on its second attempt.
+                    Some((before, rest)) => {
+                        self.queue.push_front(WorkItem {
+                            pending: rest,
+                            attempt: 2,
+                            suspect: Some(position),
+                            retry: true,
+                        });
+                        self.queue.push_front(WorkItem {
+                            pending: before,
+                            attempt: 1,
+                            suspect: None,
+                            retry: true,
+                        });
+                        2
+                    }
+                    None if item.attempt >= max => {
+                        self.fail(error, item.attempt);
+                        return Work {
+                            finished: true,
+                            ..Work::default()
+                        };
+                    }
+                    None => {
+                        self.queue.push_front(WorkItem {
+                            attempt: item.attempt + 1,
+                            suspect: Some(position),
+                            retry: true,
+                            ..item
+                        });
+                        item.attempt + 1
+                    }
+                };
                 log::warn!(
-                    "stage {} on worker {}: bundle ({description}) failed on attempt {attempt} of {max}, retrying: {error}",
+                    "stage {} on worker {}: bundle ({description}) failed, retrying its failing element (attempt {retry} of {max}): {error}",
                     self.job.stage_label(stage),
                     self.worker,
                 );
-                self.attempt += 1;
                 Work {
                     more: true,
                     ..Work::default()

@@ -20,6 +20,7 @@ pub(crate) struct WorkerReport {
     pub worker_stage_nanos: BTreeMap<(usize, usize), u64>,
     /// Per stage: bundle attempts, and attempts that failed.
     pub stage_attempts: BTreeMap<usize, u64>,
+    pub stage_retries: BTreeMap<usize, u64>,
     pub stage_failed_attempts: BTreeMap<usize, u64>,
     /// Per step: attempts it failed, DoFn instances torn down, elements dead-lettered.
     pub step_failures: BTreeMap<usize, u64>,
@@ -65,6 +66,7 @@ impl WorkerReport {
         add1(&mut self.source_bytes, other.source_bytes);
         add2(&mut self.sink, other.sink);
         add1(&mut self.stage_attempts, other.stage_attempts);
+        add1(&mut self.stage_retries, other.stage_retries);
         add1(&mut self.stage_failed_attempts, other.stage_failed_attempts);
         add1(&mut self.step_failures, other.step_failures);
         add1(&mut self.step_teardowns, other.step_teardowns);
@@ -116,7 +118,7 @@ pub struct StageMetrics {
     pub bundles: u64,
     /// Bundle attempts, successful or not.
     pub bundle_attempts: u64,
-    /// Attempts that repeated a bundle after a failure.
+    /// Attempts that re-ran elements after a failure.
     pub retries: u64,
     /// Attempts that failed.
     pub failed_attempts: u64,
@@ -268,7 +270,7 @@ impl JobMetrics {
                     ),
                     bundles,
                     bundle_attempts: attempts,
-                    retries: attempts.saturating_sub(bundles),
+                    retries: report.stage_retries.get(&i).copied().unwrap_or(0),
                     failed_attempts: report.stage_failed_attempts.get(&i).copied().unwrap_or(0),
                     stragglers: stragglers(&worker_wall_time),
                     worker_wall_time,

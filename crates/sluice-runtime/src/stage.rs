@@ -190,9 +190,11 @@ impl StageInstance {
         })
     }
 
-    /// Sets the attempt number of the next bundle (1 for a first attempt).
-    pub fn set_attempt(&mut self, attempt: u32) {
+    /// Sets the attempt of the next bundle (1 for a first attempt) and, on a retry, the
+    /// position of the element that failed before.
+    pub fn set_attempt(&mut self, attempt: u32, suspect: Option<u64>) {
         self.builder.attempt.number.set(attempt);
+        self.builder.attempt.suspect.set(suspect);
     }
 
     /// Builds the units of every step but the root — running each DoFn's setup — unless

@@ -40,6 +40,7 @@
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sluice_core::error::{current_step, panic_message};
@@ -320,11 +321,13 @@ struct ParDoUnit<D: DoFn> {
     dead_letter: Option<Port<DeadLetter<D::In>>>,
     attempt: Rc<Attempt>,
     counters: Rc<UnitCounters>,
-    /// This bundle is a retry: render each element before processing it, so that a
-    /// failure can name it.
+    /// The position of the root element being processed (see `Attempt::suspect`).
+    position: Arc<AtomicU64>,
+    /// This bundle retries a failed element: render it before processing it, so that a
+    /// second failure can name it.
     retrying: bool,
-    /// This bundle is the last attempt and the ParDo has a dead-letter output: an element
-    /// that fails goes there instead of failing the bundle.
+    /// This bundle is the failed element's last attempt and the ParDo has a dead-letter
+    /// output: if it fails again it goes there instead of failing the bundle.
     routing: bool,
     held: Vec<WindowedValue<D::Out>>,
 }
@@ -409,7 +412,7 @@ impl<D: DoFn> ParDoUnit<D> {
 impl<D: DoFn> Receiver<D::In> for ParDoUnit<D> {
     fn start_bundle(&mut self) -> UnitResult {
         self.retrying = self.attempt.is_retry();
-        self.routing = self.dead_letter.is_some() && self.attempt.is_last();
+        self.routing = self.retrying && self.dead_letter.is_some() && self.attempt.is_last();
         // Consumers start before this DoFn can emit anything.
         self.main.start_bundle()?;
         for t in &mut self.tagged {
@@ -424,11 +427,15 @@ impl<D: DoFn> Receiver<D::In> for ParDoUnit<D> {
 
     #[inline]
     fn receive(&mut self, element: WindowedValue<D::In>) -> UnitResult {
-        if self.routing {
+        // Only a retry pays for finding the element that failed before.
+        let suspect = self.retrying
+            && self
+                .attempt
+                .is_suspect(self.position.load(Ordering::Relaxed));
+        if suspect && self.routing {
             return self.receive_routing(element);
         }
-        // Only a retried bundle pays for rendering its elements.
-        let rendered = self.retrying.then(|| render_element(&element.value));
+        let rendered = suspect.then(|| render_element(&element.value));
         let ParDoUnit {
             dofn,
             transform,
@@ -586,6 +593,7 @@ impl<D: DoFn> ParDoFactory for ParDoPayload<D> {
             dead_letter,
             attempt: ctx.attempt.clone(),
             counters: ctx.counters.clone(),
+            position: ctx.position.clone(),
             retrying: false,
             routing: false,
             held: Vec::new(),

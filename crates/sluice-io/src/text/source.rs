@@ -152,6 +152,25 @@ impl SourceSplit for TextSplit {
     fn size_bytes(&self) -> Option<u64> {
         Some(self.end - self.start)
     }
+    fn split_at(&self, position: u64) -> Option<(Arc<dyn SourceSplit>, Arc<dyn SourceSplit>)> {
+        // `position` is where a line starts (the reader publishes line starts), so both
+        // halves keep the rule "the lines that start in [start, end)".
+        if self.compression != Compression::Uncompressed
+            || position <= self.start
+            || position >= self.end
+        {
+            return None;
+        }
+        let part = |start, end| {
+            Arc::new(TextSplit {
+                path: self.path.clone(),
+                start,
+                end,
+                compression: self.compression,
+            })
+        };
+        Some((part(self.start, position), part(position, self.end)))
+    }
 }
 
 impl SourceFactory for TextSource {

@@ -72,6 +72,27 @@ impl SourceSplit for CreateSplit {
     fn size_bytes(&self) -> Option<u64> {
         Some(self.bytes)
     }
+    fn split_at(&self, position: u64) -> Option<(Arc<dyn SourceSplit>, Arc<dyn SourceSplit>)> {
+        let at = usize::try_from(position).ok()?;
+        if at <= self.start || at >= self.end {
+            return None;
+        }
+        // Sizes are shared out in proportion; they only inform plans and logs.
+        let share = (self.bytes as u128 * (at - self.start) as u128
+            / (self.end - self.start) as u128) as u64;
+        Some((
+            Arc::new(CreateSplit {
+                start: self.start,
+                end: at,
+                bytes: share,
+            }),
+            Arc::new(CreateSplit {
+                start: at,
+                end: self.end,
+                bytes: self.bytes - share,
+            }),
+        ))
+    }
 }
 
 impl<T: Element> SourceFactory for CreateSource<T> {
