@@ -104,3 +104,85 @@ fn wordcount_dry_run_prints_the_job_json_only() {
     );
     assert!(!dir.path().join("out").exists());
 }
+
+/// The faults example binary.
+fn faults() -> Command {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("examples")
+        .join("faults");
+    assert!(
+        path.exists(),
+        "{} is missing; run the tests with `cargo test`",
+        path.display()
+    );
+    Command::new(path)
+}
+
+#[test]
+fn faults_example_reports_retries_and_fails_cleanly_on_poison() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("squares");
+    let run = faults()
+        .args([
+            "--num=20000",
+            "--fail_rate=0.01",
+            &format!("--output={}", out.display()),
+        ])
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(run.stdout).unwrap();
+    assert!(run.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("JOB_STATE_DONE") && stdout.contains("retries"),
+        "{stdout}"
+    );
+    assert_eq!(read_lines(&out).len(), 20_000);
+
+    let run = faults()
+        .args([
+            "--num=20000",
+            "--fail_mode=permanent",
+            &format!("--output={}/p", dir.path().display()),
+        ])
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let stderr = String::from_utf8(run.stderr).unwrap();
+    assert!(
+        stderr.contains("failed after 4 attempts") && stderr.contains("on element 100000000"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("p-00000-of-00001").exists()
+            && !dir.path().join("p-00000-of-00002").exists()
+    );
+}
+
+#[test]
+fn a_stuck_bundle_is_reported_with_its_transform_and_element() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = faults()
+        .args([
+            "--num=3000",
+            "--stall_ms=800",
+            "--stuck_bundle_secs=0.2",
+            "--direct_num_workers=1",
+            &format!("--output={}/s", dir.path().display()),
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(run.status.success());
+    let stderr = String::from_utf8(run.stderr).unwrap();
+    assert!(
+        stderr.contains("worker 0 has been running one bundle of stage S01 (F1)")
+            && stderr.contains("in transform 'Check', at position 1000"),
+        "{stderr}"
+    );
+}

@@ -11,7 +11,8 @@
 //! - `validation.rs`: errors found before any data moves, and that nothing was read or
 //!   written when they are.
 //! - `failures.rs`: failed jobs — final state, error text, no output left behind.
-//! - `example.rs`: the wordcount example binary as a user runs it (exit codes, stdout).
+//! - `retries.rs`: bundle retries, teardown, coupled failure, dead letters.
+//! - `example.rs`: the example binaries as a user runs them (exit codes, stdout, logs).
 //!
 //! A test named `regression_*` pins a bug that was fixed; its doc comment says which.
 
@@ -25,6 +26,7 @@ mod wordcount_example;
 mod example;
 mod failures;
 mod plan;
+mod retries;
 mod transforms;
 mod validation;
 mod wordcount;
