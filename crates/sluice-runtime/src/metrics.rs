@@ -95,6 +95,10 @@ pub struct TransformMetrics {
     pub elements_out: Option<u64>,
     /// Bytes produced (to storage, for a Write).
     pub bytes_out: Option<u64>,
+    /// Bundle attempts of the stages the transform runs in.
+    pub bundle_attempts: u64,
+    /// Of those, attempts that re-ran elements after a failure.
+    pub retries: u64,
     /// Bundle attempts that failed in this transform.
     pub failed_attempts: u64,
     /// Elements routed to its dead-letter output.
@@ -221,6 +225,17 @@ impl JobMetrics {
                         .map(|(_, n)| n)
                         .sum()
                 };
+                let (mut bundle_attempts, mut retries) = (0, 0);
+                for (s, stage) in graph.stages.iter().enumerate() {
+                    if stage
+                        .steps
+                        .iter()
+                        .any(|step| graph.step(*step).original == TransformId(i))
+                    {
+                        bundle_attempts += report.stage_attempts.get(&s).copied().unwrap_or(0);
+                        retries += report.stage_retries.get(&s).copied().unwrap_or(0);
+                    }
+                }
                 TransformMetrics {
                     name: t.name.clone(),
                     kind: t.kind().dataflow_kind().to_string(),
@@ -228,6 +243,8 @@ impl JobMetrics {
                     bytes_in,
                     elements_out,
                     bytes_out,
+                    bundle_attempts,
+                    retries,
                     failed_attempts: of_steps(&report.step_failures),
                     dead_lettered: of_steps(&report.step_dead_lettered),
                     teardowns: of_steps(&report.step_teardowns),
