@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::coder::Coder;
+
 /// A point in event time, in microseconds since the Unix epoch (as in Beam).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Timestamp(pub i64);
@@ -35,5 +37,14 @@ impl fmt::Debug for Timestamp {
             Timestamp::END_OF_GLOBAL_WINDOW => f.write_str("Timestamp::END_OF_GLOBAL_WINDOW"),
             Timestamp(us) => write!(f, "Timestamp({us}us)"),
         }
+    }
+}
+
+impl Coder for Timestamp {
+    fn encode_to(&self, out: &mut Vec<u8>) -> Result<(), crate::coder::CoderError> {
+        self.0.encode_to(out)
+    }
+    fn decode_from(input: &mut &[u8]) -> Result<Self, crate::coder::CoderError> {
+        Ok(Timestamp(i64::decode_from(input)?))
     }
 }

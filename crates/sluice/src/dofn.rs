@@ -177,6 +177,13 @@ impl<Out: Element> Context<'_, Out> {
         }
     }
 
+    /// Emits to the main output with another event timestamp (in the input's window).
+    pub fn emit_with_timestamp(&mut self, value: Out, timestamp: Timestamp) {
+        let original = std::mem::replace(&mut self.timestamp, timestamp);
+        self.emit(value);
+        self.timestamp = original;
+    }
+
     /// Emits to the additional output named by `tag`.
     ///
     /// If the ParDo was not declared with this tag (a construction bug), the element fails

@@ -357,3 +357,74 @@ impl<K: Element, F: CombineFn> Receiver<(K, Vec<F::Input>)> for CombineGrouped<K
         self.output.finish_bundle()
     }
 }
+
+/// The first level of a fanned-out combine: accumulates, and outputs the accumulator.
+#[derive(Clone)]
+struct Accumulate<F>(F);
+
+impl<F: CombineFn> CombineFn for Accumulate<F> {
+    type Input = F::Input;
+    type Accumulator = F::Accumulator;
+    type Output = F::Accumulator;
+    fn create_accumulator(&self) -> F::Accumulator {
+        self.0.create_accumulator()
+    }
+    fn add_input(&self, acc: &mut F::Accumulator, input: F::Input) {
+        self.0.add_input(acc, input)
+    }
+    fn merge_accumulators(&self, acc: &mut F::Accumulator, other: F::Accumulator) {
+        self.0.merge_accumulators(acc, other)
+    }
+    fn extract_output(&self, acc: F::Accumulator) -> F::Accumulator {
+        acc
+    }
+}
+
+/// The second level of a fanned-out combine: merges accumulators, extracts the output.
+#[derive(Clone)]
+struct MergeExtract<F>(F);
+
+impl<F: CombineFn> CombineFn for MergeExtract<F> {
+    type Input = F::Accumulator;
+    type Accumulator = F::Accumulator;
+    type Output = F::Output;
+    fn create_accumulator(&self) -> F::Accumulator {
+        self.0.create_accumulator()
+    }
+    fn add_input(&self, acc: &mut F::Accumulator, input: F::Accumulator) {
+        self.0.merge_accumulators(acc, input)
+    }
+    fn merge_accumulators(&self, acc: &mut F::Accumulator, other: F::Accumulator) {
+        self.0.merge_accumulators(acc, other)
+    }
+    fn extract_output(&self, acc: F::Accumulator) -> F::Output {
+        self.0.extract_output(acc)
+    }
+}
+
+impl<K: Element, V: Element> PCollection<(K, V)> {
+    /// Like [`PCollection::combine_per_key`], for keys too hot for one worker (Beam's
+    /// `withHotKeyFanout`): each key's values are spread over `fanout` sub-keys and
+    /// combined there first, so up to `fanout` workers share a hot key; the partial results
+    /// are then merged per key.
+    pub fn combine_per_key_with_fanout<F: CombineFn<Input = V>>(
+        &self,
+        name: &str,
+        fanout: u32,
+        combine_fn: F,
+    ) -> PCollection<(K, F::Output)> {
+        let fanout = fanout.max(1);
+        self.composite(name, |input| {
+            let first = Accumulate(combine_fn.clone());
+            input
+                .map("AddNonce", move |(k, v): (K, V)| {
+                    ((k, fastrand::u32(..fanout)), v)
+                })
+                .combine_per_key("PreCombine", first)
+                .map("StripNonce", |((k, _), acc): ((K, u32), F::Accumulator)| {
+                    (k, acc)
+                })
+                .combine_per_key("PostCombine", MergeExtract(combine_fn))
+        })
+    }
+}

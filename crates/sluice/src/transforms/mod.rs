@@ -1,13 +1,21 @@
 //! The built-in transforms, one file each.
 
+pub mod cogroup;
 pub mod collect;
 pub mod combine;
 pub mod combiners;
 pub mod create;
+pub mod distinct;
 pub mod flatten;
 pub mod group_by_key;
+pub mod kv;
+pub mod latest;
+pub mod partition;
 pub mod reshuffle;
+pub mod sample;
 pub mod text;
+pub mod to_list;
+pub mod top;
 
 use sluice_core::error::current_step;
 use sluice_core::unit::UnitContext;

@@ -7,6 +7,8 @@
 //! - `transforms.rs`: the semantics of each transform (ParDo and DoFn lifecycle, tagged
 //!   outputs, GroupByKey, Combine and the built-in combiners, Flatten, Reshuffle,
 //!   composites), each checked on several worker counts.
+//! - `core_transforms.rs`: Keys/Values/KvSwap/WithKeys, Distinct, ToList, Top, Sample,
+//!   Latest, Partition, hot-key fanout, CoGroupByKey and joins.
 //! - `plan.rs`: the plan JSON (fused stages, lifted combiner), `--plan_out`, `--dry_run`.
 //! - `validation.rs`: errors found before any data moves, and that nothing was read or
 //!   written when they are.
@@ -23,6 +25,7 @@ mod kit;
 #[path = "../../examples/wordcount.rs"]
 mod wordcount_example;
 
+mod core_transforms;
 mod example;
 mod failures;
 mod plan;

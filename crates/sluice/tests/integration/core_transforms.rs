@@ -1,0 +1,320 @@
+//! The rest of Beam's core transforms: reshaping pairs, Distinct, ToList, Top, Sample,
+//! Latest, Partition, hot-key fanout, CoGroupByKey and joins.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sluice::prelude::*;
+use sluice::transforms::cogroup::{CoGbkResult, CoGroupByKey};
+
+use crate::kit::{WORKERS, pipeline, sorted};
+
+#[test]
+fn keys_values_swap_and_with_keys() {
+    let p = pipeline(2);
+    let pairs = p.create("Pairs", vec![("a".to_string(), 1u8), ("b".to_string(), 2)]);
+    let keys = pairs.keys("Keys").collect("K");
+    let values = pairs.values("Values").collect("V");
+    let swapped = pairs.kv_swap("Swap").collect("S");
+    let keyed = p
+        .create("Words", vec!["xx".to_string(), "y".to_string()])
+        .with_keys("Len", |w: &String| w.len())
+        .collect("W");
+    p.run().unwrap().wait_until_finish().unwrap();
+    assert_eq!(sorted(keys.values()), ["a", "b"]);
+    assert_eq!(sorted(values.values()), [1, 2]);
+    assert_eq!(
+        sorted(swapped.values()),
+        [(1, "a".to_string()), (2, "b".to_string())]
+    );
+    assert_eq!(
+        sorted(keyed.values()),
+        [(1, "y".to_string()), (2, "xx".to_string())]
+    );
+}
+
+#[test]
+fn distinct_keeps_each_element_once() {
+    for workers in WORKERS {
+        let p = pipeline(workers);
+        let out = p
+            .create(
+                "Words",
+                (0..10_000u32).map(|i| format!("w{}", i % 123)).collect(),
+            )
+            .distinct("Distinct")
+            .collect("Out");
+        p.run().unwrap().wait_until_finish().unwrap();
+        assert_eq!(
+            sorted(out.values()),
+            sorted((0..123).map(|i| format!("w{i}")).collect()),
+            "{workers} workers"
+        );
+    }
+}
+
+#[test]
+fn to_list_and_top() {
+    for workers in WORKERS {
+        let p = pipeline(workers);
+        let numbers = p.create(
+            "Numbers",
+            (0..1_000i64).map(|i| (i * 7919) % 1000).collect(),
+        );
+        let all = numbers.to_list("ToList").collect("All");
+        let top = numbers.top_largest("Top", 3).collect("Top3");
+        let bottom = numbers.top_smallest("Bottom", 2).collect("Bottom2");
+        let pairs = numbers.map("Pairs", |x: i64| (x % 2, x));
+        let per_key = pairs.top_largest_per_key("TopPerKey", 2).collect("TPK");
+        let lists = pairs.to_list_per_key("ListPerKey").collect("LPK");
+        let empty = p
+            .create("Empty", Vec::<u8>::new())
+            .to_list("EmptyList")
+            .collect("E");
+        p.run().unwrap().wait_until_finish().unwrap();
+        assert_eq!(
+            sorted(all.values()[0].clone()),
+            (0..1000).collect::<Vec<_>>(),
+            "{workers} workers"
+        );
+        assert_eq!(top.values(), [vec![999, 998, 997]]);
+        assert_eq!(bottom.values(), [vec![0, 1]]);
+        assert_eq!(
+            sorted(per_key.values()),
+            [(0, vec![998, 996]), (1, vec![999, 997])]
+        );
+        let lists: BTreeMap<i64, Vec<i64>> = lists
+            .values()
+            .into_iter()
+            .map(|(k, v)| (k, sorted(v)))
+            .collect();
+        assert_eq!(lists[&0].len(), 500);
+        assert_eq!(empty.values(), [Vec::<u8>::new()]);
+    }
+}
+
+#[test]
+fn sample_is_of_the_asked_size_and_drawn_from_the_input() {
+    for workers in WORKERS {
+        let p = pipeline(workers);
+        let numbers = p.create("Numbers", (0..1_000u32).collect());
+        let half = numbers.sample("Half", 500).collect("H");
+        let more = numbers.sample("More", 5_000).collect("M");
+        let per_key = numbers
+            .map("Pairs", |x: u32| (x % 3, x))
+            .sample_per_key("PerKey", 10)
+            .collect("P");
+        p.run().unwrap().wait_until_finish().unwrap();
+        let half = half.values().remove(0);
+        assert_eq!(half.len(), 500);
+        assert_eq!(
+            half.iter().collect::<BTreeSet<_>>().len(),
+            500,
+            "no element twice"
+        );
+        // A uniform sample's mean is near the population's (499.5); 60 is over 6 sigma.
+        let mean = half.iter().map(|x| *x as f64).sum::<f64>() / 500.0;
+        assert!((mean - 499.5).abs() < 60.0, "mean {mean}");
+        assert_eq!(
+            sorted(more.values().remove(0)),
+            (0..1_000).collect::<Vec<_>>()
+        );
+        for (k, values) in per_key.values() {
+            assert_eq!(values.len(), 10);
+            assert!(values.iter().all(|v| v % 3 == k));
+        }
+    }
+}
+
+/// Stamps each number with itself as its event time, in milliseconds.
+#[derive(Clone)]
+struct StampWithValue;
+
+impl DoFn for StampWithValue {
+    type In = (String, i64);
+    type Out = (String, i64);
+    fn process(
+        &mut self,
+        (k, v): (String, i64),
+        ctx: &mut Context<'_, (String, i64)>,
+    ) -> Result<(), BoxError> {
+        ctx.emit_with_timestamp((k, v), Timestamp::from_millis(v));
+        Ok(())
+    }
+}
+
+#[test]
+fn latest_picks_the_latest_event_time() {
+    for workers in WORKERS {
+        let p = pipeline(workers);
+        let stamped = p
+            .create(
+                "Events",
+                (0..500i64)
+                    .map(|i| (format!("k{}", i % 4), (i * 37) % 500))
+                    .collect(),
+            )
+            .par_do("Stamp", StampWithValue);
+        let latest = stamped.values("Values").latest("Latest").collect("L");
+        let per_key = stamped.latest_per_key("LatestPerKey").collect("LPK");
+        let none = p
+            .create("Empty", Vec::<u8>::new())
+            .latest("LatestOfNothing")
+            .collect("N");
+        p.run().unwrap().wait_until_finish().unwrap();
+        assert_eq!(latest.values(), [Some(499)], "{workers} workers");
+        let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+        for i in 0..500i64 {
+            let e = expected.entry(format!("k{}", i % 4)).or_insert(i64::MIN);
+            *e = (*e).max((i * 37) % 500);
+        }
+        assert_eq!(
+            sorted(per_key.values()),
+            expected.into_iter().collect::<Vec<_>>()
+        );
+        assert_eq!(none.values(), [None]);
+    }
+}
+
+#[test]
+fn partition_splits_by_the_function() {
+    let p = pipeline(2);
+    let parts =
+        p.create("Numbers", (0..300u32).collect())
+            .partition("ByRemainder", 3, |x: &u32, n| *x as usize % n);
+    let collected: Vec<_> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| part.collect(&format!("Part{i}")))
+        .collect();
+    p.run().unwrap().wait_until_finish().unwrap();
+    for (i, part) in collected.iter().enumerate() {
+        assert_eq!(
+            sorted(part.values()),
+            (0..300u32)
+                .filter(|x| *x as usize % 3 == i)
+                .collect::<Vec<_>>()
+        );
+    }
+
+    let p = pipeline(1);
+    let parts = p
+        .create("Numbers", vec![1u32])
+        .partition("Bad", 2, |_: &u32, _| 7);
+    let _ = parts[0].collect("Out");
+    let text = p.run().unwrap().error().unwrap().to_string();
+    assert!(
+        text.contains("'Bad'") && text.contains("partition 7 of 2"),
+        "{text}"
+    );
+}
+
+#[test]
+fn hot_key_fanout_gives_the_same_result() {
+    for workers in WORKERS {
+        let p = pipeline(workers);
+        let pairs = p.create(
+            "Pairs",
+            (0..20_000u64)
+                .map(|i| (if i % 10 == 0 { i % 7 } else { 99 }, i))
+                .collect(),
+        );
+        let fanned = pairs
+            .combine_per_key_with_fanout("Fanned", 8, SumFn::<u64>::default())
+            .collect("F");
+        let plain = pairs.sum_per_key("Plain").collect("P");
+        p.run().unwrap().wait_until_finish().unwrap();
+        assert_eq!(
+            sorted(fanned.values()),
+            sorted(plain.values()),
+            "{workers} workers"
+        );
+    }
+}
+
+#[test]
+fn co_group_by_key_of_three_inputs_with_missing_sides() {
+    for workers in WORKERS {
+        let p = pipeline(workers);
+        let a = p.create(
+            "A",
+            vec![
+                (1u32, "a1".to_string()),
+                (1, "a2".to_string()),
+                (2, "a3".to_string()),
+            ],
+        );
+        let b = p.create("B", vec![(2u32, 20i64), (3, 30)]);
+        let c = p.create("C", Vec::<(u32, bool)>::new());
+        let (ta, tb, tc) = (
+            TupleTag::<String>::new("a"),
+            TupleTag::<i64>::new("b"),
+            TupleTag::<bool>::new("c"),
+        );
+        let (ta2, tb2, tc2) = (ta.clone(), tb.clone(), tc.clone());
+        let out = CoGroupByKey::new()
+            .and(&ta, &a)
+            .and(&tb, &b)
+            .and(&tc, &c)
+            .apply("Join")
+            .map("Read", move |(k, r): (u32, CoGbkResult)| {
+                (k, sorted(r.get(&ta2)), r.get(&tb2), r.get(&tc2).len())
+            })
+            .collect("Out");
+        p.run().unwrap().wait_until_finish().unwrap();
+        assert_eq!(
+            sorted(out.values()),
+            [
+                (1, vec!["a1".to_string(), "a2".to_string()], vec![], 0),
+                (2, vec!["a3".to_string()], vec![20], 0),
+                (3, vec![], vec![30], 0)
+            ],
+            "{workers} workers"
+        );
+    }
+}
+
+#[test]
+fn inner_and_left_outer_joins() {
+    for workers in WORKERS {
+        let p = pipeline(workers);
+        let orders = p.create(
+            "Orders",
+            vec![
+                (1u32, "book".to_string()),
+                (1, "pen".to_string()),
+                (2, "ink".to_string()),
+                (9, "cup".to_string()),
+            ],
+        );
+        let customers = p.create(
+            "Customers",
+            vec![
+                (1u32, "amy".to_string()),
+                (2, "bob".to_string()),
+                (3, "cyd".to_string()),
+            ],
+        );
+        let inner = orders.inner_join("Inner", &customers).collect("I");
+        let left = orders.left_outer_join("Left", &customers).collect("L");
+        p.run().unwrap().wait_until_finish().unwrap();
+        let s = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(
+            sorted(inner.values()),
+            [
+                (1, s("book", "amy")),
+                (1, s("pen", "amy")),
+                (2, s("ink", "bob"))
+            ],
+            "{workers} workers"
+        );
+        assert_eq!(
+            sorted(left.values()),
+            [
+                (1, ("book".to_string(), Some("amy".to_string()))),
+                (1, ("pen".to_string(), Some("amy".to_string()))),
+                (2, ("ink".to_string(), Some("bob".to_string()))),
+                (9, ("cup".to_string(), None))
+            ]
+        );
+    }
+}
