@@ -82,6 +82,9 @@ impl Coder for CoGbkResult {
     }
 }
 
+/// Each key with its values from two inputs, as [`PCollection::co_group_with`] gives them.
+pub type CoGrouped<K, V1, V2> = (K, (Vec<V1>, Vec<V2>));
+
 /// Applies the tagging of one input, inside the CoGroupByKey's composite.
 type Tagger<K> = Box<dyn FnOnce(u32) -> PCollection<(K, (u32, Vec<u8>))>>;
 
@@ -171,7 +174,7 @@ impl<K: Element, V1: Element> PCollection<(K, V1)> {
         &self,
         name: &str,
         other: &PCollection<(K, V2)>,
-    ) -> PCollection<(K, (Vec<V1>, Vec<V2>))> {
+    ) -> PCollection<CoGrouped<K, V1, V2>> {
         let left = TupleTag::<V1>::new("left");
         let right = TupleTag::<V2>::new("right");
         self.pipeline()
