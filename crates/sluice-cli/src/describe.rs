@@ -104,6 +104,28 @@ pub fn render(job: &Value) -> anyhow::Result<String> {
             )?;
         }
     }
+    if let Some(user) = job["metrics"]["user"].as_array().filter(|u| !u.is_empty()) {
+        writeln!(out, "\nuser metrics")?;
+        for m in user {
+            let value = match m["kind"].as_str() {
+                Some("distribution") => format!(
+                    "count {} sum {} min {} max {}",
+                    count(&m["count"]),
+                    m["sum"],
+                    m["min"],
+                    m["max"]
+                ),
+                _ => m["value"].to_string(),
+            };
+            writeln!(
+                out,
+                "  {} {} ({}): {value}",
+                text(&m["transform"]),
+                text(&m["name"]),
+                text(&m["kind"])
+            )?;
+        }
+    }
     Ok(out)
 }
 
@@ -136,6 +158,7 @@ mod tests {
                 ]
             },
             "metrics": {"stages": [{"wallTime": 812.4, "bundles": 8}, {"wallTime": 3.0, "bundles": 2}],
+                        "user": [{"transform": "Parse", "name": "bad", "kind": "counter", "value": 3}],
                         "transforms": [{"name": "ReadLines", "elementsIn": null, "elementsOut": 936000, "bytesOut": 51000000}]}
         });
         let text = render(&job).unwrap();

@@ -33,6 +33,7 @@ pub mod receiver;
 pub mod shuffle;
 pub mod time;
 pub mod unit;
+pub mod user_metrics;
 pub mod window;
 
 pub use coder::{Coder, CoderError, Element, SerdeCoder};

@@ -96,6 +96,8 @@ pub struct UnitCounters {
     pub teardowns: Cell<u64>,
     /// Elements routed to a dead-letter output (counted when their bundle commits).
     pub dead_lettered: Cell<u64>,
+    /// Metrics the unit's user code updated during the current bundle.
+    pub user: crate::user_metrics::UserMetrics,
 }
 
 impl UnitContext {

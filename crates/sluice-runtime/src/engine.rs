@@ -311,6 +311,16 @@ impl StageRun {
         for (step, n) in report.dead_lettered {
             *state.report.step_dead_lettered.entry(step.0).or_default() += n;
         }
+        for (step, name, value) in report.user {
+            match state.report.user.entry((step.0, name)) {
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                std::collections::btree_map::Entry::Occupied(mut cell) => {
+                    cell.get_mut().merge(value)
+                }
+            }
+        }
     }
 
     fn accept(&mut self, batch: Batch) {

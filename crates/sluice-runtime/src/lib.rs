@@ -33,4 +33,4 @@ pub mod stage;
 pub mod watchdog;
 
 pub use job::{JobOutcome, JobState, RunnerConfig, run};
-pub use metrics::{JobMetrics, StageMetrics, TransformMetrics};
+pub use metrics::{JobMetrics, StageMetrics, TransformMetrics, UserMetric};

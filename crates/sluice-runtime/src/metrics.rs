@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
+use sluice_core::user_metrics::MetricValue;
 use sluice_plan::{EdgeKind, ExecutionGraph, PipelineGraph, StepOp, TransformId, TransformKind};
 
 /// Counts one worker collected.
@@ -26,6 +27,8 @@ pub(crate) struct WorkerReport {
     pub step_failures: BTreeMap<usize, u64>,
     pub step_teardowns: BTreeMap<usize, u64>,
     pub step_dead_lettered: BTreeMap<usize, u64>,
+    /// Per (step, name): user metrics of committed bundles.
+    pub user: BTreeMap<(usize, String), MetricValue>,
     /// Per edge: (elements, bytes).
     pub edges: BTreeMap<usize, (u64, u64)>,
     /// Per stage: processing time in nanoseconds, committed bundles.
@@ -71,6 +74,16 @@ impl WorkerReport {
         add1(&mut self.step_failures, other.step_failures);
         add1(&mut self.step_teardowns, other.step_teardowns);
         add1(&mut self.step_dead_lettered, other.step_dead_lettered);
+        for (key, value) in other.user {
+            match self.user.entry(key) {
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                std::collections::btree_map::Entry::Occupied(mut cell) => {
+                    cell.get_mut().merge(value)
+                }
+            }
+        }
         for (k, v) in other.worker_stage_nanos {
             *self.worker_stage_nanos.entry(k).or_default() += v;
         }
@@ -145,12 +158,27 @@ fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64() * 1000.0)
 }
 
+/// A metric a transform's user code reported, over the job's committed bundles.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserMetric {
+    /// The transform whose code reported it.
+    pub transform: String,
+    /// The metric's name.
+    pub name: String,
+    /// Its value.
+    #[serde(flatten)]
+    pub value: MetricValue,
+}
+
 /// Everything a job measured.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobMetrics {
     /// Per transform, in construction order (composites included).
     pub transforms: Vec<TransformMetrics>,
+    /// Metrics reported by user code, by transform and name.
+    pub user: Vec<UserMetric>,
     /// Per fused stage.
     pub stages: Vec<StageMetrics>,
     /// From the start of execution to its end.
@@ -162,6 +190,22 @@ impl JobMetrics {
     /// The metrics of the transform named `name`.
     pub fn transform(&self, name: &str) -> Option<&TransformMetrics> {
         self.transforms.iter().find(|t| t.name == name)
+    }
+
+    /// The user metric `name` reported by `transform`.
+    pub fn user_metric(&self, transform: &str, name: &str) -> Option<MetricValue> {
+        self.user
+            .iter()
+            .find(|m| m.transform == transform && m.name == name)
+            .map(|m| m.value)
+    }
+
+    /// The value of the user counter `name` of `transform`.
+    pub fn counter(&self, transform: &str, name: &str) -> Option<i64> {
+        match self.user_metric(transform, name)? {
+            MetricValue::Counter { value } => Some(value),
+            _ => None,
+        }
     }
 
     pub(crate) fn from_report(
@@ -298,8 +342,29 @@ impl JobMetrics {
                 }
             })
             .collect();
+        // Per transform and name: a transform may run as several steps (a Flatten's
+        // consumers in several stages), whose values merge.
+        let mut user: Vec<UserMetric> = Vec::new();
+        for ((step, name), value) in &report.user {
+            let Some(step) = graph.steps.get(*step) else {
+                continue;
+            };
+            let transform = pipeline.transform(step.original).name.clone();
+            match user
+                .iter_mut()
+                .find(|m| m.transform == transform && m.name == *name)
+            {
+                Some(m) => m.value.merge(*value),
+                None => user.push(UserMetric {
+                    transform,
+                    name: name.clone(),
+                    value: *value,
+                }),
+            }
+        }
         JobMetrics {
             transforms,
+            user,
             stages,
             wall_time,
         }

@@ -24,6 +24,7 @@ use sluice_core::unit::{
     Attempt, ShuffleReader, SinkBuffer, SinkBytes, SourceReader, SourceSplit, UnitContext,
     UnitCounters,
 };
+use sluice_core::user_metrics::MetricValue;
 use sluice_core::{ExecError, UnitResult};
 use sluice_plan::{
     EdgeId, EdgeKind, ExecutionGraph, Payload, PipelineGraph, StepId, StepOp, TransformId,
@@ -127,6 +128,8 @@ pub struct StepReport {
     pub teardowns: Vec<(StepId, u64)>,
     /// (step, elements dead-lettered by the committed bundle).
     pub dead_lettered: Vec<(StepId, u64)>,
+    /// (step, metric name, value) the committed bundle's user code reported.
+    pub user: Vec<(StepId, String, MetricValue)>,
 }
 
 impl StageInstance {
@@ -235,6 +238,12 @@ impl StageInstance {
             let dead = c.dead_lettered.replace(0);
             if committed && dead > 0 {
                 report.dead_lettered.push((*step, dead));
+            }
+            let user = c.user.take();
+            if committed {
+                report
+                    .user
+                    .extend(user.into_iter().map(|(name, value)| (*step, name, value)));
             }
         }
         report

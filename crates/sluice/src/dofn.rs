@@ -46,6 +46,7 @@ use std::sync::{Arc, Mutex};
 use sluice_core::error::{current_step, panic_message};
 use sluice_core::receiver::{AnyPort, AnyReceiver, Port};
 use sluice_core::unit::{Attempt, ElementType, ParDoFactory, TypeOf, UnitContext, UnitCounters};
+use sluice_core::user_metrics::UserMetrics;
 use sluice_core::{
     BoxError, Element, ExecError, Receiver, Timestamp, UnitResult, Window, WindowedValue,
     render_element,
@@ -154,6 +155,7 @@ pub struct Context<'a, Out> {
     timestamp: Timestamp,
     window: Window,
     transform: &'a str,
+    metrics: &'a UserMetrics,
     /// The first failure of a unit downstream; reported after `process` returns, so the
     /// bundle fails even if the DoFn ignores it.
     downstream: Option<Box<ExecError>>,
@@ -223,6 +225,34 @@ impl<Out: Element> Context<'_, Out> {
         self.timestamp
     }
 
+    /// This transform's user metrics: counters, distributions and gauges, by name. They
+    /// count in the job's results only for bundles that commit.
+    ///
+    /// ```
+    /// # use sluice::prelude::*;
+    /// #[derive(Clone)]
+    /// struct Parse;
+    /// impl DoFn for Parse {
+    ///     type In = String;
+    ///     type Out = i64;
+    ///     fn process(&mut self, s: String, ctx: &mut Context<'_, i64>) -> Result<(), BoxError> {
+    ///         match s.parse() {
+    ///             Ok(n) => ctx.emit(n),
+    ///             Err(_) => ctx.metrics().inc_counter("unparsable", 1),
+    ///         }
+    ///         ctx.metrics().update_distribution("length", s.len() as i64);
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let p = Pipeline::for_test();
+    /// let _ = p.create("Text", vec!["1".to_string(), "x".to_string()]).par_do("Parse", Parse).collect("Out");
+    /// let result = p.run().unwrap();
+    /// assert_eq!(result.metrics().counter("Parse", "unparsable"), Some(1));
+    /// ```
+    pub fn metrics(&self) -> &UserMetrics {
+        self.metrics
+    }
+
     /// The window of the element being processed.
     pub fn window(&self) -> Window {
         self.window
@@ -251,6 +281,11 @@ impl<Out: Element> FinishContext<'_, Out> {
     /// Emits to an additional output, in the global window at the minimum timestamp.
     pub fn emit_to<T: Element>(&mut self, tag: &TupleTag<T>, value: T) {
         self.inner.emit_to(tag, value)
+    }
+
+    /// This transform's user metrics (see [`Context::metrics`]).
+    pub fn metrics(&self) -> &UserMetrics {
+        self.inner.metrics
     }
 }
 
@@ -353,6 +388,7 @@ impl<D: DoFn> ParDoUnit<D> {
                 step,
                 main,
                 tagged,
+                counters,
                 ..
             } = self;
             let mut ctx = Context {
@@ -362,6 +398,7 @@ impl<D: DoFn> ParDoUnit<D> {
                 timestamp: element.timestamp,
                 window: element.window,
                 transform,
+                metrics: &counters.user,
                 downstream: None,
             };
             let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -449,6 +486,7 @@ impl<D: DoFn> Receiver<D::In> for ParDoUnit<D> {
             step,
             main,
             tagged,
+            counters,
             ..
         } = self;
         let mut ctx = Context {
@@ -458,6 +496,7 @@ impl<D: DoFn> Receiver<D::In> for ParDoUnit<D> {
             timestamp: element.timestamp,
             window: element.window,
             transform,
+            metrics: &counters.user,
             downstream: None,
         };
         // No catch per element: a panic unwinds to the bundle's guard, which names this
@@ -483,6 +522,7 @@ impl<D: DoFn> Receiver<D::In> for ParDoUnit<D> {
             transform,
             main,
             tagged,
+            counters,
             ..
         } = self;
         let mut ctx = FinishContext {
@@ -493,6 +533,7 @@ impl<D: DoFn> Receiver<D::In> for ParDoUnit<D> {
                 timestamp: Timestamp::MIN,
                 window: Window::Global,
                 transform,
+                metrics: &counters.user,
                 downstream: None,
             },
         };

@@ -51,10 +51,11 @@ pub use options::{OptionsError, PipelineOptions};
 pub use pcollection::{PCollection, PTransform, PValue, TaggedOutputs};
 pub use pipeline::Pipeline;
 pub use result::PipelineResult;
+pub use sluice_core::user_metrics::{MetricValue, UserMetrics};
 pub use sluice_core::{
     BoxError, Coder, CoderError, Element, SerdeCoder, Timestamp, Window, serde_coder,
 };
-pub use sluice_runtime::{JobMetrics, JobState, StageMetrics, TransformMetrics};
+pub use sluice_runtime::{JobMetrics, JobState, StageMetrics, TransformMetrics, UserMetric};
 pub use transforms::collect::Collected;
 pub use transforms::combine::CombineFn;
 pub use transforms::combiners::{CountFn, MaxFn, MeanFn, MinFn, SumFn};

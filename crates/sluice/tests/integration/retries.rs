@@ -366,3 +366,67 @@ fn failures_after_a_shuffle_are_retried_too() {
         assert!(result.metrics().stages[1].retries > 0);
     }
 }
+
+/// Reports user metrics, and fails transiently on every 100th element.
+#[derive(Clone)]
+struct Measured {
+    failed_once: Arc<Mutex<HashSet<u64>>>,
+}
+
+impl DoFn for Measured {
+    type In = u64;
+    type Out = u64;
+    fn process(&mut self, x: u64, ctx: &mut Context<'_, u64>) -> Result<(), BoxError> {
+        ctx.metrics().inc_counter("seen", 1);
+        ctx.metrics().update_distribution("value", x as i64);
+        if x % 2 == 0 {
+            ctx.metrics().inc_counter("even", 1);
+        }
+        if x % 100 == 42 && self.failed_once.lock().unwrap().insert(x) {
+            return Err("transient".into());
+        }
+        ctx.metrics().set_gauge("last", 7);
+        ctx.emit(x);
+        Ok(())
+    }
+}
+
+#[test]
+fn user_metrics_count_committed_bundles_only_whatever_the_retries() {
+    for workers in WORKERS {
+        let p = pipeline(workers);
+        let _ = p
+            .create("Numbers", (0..10_000u64).collect())
+            .par_do(
+                "Measure",
+                Measured {
+                    failed_once: Arc::default(),
+                },
+            )
+            .collect("Out");
+        let result = p.run().unwrap();
+        assert_eq!(result.state(), JobState::Done);
+        let m = result.metrics();
+        assert!(m.stages[0].retries > 0, "bundles were retried");
+        assert_eq!(
+            m.counter("Measure", "seen"),
+            Some(10_000),
+            "{workers} workers"
+        );
+        assert_eq!(m.counter("Measure", "even"), Some(5_000));
+        assert_eq!(
+            m.user_metric("Measure", "value"),
+            Some(sluice::MetricValue::Distribution {
+                count: 10_000,
+                sum: 49_995_000,
+                min: 0,
+                max: 9_999
+            })
+        );
+        assert!(matches!(
+            m.user_metric("Measure", "last"),
+            Some(sluice::MetricValue::Gauge { value: 7, .. })
+        ));
+        assert_eq!(m.counter("Measure", "absent"), None);
+    }
+}
