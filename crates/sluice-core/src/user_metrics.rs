@@ -73,11 +73,9 @@ impl MetricValue {
                     value: v,
                     timestamp_ms: t,
                 },
-            ) => {
-                if t >= *timestamp_ms {
-                    *value = v;
-                    *timestamp_ms = t;
-                }
+            ) if t >= *timestamp_ms => {
+                *value = v;
+                *timestamp_ms = t;
             }
             _ => {}
         }
