@@ -379,7 +379,7 @@ impl DoFn for Measured {
     fn process(&mut self, x: u64, ctx: &mut Context<'_, u64>) -> Result<(), BoxError> {
         ctx.metrics().inc_counter("seen", 1);
         ctx.metrics().update_distribution("value", x as i64);
-        if x % 2 == 0 {
+        if x.is_multiple_of(2) {
             ctx.metrics().inc_counter("even", 1);
         }
         if x % 100 == 42 && self.failed_once.lock().unwrap().insert(x) {
