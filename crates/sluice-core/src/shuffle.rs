@@ -112,6 +112,27 @@ impl ShuffleWriter {
         )
     }
 
+    /// Writes a record to every worker (a side input, which each worker reads whole).
+    pub fn write_broadcast(
+        &self,
+        window: Window,
+        timestamp: Timestamp,
+        encode_value: impl FnOnce(&mut Vec<u8>) -> Result<(), CoderError>,
+    ) -> Result<(), CoderError> {
+        let mut buffers = self.0.borrow_mut();
+        let (first, rest) = buffers
+            .per_dest
+            .split_first_mut()
+            .expect("a shuffle writer has at least one destination");
+        let start = first.bytes.len();
+        write_record(first, &[], window, timestamp, encode_value)?;
+        for other in rest {
+            other.bytes.extend_from_slice(&first.bytes[start..]);
+            other.records += 1;
+        }
+        Ok(())
+    }
+
     /// Takes the non-empty batches written since the last call.
     pub fn take_batches(&self) -> Vec<RecordBatch> {
         let mut buffers = self.0.borrow_mut();

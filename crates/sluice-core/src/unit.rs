@@ -41,6 +41,51 @@ pub struct UnitContext {
     /// Where a root unit publishes its position in the current split (a byte offset, an
     /// element or group index), so that a stuck bundle can be located from another thread.
     pub position: Arc<AtomicU64>,
+    /// The side inputs materialised for this stage, by the id of their view.
+    pub side_inputs: Rc<SideInputs>,
+}
+
+/// A materialised side input: a view's value, built once per worker and shared by the
+/// units of that worker.
+pub type SideInputValue = Rc<dyn Any>;
+
+/// The side inputs of a stage instance, by view id.
+#[derive(Clone, Default)]
+pub struct SideInputs(pub Vec<(usize, SideInputValue)>);
+
+impl std::fmt::Debug for SideInputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(id, _)| id))
+            .finish()
+    }
+}
+
+impl SideInputs {
+    /// The value of the view `id`, if the stage has it.
+    pub fn get(&self, id: usize) -> Option<&SideInputValue> {
+        self.0
+            .iter()
+            .find(|(v, _)| *v == id)
+            .map(|(_, value)| value)
+    }
+}
+
+/// Materialises a PCollection as a side input (a view): every worker receives every
+/// element and builds the view's value once its input is complete.
+pub trait ViewFactory: Send + Sync {
+    /// The unit that sends the PCollection's elements to every worker.
+    fn writer(
+        &self,
+        ctx: &UnitContext,
+        shuffle: ShuffleWriter,
+    ) -> Result<AnyReceiver, Box<ExecError>>;
+    /// Builds the view's value from every record received.
+    fn materialize(
+        &self,
+        ctx: &UnitContext,
+        records: &[Vec<u8>],
+    ) -> Result<SideInputValue, Box<ExecError>>;
 }
 
 /// Which attempt of its bundle a stage is running.
@@ -112,6 +157,7 @@ impl UnitContext {
             attempt: Rc::new(Attempt::first_of(1)),
             counters: Rc::default(),
             position: Arc::default(),
+            side_inputs: Rc::default(),
         }
     }
 

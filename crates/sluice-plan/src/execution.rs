@@ -26,6 +26,8 @@ pub enum EdgeKind {
     PCollection(PCollectionId),
     /// Records moved between workers by the hash of their key.
     Shuffle,
+    /// A PCollection sent whole to every worker, to be read as a side input.
+    SideInput,
 }
 
 /// A connection between steps.
@@ -64,6 +66,8 @@ pub enum StepOp {
     ReshuffleRead,
     /// Writes to a sink.
     Write,
+    /// Sends a PCollection to every worker as a side input.
+    ViewWrite,
 }
 
 impl StepOp {
@@ -90,6 +94,7 @@ impl StepOp {
             StepOp::ReshuffleRead | StepOp::ReshuffleWrite => "SHUFFLE_KIND",
             StepOp::Flatten => "FLATTEN_KIND",
             StepOp::Write => "WRITE_KIND",
+            StepOp::ViewWrite => "SINGLETON_KIND",
             StepOp::ParDo | StepOp::CombineValues | StepOp::PartialCombine => "PAR_DO_KIND",
         }
     }
@@ -108,6 +113,8 @@ pub struct Step {
     pub inputs: Vec<EdgeId>,
     /// Output edges, main output first.
     pub outputs: Vec<EdgeId>,
+    /// Side-input edges the step reads whole before it runs.
+    pub side_inputs: Vec<EdgeId>,
 }
 
 /// Steps that run together, element by element, without materialising what passes
@@ -161,6 +168,7 @@ impl ExecutionGraph {
                 original: id,
                 inputs: inputs.clone(),
                 outputs: outputs.clone(),
+                side_inputs: pcoll_edges(&t.side_inputs),
             };
             match t.kind() {
                 TransformKind::Composite => unreachable!("leaves() skips composites"),
@@ -170,6 +178,13 @@ impl ExecutionGraph {
                 TransformKind::Flatten => eg.steps.push(single(StepOp::Flatten)),
                 TransformKind::CombineValues => eg.steps.push(single(StepOp::CombineValues)),
                 TransformKind::Write => eg.steps.push(single(StepOp::Write)),
+                TransformKind::View => {
+                    // A view's output is not passed element by element: it is sent whole.
+                    for output in &outputs {
+                        eg.edges[output.0].kind = EdgeKind::SideInput;
+                    }
+                    eg.steps.push(single(StepOp::ViewWrite))
+                }
                 TransformKind::GroupByKey => eg.push_shuffle(
                     id,
                     &t.name,
@@ -207,6 +222,7 @@ impl ExecutionGraph {
             original,
             inputs,
             outputs: vec![shuffle],
+            side_inputs: Vec::new(),
         });
         self.steps.push(Step {
             name: format!("{name}/Read"),
@@ -214,6 +230,7 @@ impl ExecutionGraph {
             original,
             inputs: vec![shuffle],
             outputs,
+            side_inputs: Vec::new(),
         });
     }
 
@@ -263,6 +280,7 @@ impl ExecutionGraph {
                     let edge = self.edge(*e);
                     match edge.kind {
                         EdgeKind::Shuffle => format!("shuffle[{}]", edge.name),
+                        EdgeKind::SideInput => format!("side[{}]", edge.name),
                         EdgeKind::PCollection(_) => edge.name.clone(),
                     }
                 })
@@ -271,6 +289,9 @@ impl ExecutionGraph {
         };
         for s in &self.steps {
             let _ = write!(out, "{:?} {}: {}", s.op, s.name, names(&s.inputs));
+            if !s.side_inputs.is_empty() {
+                let _ = write!(out, " + {}", names(&s.side_inputs));
+            }
             if !s.outputs.is_empty() {
                 let _ = write!(out, " -> {}", names(&s.outputs));
             }

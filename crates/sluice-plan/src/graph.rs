@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use sluice_core::unit::{
     CombineFactory, ElementType, GroupByKeyFactory, ParDoFactory, SinkFactory, SourceFactory,
+    ViewFactory,
 };
 
 /// Index of a transform in its [`PipelineGraph`].
@@ -36,6 +37,8 @@ pub enum TransformKind {
     Reshuffle,
     /// Writes to a sink.
     Write,
+    /// Materialises a PCollection as a side input.
+    View,
 }
 
 impl TransformKind {
@@ -50,6 +53,7 @@ impl TransformKind {
             TransformKind::Flatten => "FLATTEN_KIND",
             TransformKind::Reshuffle => "SHUFFLE_KIND",
             TransformKind::Write => "WRITE_KIND",
+            TransformKind::View => "SINGLETON_KIND",
         }
     }
 }
@@ -81,6 +85,8 @@ pub enum Payload {
     Reshuffle,
     /// A sink.
     Write(Arc<dyn SinkFactory>),
+    /// A side-input view of its input.
+    View(Arc<dyn ViewFactory>),
 }
 
 impl Payload {
@@ -96,6 +102,7 @@ impl Payload {
             Payload::Flatten => TransformKind::Flatten,
             Payload::Reshuffle => TransformKind::Reshuffle,
             Payload::Write(_) => TransformKind::Write,
+            Payload::View(_) => TransformKind::View,
         }
     }
 }
@@ -117,6 +124,8 @@ pub struct TransformNode {
     pub inputs: Vec<PCollectionId>,
     /// Output PCollections, main output first.
     pub outputs: Vec<PCollectionId>,
+    /// Side inputs: outputs of View transforms, read whole by every worker.
+    pub side_inputs: Vec<PCollectionId>,
     /// How to execute it.
     pub payload: Payload,
     /// Facts shown with the transform in plans (Dataflow's `displayData`).
@@ -191,6 +200,7 @@ impl PipelineGraph {
             parent,
             inputs,
             outputs: Vec::new(),
+            side_inputs: Vec::new(),
             payload,
             display_data: Vec::new(),
         });
@@ -254,6 +264,11 @@ impl PipelineGraph {
 }
 
 impl PipelineGraph {
+    /// Sets the side inputs of a transform.
+    pub fn set_side_inputs(&mut self, transform: TransformId, side_inputs: Vec<PCollectionId>) {
+        self.transforms[transform.0].side_inputs = side_inputs;
+    }
+
     /// Sets the outputs of a composite: the PCollections its parts produced for it.
     pub fn set_composite_outputs(&mut self, composite: TransformId, outputs: Vec<PCollectionId>) {
         self.transforms[composite.0].outputs = outputs;

@@ -176,6 +176,16 @@ pub fn pipeline_description(
                     size_bytes: source.size_bytes().map(|b| b.to_string()),
                 });
             }
+            for id in &stage.steps {
+                for side in &graph.step(*id).side_inputs {
+                    input_source.push(StageSource {
+                        user_name: graph.edge(*side).name.clone(),
+                        name: format!("e{}", side.0 + 1),
+                        original_transform_or_collection: original_name(graph.step(*id)),
+                        size_bytes: None,
+                    });
+                }
+            }
             let mut output_source = Vec::new();
             let mut component_source = Vec::new();
             for id in &stage.steps {
@@ -196,12 +206,14 @@ pub fn pipeline_description(
                         original_name(step),
                     );
                     match edge.kind {
-                        EdgeKind::Shuffle => output_source.push(StageSource {
-                            user_name: entry.0,
-                            name: entry.1,
-                            original_transform_or_collection: entry.2,
-                            size_bytes: None,
-                        }),
+                        EdgeKind::Shuffle | EdgeKind::SideInput => {
+                            output_source.push(StageSource {
+                                user_name: entry.0,
+                                name: entry.1,
+                                original_transform_or_collection: entry.2,
+                                size_bytes: None,
+                            })
+                        }
                         EdgeKind::PCollection(_) => component_source.push(ComponentSource {
                             user_name: entry.0,
                             name: entry.1,

@@ -94,6 +94,19 @@ pub fn validate(graph: &PipelineGraph) -> Result<(), ValidationErrors> {
                 });
             }
         }
+        for side in &t.side_inputs {
+            let is_view = graph
+                .pcollections
+                .get(side.0)
+                .is_some_and(|pc| graph.transform(pc.producer).kind() == TransformKind::View);
+            if !is_view {
+                errors.push(ValidationError {
+                    transform: t.name.clone(),
+                    problem: format!("side input #{} is not a view of this pipeline", side.0),
+                    fix: "pass views made with as_singleton, as_iterable, as_map or as_multimap on this pipeline".into(),
+                });
+            }
+        }
         let expects_input = !matches!(
             t.kind(),
             TransformKind::Read | TransformKind::Create | TransformKind::Flatten

@@ -123,6 +123,16 @@ fn build_stage<'s>(
             inputs.push(builder.new_input(stream, Exchange::new(|b: &Batch| b.dest as u64)));
         }
     }
+    // Side inputs come after the main inputs, each edge's streams in turn; every worker
+    // receives every record (the writers address a copy to each).
+    let main_inputs = inputs.len();
+    let mut side_of_input = Vec::new();
+    for (i, edge) in layout.side_inputs.iter().enumerate() {
+        for stream in shuffles.get(edge).cloned().unwrap_or_default() {
+            inputs.push(builder.new_input(stream, Exchange::new(|b: &Batch| b.dest as u64)));
+            side_of_input.push(i);
+        }
+    }
     let mut outputs = Vec::new();
     for edge in &layout.shuffle_outputs {
         let (output, stream) = builder.new_output::<Batches>();
@@ -141,6 +151,8 @@ fn build_stage<'s>(
         groups: None,
         next_group: 0,
         queue: VecDeque::new(),
+        side_records: vec![Vec::new(); layout.side_inputs.len()],
+        sides_ready: layout.side_inputs.is_empty(),
         finished: false,
     };
     // `build_reschedule`: a stage with no shuffle output holds no capability, so timely
@@ -150,15 +162,19 @@ fn build_stage<'s>(
         let mut capabilities = capabilities;
         move |frontiers| {
             let started = Instant::now();
-            for input in inputs.iter_mut() {
+            for (i, input) in inputs.iter_mut().enumerate() {
                 input.for_each(|_cap, data| {
                     for batch in data.drain(..) {
-                        run.accept(batch);
+                        match i.checked_sub(main_inputs) {
+                            None => run.accept(batch),
+                            Some(side) => run.accept_side(side_of_input[side], batch),
+                        }
                     }
                 });
             }
-            let inputs_complete = frontiers.iter().all(|f| f.is_empty());
-            let work = run.work(inputs_complete);
+            let inputs_complete = frontiers[..main_inputs].iter().all(|f| f.is_empty());
+            let sides_complete = frontiers[main_inputs..].iter().all(|f| f.is_empty());
+            let work = run.work(inputs_complete, sides_complete);
             if !capabilities.is_empty() {
                 // One capability per output: each output's batches go out under its own.
                 for ((output, capability), batches) in
@@ -252,6 +268,10 @@ struct StageRun {
     next_group: usize,
     /// Bundles to run; more than one only after a failure divided a bundle.
     queue: VecDeque<WorkItem>,
+    /// Per side input: the encoded elements received so far.
+    side_records: Vec<Vec<Vec<u8>>>,
+    /// Every side input is complete and materialised.
+    sides_ready: bool,
     finished: bool,
 }
 
@@ -346,7 +366,57 @@ impl StageRun {
         }
     }
 
-    fn work(&mut self, inputs_complete: bool) -> Work {
+    /// Keeps a side input's records until it is complete.
+    fn accept_side(&mut self, side: usize, batch: Batch) {
+        if self.finished || self.job.has_failed() {
+            return;
+        }
+        for record in records(&batch.bytes) {
+            match record {
+                Ok(record) => self.side_records[side].push(record.value.to_vec()),
+                Err(malformed) => {
+                    self.fail(ExecError::new("side input", malformed), 1);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Builds every view the stage reads from its complete side inputs.
+    fn materialize_side_inputs(&mut self) -> Result<(), Box<ExecError>> {
+        let mut views = Vec::new();
+        for (edge, records) in self
+            .layout
+            .side_inputs
+            .iter()
+            .zip(std::mem::take(&mut self.side_records))
+        {
+            let graph = &self.job.graph;
+            let Some(writer) = graph.producers(*edge).next() else {
+                return Err(ExecError::new(
+                    graph.edge(*edge).name.clone(),
+                    "internal error: a side input without a view",
+                ));
+            };
+            let transform = self.job.pipeline.transform(graph.step(writer).original);
+            let sluice_plan::Payload::View(view) = &transform.payload else {
+                return Err(ExecError::new(
+                    transform.name.clone(),
+                    "internal error: a side input not written by a view",
+                ));
+            };
+            let mut ctx = sluice_core::unit::UnitContext::standalone(transform.name.clone());
+            ctx.worker = self.worker;
+            ctx.workers = self.peers;
+            views.push((edge.0, view.materialize(&ctx, &records)?));
+        }
+        if let Some(instance) = self.instance() {
+            instance.set_side_inputs(sluice_core::unit::SideInputs(views));
+        }
+        Ok(())
+    }
+
+    fn work(&mut self, inputs_complete: bool, sides_complete: bool) -> Work {
         let done = Work {
             finished: true,
             ..Work::default()
@@ -357,6 +427,16 @@ impl StageRun {
         if self.job.has_failed() {
             self.finish();
             return done;
+        }
+        if !self.sides_ready {
+            if !sides_complete {
+                return Work::default();
+            }
+            if let Err(error) = self.materialize_side_inputs() {
+                self.fail(error, 1);
+                return done;
+            }
+            self.sides_ready = true;
         }
         if self.queue.is_empty() {
             let next = if self.layout.shuffle_input.is_none() {

@@ -21,8 +21,8 @@ use sluice_core::error::{current_step, panic_message};
 use sluice_core::receiver::{AnyPort, AnyReceiver, PortCounters};
 use sluice_core::shuffle::{RecordBatch, ShuffleRecord, ShuffleWriter};
 use sluice_core::unit::{
-    Attempt, ShuffleReader, SinkBuffer, SinkBytes, SourceReader, SourceSplit, UnitContext,
-    UnitCounters,
+    Attempt, ShuffleReader, SideInputs, SinkBuffer, SinkBytes, SourceReader, SourceSplit,
+    UnitContext, UnitCounters,
 };
 use sluice_core::user_metrics::MetricValue;
 use sluice_core::{ExecError, UnitResult};
@@ -37,10 +37,12 @@ pub struct StageLayout {
     pub index: usize,
     /// The root step.
     pub root: StepId,
-    /// Shuffle edges the stage writes, in the order of its engine outputs.
+    /// Shuffle and side-input edges the stage writes, in the order of its engine outputs.
     pub shuffle_outputs: Vec<EdgeId>,
     /// The shuffle edge the root reads, if it reads one.
     pub shuffle_input: Option<EdgeId>,
+    /// Side-input edges the stage's steps read whole before the stage runs.
+    pub side_inputs: Vec<EdgeId>,
 }
 
 impl StageLayout {
@@ -49,12 +51,20 @@ impl StageLayout {
         let stage = &graph.stages[index];
         let root = stage.steps[0];
         let mut shuffle_outputs = Vec::new();
+        let mut side_inputs = Vec::new();
         for step in &stage.steps {
             for output in &graph.step(*step).outputs {
-                if graph.edge(*output).kind == EdgeKind::Shuffle
-                    && !shuffle_outputs.contains(output)
-                {
+                let crosses = matches!(
+                    graph.edge(*output).kind,
+                    EdgeKind::Shuffle | EdgeKind::SideInput
+                );
+                if crosses && !shuffle_outputs.contains(output) {
                     shuffle_outputs.push(*output);
+                }
+            }
+            for side in &graph.step(*step).side_inputs {
+                if !side_inputs.contains(side) {
+                    side_inputs.push(*side);
                 }
             }
         }
@@ -69,6 +79,7 @@ impl StageLayout {
             root,
             shuffle_outputs,
             shuffle_input,
+            side_inputs,
         }
     }
 }
@@ -119,6 +130,8 @@ struct Builder {
     position: Arc<AtomicU64>,
     /// Per step: what its units report; kept across rebuilds.
     counters: Vec<(StepId, Rc<UnitCounters>)>,
+    /// The views this stage reads, once materialised.
+    side_inputs: Rc<SideInputs>,
 }
 
 /// What the units of a stage reported, per step.
@@ -163,6 +176,7 @@ impl StageInstance {
             attempt: Rc::new(Attempt::first_of(max_attempts)),
             position,
             counters,
+            side_inputs: Rc::default(),
         };
         let root_step = builder.graph.step(layout.root);
         let ctx = builder.ctx(layout.root);
@@ -175,7 +189,7 @@ impl StageInstance {
             (StepOp::MergeAccumulators, Payload::CombineValues(combine)) => {
                 Root::Shuffle(combine.merge_reader(&ctx)?)
             }
-            (StepOp::ReshuffleRead, Payload::Reshuffle) => {
+            (StepOp::ReshuffleRead, _) => {
                 let element = builder.element_of(root_step.outputs[0])?;
                 Root::Shuffle(element.reshuffle_reader(&ctx))
             }
@@ -191,6 +205,11 @@ impl StageInstance {
             chain: None,
             step_names,
         })
+    }
+
+    /// Gives the stage the views it reads (before its units are built).
+    pub fn set_side_inputs(&mut self, side_inputs: SideInputs) {
+        self.builder.side_inputs = Rc::new(side_inputs);
     }
 
     /// Sets the attempt of the next bundle (1 for a first attempt) and, on a retry, the
@@ -416,6 +435,7 @@ impl Builder {
             attempt: self.attempt.clone(),
             counters,
             position: self.position.clone(),
+            side_inputs: self.side_inputs.clone(),
         }
     }
 
@@ -425,9 +445,9 @@ impl Builder {
     ) -> Result<std::sync::Arc<dyn sluice_core::unit::ElementType>, Box<ExecError>> {
         match self.graph.edge(edge).kind {
             EdgeKind::PCollection(pc) => Ok(self.pipeline.pcollection(pc).element.clone()),
-            EdgeKind::Shuffle => Err(ExecError::new(
+            EdgeKind::Shuffle | EdgeKind::SideInput => Err(ExecError::new(
                 self.graph.edge(edge).name.clone(),
-                "internal error: a shuffle edge has no element type",
+                "internal error: a shuffle or side-input edge has no element type",
             )),
         }
     }
@@ -479,7 +499,12 @@ impl Builder {
                 (StepOp::PartialCombine, Payload::CombineValues(f)) => {
                     vec![(step.inputs[0], f.partial(&ctx, shuffle_writer()?)?)]
                 }
-                (StepOp::ReshuffleWrite, Payload::Reshuffle) => {
+                (StepOp::ViewWrite, Payload::View(view)) => {
+                    vec![(step.inputs[0], view.writer(&ctx, shuffle_writer()?)?)]
+                }
+                // A reshuffle may also be one the optimiser added (to materialise a
+                // side-input consumer's input): only the element type matters.
+                (StepOp::ReshuffleWrite, _) => {
                     let element = self.element_of(step.inputs[0])?;
                     vec![(
                         step.inputs[0],

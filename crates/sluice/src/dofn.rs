@@ -45,8 +45,12 @@ use std::sync::{Arc, Mutex};
 
 use sluice_core::error::{current_step, panic_message};
 use sluice_core::receiver::{AnyPort, AnyReceiver, Port};
-use sluice_core::unit::{Attempt, ElementType, ParDoFactory, TypeOf, UnitContext, UnitCounters};
+use sluice_core::unit::{
+    Attempt, ElementType, ParDoFactory, SideInputs, TypeOf, UnitContext, UnitCounters,
+};
 use sluice_core::user_metrics::UserMetrics;
+
+use crate::transforms::side_input::SideInput;
 use sluice_core::{
     BoxError, Element, ExecError, Receiver, Timestamp, UnitResult, Window, WindowedValue,
     render_element,
@@ -156,6 +160,7 @@ pub struct Context<'a, Out> {
     window: Window,
     transform: &'a str,
     metrics: &'a UserMetrics,
+    side_inputs: &'a SideInputs,
     /// The first failure of a unit downstream; reported after `process` returns, so the
     /// bundle fails even if the DoFn ignores it.
     downstream: Option<Box<ExecError>>,
@@ -223,6 +228,21 @@ impl<Out: Element> Context<'_, Out> {
     /// The event timestamp of the element being processed.
     pub fn timestamp(&self) -> Timestamp {
         self.timestamp
+    }
+
+    /// The value of a side input the ParDo was declared with (see
+    /// [`crate::PCollection::par_do_with_side_inputs`]).
+    pub fn side_input<V: 'static>(&self, view: &SideInput<V>) -> Result<&V, BoxError> {
+        self.side_inputs
+            .get(view.id())
+            .and_then(|v| v.downcast_ref::<V>())
+            .ok_or_else(|| {
+                format!(
+                    "{view:?} is not a side input of '{}'; declare it with par_do_with_side_inputs(.., &[view.spec()])",
+                    self.transform
+                )
+                .into()
+            })
     }
 
     /// This transform's user metrics: counters, distributions and gauges, by name. They
@@ -365,6 +385,7 @@ struct ParDoUnit<D: DoFn> {
     counters: Rc<UnitCounters>,
     /// The position of the root element being processed (see `Attempt::suspect`).
     position: Arc<AtomicU64>,
+    side_inputs: Rc<SideInputs>,
     /// This bundle retries a failed element: render it before processing it, so that a
     /// second failure can name it.
     retrying: bool,
@@ -389,6 +410,7 @@ impl<D: DoFn> ParDoUnit<D> {
                 main,
                 tagged,
                 counters,
+                side_inputs,
                 ..
             } = self;
             let mut ctx = Context {
@@ -399,6 +421,7 @@ impl<D: DoFn> ParDoUnit<D> {
                 window: element.window,
                 transform,
                 metrics: &counters.user,
+                side_inputs,
                 downstream: None,
             };
             let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -487,6 +510,7 @@ impl<D: DoFn> Receiver<D::In> for ParDoUnit<D> {
             main,
             tagged,
             counters,
+            side_inputs,
             ..
         } = self;
         let mut ctx = Context {
@@ -497,6 +521,7 @@ impl<D: DoFn> Receiver<D::In> for ParDoUnit<D> {
             window: element.window,
             transform,
             metrics: &counters.user,
+            side_inputs,
             downstream: None,
         };
         // No catch per element: a panic unwinds to the bundle's guard, which names this
@@ -523,6 +548,7 @@ impl<D: DoFn> Receiver<D::In> for ParDoUnit<D> {
             main,
             tagged,
             counters,
+            side_inputs,
             ..
         } = self;
         let mut ctx = FinishContext {
@@ -534,6 +560,7 @@ impl<D: DoFn> Receiver<D::In> for ParDoUnit<D> {
                 window: Window::Global,
                 transform,
                 metrics: &counters.user,
+                side_inputs,
                 downstream: None,
             },
         };
@@ -642,6 +669,7 @@ impl<D: DoFn> ParDoFactory for ParDoPayload<D> {
             attempt: ctx.attempt.clone(),
             counters: ctx.counters.clone(),
             position: ctx.position.clone(),
+            side_inputs: ctx.side_inputs.clone(),
             retrying: false,
             routing: false,
             held: Vec::new(),

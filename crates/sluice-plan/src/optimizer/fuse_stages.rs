@@ -64,13 +64,60 @@ impl OptimizerRule for FuseStages {
                     }
                 }
             }
+            // A step reading side inputs runs after the stages that produce them.
+            let mut views = BTreeSet::new();
+            for side in &step.side_inputs {
+                for producer in graph.producers(*side) {
+                    views.extend(stages_of[producer.0].iter().copied());
+                }
+            }
             for s in &member_of {
                 stages[*s].steps.push(StepId(i));
+                for v in &views {
+                    if v != s && !stages[*s].prerequisites.contains(v) {
+                        stages[*s].prerequisites.push(*v);
+                        stages[*s].prerequisites.sort();
+                    }
+                }
             }
             stages_of.push(member_of);
         }
-        graph.stages = stages;
+        graph.stages = in_dependency_order(stages);
     }
+}
+
+/// Orders stages so that every stage comes after its prerequisites (a side input can make
+/// a stage created early depend on one created later), keeping creation order otherwise,
+/// and numbers them in that order: stage ids are the order stages can start in.
+fn in_dependency_order(stages: Vec<FusedStage>) -> Vec<FusedStage> {
+    let mut order: Vec<usize> = Vec::with_capacity(stages.len());
+    let mut placed = vec![false; stages.len()];
+    while order.len() < stages.len() {
+        let Some(next) = (0..stages.len())
+            .find(|&i| !placed[i] && stages[i].prerequisites.iter().all(|p| placed[*p]))
+        else {
+            // A cycle cannot arise from a DAG of steps; keep what is left in creation order.
+            order.extend((0..stages.len()).filter(|i| !placed[*i]));
+            break;
+        };
+        placed[next] = true;
+        order.push(next);
+    }
+    let position: Vec<usize> = {
+        let mut position = vec![0; stages.len()];
+        for (new, old) in order.iter().enumerate() {
+            position[*old] = new;
+        }
+        position
+    };
+    let mut renumbered: Vec<FusedStage> = order.iter().map(|old| stages[*old].clone()).collect();
+    for (i, stage) in renumbered.iter_mut().enumerate() {
+        stage.id = format!("S{:02}", i + 1);
+        stage.name = format!("F{}", i + 1);
+        stage.prerequisites = stage.prerequisites.iter().map(|p| position[*p]).collect();
+        stage.prerequisites.sort();
+    }
+    renumbered
 }
 
 #[cfg(test)]

@@ -57,6 +57,7 @@ impl OptimizerRule for LiftCombiners {
                 original: combine.original,
                 inputs: graph.steps[write.0].inputs.clone(),
                 outputs: shuffle.clone(),
+                side_inputs: Vec::new(),
             };
             graph.steps[read.0] = Step {
                 name: format!("{}/Merge", combine.name),
@@ -64,6 +65,7 @@ impl OptimizerRule for LiftCombiners {
                 original: combine.original,
                 inputs: shuffle,
                 outputs: combine.outputs,
+                side_inputs: Vec::new(),
             };
             remove.push(c);
         }

@@ -3,17 +3,22 @@
 //! | rule | file | what it does |
 //! |---|---|---|
 //! | `LiftCombiners` | `lift_combiners.rs` | Splits a GroupByKey followed by a combine into a partial combine before the shuffle and a merge of accumulators after it. |
+//! | `MaterializeSideInputs` | `materialize_side_inputs.rs` | Reshuffles the main input of a side-input consumer whose view is computed from the consumer's own stage, so the stage cannot wait on itself. |
 //! | `FuseStages` | `fuse_stages.rs` | Groups steps connected by PCollections into fused stages, cutting at shuffles; a Flatten is never materialised. |
 //!
 //! The order matters: lifting moves the partial combine to the producer side of the
 //! shuffle, so it must run before fusion decides which stage each step belongs to.
-//! Fusion runs last because it only groups steps and never changes them.
+//! Materialising side-input consumers adds shuffles, so it too runs before fusion, and
+//! after lifting, whose shuffles it must see. Fusion runs last because it only groups
+//! steps and never changes them.
 
 mod fuse_stages;
 mod lift_combiners;
+mod materialize_side_inputs;
 
 pub use fuse_stages::FuseStages;
 pub use lift_combiners::LiftCombiners;
+pub use materialize_side_inputs::MaterializeSideInputs;
 
 use crate::execution::ExecutionGraph;
 use crate::graph::PipelineGraph;
@@ -48,7 +53,11 @@ pub trait OptimizerRule {
 
 /// The rules, in the order they run.
 pub fn rules() -> Vec<Box<dyn OptimizerRule>> {
-    vec![Box::new(LiftCombiners), Box::new(FuseStages)]
+    vec![
+        Box::new(LiftCombiners),
+        Box::new(MaterializeSideInputs),
+        Box::new(FuseStages),
+    ]
 }
 
 /// Translates a validated pipeline into its optimised, fused execution graph.

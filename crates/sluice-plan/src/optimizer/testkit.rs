@@ -9,6 +9,7 @@ use sluice_core::unit::{
     CombineFactory, GroupByKeyFactory, JobInfo, ParDoFactory, ShuffleReader, SinkBuffer,
     SinkFactory, SinkJob, SourceFactory, SourceReader, SourceSplit, SplitHint, TypeOf, UnitContext,
 };
+use sluice_core::unit::{SideInputValue, ViewFactory};
 
 use crate::graph::{PCollectionId, Payload, PipelineGraph, TransformId};
 
@@ -48,6 +49,18 @@ impl CombineFactory for Inert {
         never()
     }
     fn grouped(&self, _: &UnitContext, _: AnyPort) -> Result<AnyReceiver, Box<ExecError>> {
+        never()
+    }
+}
+impl ViewFactory for Inert {
+    fn writer(&self, _: &UnitContext, _: ShuffleWriter) -> Result<AnyReceiver, Box<ExecError>> {
+        never()
+    }
+    fn materialize(
+        &self,
+        _: &UnitContext,
+        _: &[Vec<u8>],
+    ) -> Result<SideInputValue, Box<ExecError>> {
         never()
     }
 }
@@ -102,6 +115,20 @@ impl G {
     }
     pub fn flatten(&mut self, name: &str, inputs: &[PCollectionId]) -> PCollectionId {
         self.add(name, inputs, Payload::Flatten)
+    }
+    pub fn view(&mut self, name: &str, input: PCollectionId) -> PCollectionId {
+        self.add(name, &[input], Payload::View(Arc::new(Inert)))
+    }
+    pub fn pardo_with_side(
+        &mut self,
+        name: &str,
+        input: PCollectionId,
+        side: PCollectionId,
+    ) -> PCollectionId {
+        let out = self.pardo(name, input);
+        let producer = self.g.pcollection(out).producer;
+        self.g.set_side_inputs(producer, vec![side]);
+        out
     }
     pub fn write(&mut self, name: &str, input: PCollectionId) {
         let full = self.full(name);

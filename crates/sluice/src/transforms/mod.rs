@@ -13,6 +13,7 @@ pub mod latest;
 pub mod partition;
 pub mod reshuffle;
 pub mod sample;
+pub mod side_input;
 pub mod text;
 pub mod to_list;
 pub mod top;

@@ -318,3 +318,199 @@ fn inner_and_left_outer_joins() {
         );
     }
 }
+
+mod side_inputs {
+    use std::collections::HashMap;
+
+    use sluice::prelude::*;
+    use sluice::transforms::side_input::SideInput;
+
+    use crate::kit::{WORKERS, pipeline, sorted};
+
+    /// Divides each number by the total of all numbers, read as a singleton side input.
+    #[derive(Clone)]
+    struct Normalize {
+        total: SideInput<u64>,
+    }
+
+    impl DoFn for Normalize {
+        type In = u64;
+        type Out = (u64, u64);
+        fn process(&mut self, x: u64, ctx: &mut Context<'_, (u64, u64)>) -> Result<(), BoxError> {
+            let total = *ctx.side_input(&self.total)?;
+            ctx.emit((x, total));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_singleton_computed_from_the_main_input_itself() {
+        for workers in WORKERS {
+            let p = pipeline(workers);
+            let numbers = p.create("Numbers", (1..=1_000u64).collect());
+            let total = numbers.sum_globally("Total").as_singleton("TotalView");
+            let out = numbers
+                .par_do_with_side_inputs(
+                    "Normalize",
+                    Normalize {
+                        total: total.clone(),
+                    },
+                    &[total.spec()],
+                )
+                .collect("Out");
+            p.run().unwrap().wait_until_finish().unwrap();
+            assert_eq!(
+                sorted(out.values()),
+                (1..=1_000u64).map(|x| (x, 500_500)).collect::<Vec<_>>(),
+                "{workers} workers"
+            );
+        }
+    }
+
+    /// Keeps numbers that are in the list, and tags them with the map's name for them.
+    #[derive(Clone)]
+    struct Lookup {
+        allowed: SideInput<Vec<u64>>,
+        names: SideInput<HashMap<u64, String>>,
+        aliases: SideInput<HashMap<u64, Vec<String>>>,
+    }
+
+    impl DoFn for Lookup {
+        type In = u64;
+        type Out = String;
+        fn process(&mut self, x: u64, ctx: &mut Context<'_, String>) -> Result<(), BoxError> {
+            let allowed = ctx.side_input(&self.allowed)?;
+            if allowed.len() != 50_000 || !x.is_multiple_of(1_000) {
+                return Ok(());
+            }
+            let name = ctx
+                .side_input(&self.names)?
+                .get(&x)
+                .cloned()
+                .unwrap_or_default();
+            let mut aliases = ctx
+                .side_input(&self.aliases)?
+                .get(&x)
+                .cloned()
+                .unwrap_or_default();
+            aliases.sort();
+            ctx.emit(format!("{x}={name}/{}", aliases.join(",")));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn iterable_map_and_multimap_views_larger_than_a_bundle() {
+        for workers in WORKERS {
+            let p = pipeline(workers);
+            // 50,000 elements: many bundles of the producing stage.
+            let allowed = p
+                .create("Allowed", (0..50_000u64).collect())
+                .as_iterable("AllowedView");
+            let names = p
+                .create(
+                    "Names",
+                    (0..50_000u64).map(|i| (i, format!("n{i}"))).collect(),
+                )
+                .as_map("NameView");
+            let aliases = p
+                .create(
+                    "Aliases",
+                    (0..50_000u64)
+                        .flat_map(|i| [(i, format!("a{i}")), (i, format!("b{i}"))])
+                        .collect(),
+                )
+                .as_multimap("AliasView");
+            let dofn = Lookup {
+                allowed: allowed.clone(),
+                names: names.clone(),
+                aliases: aliases.clone(),
+            };
+            let out = p
+                .create("Numbers", (0..5_000u64).collect())
+                .par_do_with_side_inputs(
+                    "Lookup",
+                    dofn,
+                    &[allowed.spec(), names.spec(), aliases.spec()],
+                )
+                .collect("Out");
+            p.run().unwrap().wait_until_finish().unwrap();
+            let expected: Vec<String> = (0..5u64)
+                .map(|k| k * 1_000)
+                .map(|x| format!("{x}=n{x}/a{x},b{x}"))
+                .collect();
+            assert_eq!(sorted(out.values()), expected, "{workers} workers");
+        }
+    }
+
+    #[test]
+    fn the_plan_shows_the_view_as_a_barrier() {
+        let p = pipeline(1);
+        let numbers = p.create("Numbers", (1..=10u64).collect());
+        let total = numbers.sum_globally("Total").as_singleton("TotalView");
+        let _ = numbers
+            .par_do_with_side_inputs(
+                "Normalize",
+                Normalize {
+                    total: total.clone(),
+                },
+                &[total.spec()],
+            )
+            .collect("Out");
+        let plan = sluice::plan::optimize(&p.graph(), &sluice::plan::OptimizeOptions::default());
+        let stages: Vec<String> = plan
+            .to_text()
+            .lines()
+            .filter(|l| l.starts_with('S'))
+            .map(str::to_string)
+            .collect();
+        assert_eq!(stages.len(), 3, "{stages:?}");
+        assert!(stages[1].contains("TotalView"), "{stages:?}");
+        assert!(
+            stages[2].contains("(after S01, S02)")
+                && stages[2].contains("Normalize/Materialize/Read | Normalize"),
+            "{stages:?}"
+        );
+        p.run().unwrap().wait_until_finish().unwrap();
+    }
+
+    #[test]
+    fn a_singleton_of_several_elements_fails_naming_the_view() {
+        let p = pipeline(2);
+        let view = p.create("Several", vec![1u64, 2]).as_singleton("OneView");
+        let _ = p
+            .create("Numbers", vec![5u64])
+            .par_do_with_side_inputs(
+                "Normalize",
+                Normalize {
+                    total: view.clone(),
+                },
+                &[view.spec()],
+            )
+            .collect("Out");
+        let result = p.run().unwrap();
+        let text = result.error().unwrap().to_string();
+        assert!(
+            text.contains("'OneView'")
+                && text.contains("exactly one element")
+                && text.contains("has 2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_undeclared_side_input_is_an_error_saying_how_to_declare_it() {
+        let p = pipeline(1);
+        let view = p.create("One", vec![1u64]).as_singleton("OneView");
+        let _ = p
+            .create("Numbers", vec![5u64])
+            .par_do("Normalize", Normalize { total: view })
+            .collect("Out");
+        let text = p.run().unwrap().error().unwrap().to_string();
+        assert!(
+            text.contains("not a side input of 'Normalize'")
+                && text.contains("par_do_with_side_inputs"),
+            "{text}"
+        );
+    }
+}
