@@ -186,3 +186,44 @@ fn a_stuck_bundle_is_reported_with_its_transform_and_element() {
         "{stderr}"
     );
 }
+
+#[test]
+fn join_example_writes_every_customer_and_counts_unknown_orders() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("examples")
+        .join("join");
+    let out = dir.path().join("spend");
+    let run = Command::new(path)
+        .args([
+            "--orders=3000",
+            "--customers=200",
+            &format!("--output={}", out.display()),
+        ])
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(run.stdout).unwrap();
+    assert!(run.status.success(), "{stdout}");
+    // The example's generator: order i belongs to customer i*2654435761 mod (n + n/100 + 1).
+    let unknown = (0..3000u64)
+        .filter(|i| i.wrapping_mul(2_654_435_761) % 203 >= 200)
+        .count();
+    assert!(
+        stdout.contains(&format!(
+            "200 customers written; {unknown} orders of unknown customers"
+        )),
+        "{stdout}"
+    );
+    let lines = read_lines(&out);
+    assert_eq!(lines.len(), 200);
+    let orders: u64 = lines
+        .iter()
+        .map(|l| l.split('\t').nth(2).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(orders as usize, 3000 - unknown);
+}
