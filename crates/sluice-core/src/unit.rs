@@ -248,6 +248,23 @@ pub trait ShuffleReader {
     fn emit(&mut self, range: Range<usize>) -> UnitResult;
     /// The bundle ends.
     fn finish_bundle(&mut self) -> UnitResult;
+    /// The bundle committed: make what it changed (state) permanent.
+    fn commit(&mut self) {}
+    /// The bundle failed: forget what it changed.
+    fn abort(&mut self) {}
+}
+
+/// Builds both halves of a stateful ParDo: its input shuffled by key, and the ParDo
+/// running as the root of the next stage, where each key's state lives.
+pub trait StatefulFactory: Send + Sync {
+    /// The unit that encodes keyed elements into the shuffle.
+    fn writer(
+        &self,
+        ctx: &UnitContext,
+        shuffle: ShuffleWriter,
+    ) -> Result<AnyReceiver, Box<ExecError>>;
+    /// The reader that runs the DoFn over each key's elements, with its state and timers.
+    fn reader(&self, ctx: &UnitContext) -> Result<Box<dyn ShuffleReader>, Box<ExecError>>;
 }
 
 /// Builds both halves of a GroupByKey.

@@ -68,6 +68,10 @@ pub enum StepOp {
     Write,
     /// Sends a PCollection to every worker as a side input.
     ViewWrite,
+    /// Encodes keyed elements into the shuffle feeding a stateful ParDo.
+    StatefulWrite,
+    /// Runs a stateful DoFn over each key's shuffled elements.
+    StatefulParDo,
 }
 
 impl StepOp {
@@ -80,6 +84,7 @@ impl StepOp {
                 | StepOp::GroupByKeyRead
                 | StepOp::MergeAccumulators
                 | StepOp::ReshuffleRead
+                | StepOp::StatefulParDo
         )
     }
 
@@ -95,6 +100,8 @@ impl StepOp {
             StepOp::Flatten => "FLATTEN_KIND",
             StepOp::Write => "WRITE_KIND",
             StepOp::ViewWrite => "SINGLETON_KIND",
+            StepOp::StatefulWrite => "SHUFFLE_KIND",
+            StepOp::StatefulParDo => "PAR_DO_KIND",
             StepOp::ParDo | StepOp::CombineValues | StepOp::PartialCombine => "PAR_DO_KIND",
         }
     }
@@ -201,6 +208,27 @@ impl ExecutionGraph {
                     inputs,
                     outputs,
                 ),
+                TransformKind::StatefulParDo => {
+                    // Keyed state lives where the key is owned: the input is shuffled by key,
+                    // and the DoFn runs as the root of the stage that reads the shuffle.
+                    let shuffle = eg.add_edge(format!("{}/Shuffle", t.name), EdgeKind::Shuffle);
+                    eg.steps.push(Step {
+                        name: format!("{}/Write", t.name),
+                        op: StepOp::StatefulWrite,
+                        original: id,
+                        inputs,
+                        outputs: vec![shuffle],
+                        side_inputs: Vec::new(),
+                    });
+                    eg.steps.push(Step {
+                        name: t.name.clone(),
+                        op: StepOp::StatefulParDo,
+                        original: id,
+                        inputs: vec![shuffle],
+                        outputs,
+                        side_inputs: Vec::new(),
+                    });
+                }
             }
         }
         eg

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use sluice_core::unit::{
     CombineFactory, ElementType, GroupByKeyFactory, ParDoFactory, SinkFactory, SourceFactory,
-    ViewFactory,
+    StatefulFactory, ViewFactory,
 };
 
 /// Index of a transform in its [`PipelineGraph`].
@@ -39,6 +39,8 @@ pub enum TransformKind {
     Write,
     /// Materialises a PCollection as a side input.
     View,
+    /// Runs a DoFn with per-key state and timers.
+    StatefulParDo,
 }
 
 impl TransformKind {
@@ -54,6 +56,7 @@ impl TransformKind {
             TransformKind::Reshuffle => "SHUFFLE_KIND",
             TransformKind::Write => "WRITE_KIND",
             TransformKind::View => "SINGLETON_KIND",
+            TransformKind::StatefulParDo => "PAR_DO_KIND",
         }
     }
 }
@@ -87,6 +90,8 @@ pub enum Payload {
     Write(Arc<dyn SinkFactory>),
     /// A side-input view of its input.
     View(Arc<dyn ViewFactory>),
+    /// A stateful DoFn.
+    StatefulParDo(Arc<dyn StatefulFactory>),
 }
 
 impl Payload {
@@ -103,6 +108,7 @@ impl Payload {
             Payload::Reshuffle => TransformKind::Reshuffle,
             Payload::Write(_) => TransformKind::Write,
             Payload::View(_) => TransformKind::View,
+            Payload::StatefulParDo(_) => TransformKind::StatefulParDo,
         }
     }
 }

@@ -186,6 +186,9 @@ impl StageInstance {
                 Root::Source(source.reader(&ctx)?)
             }
             (StepOp::GroupByKeyRead, Payload::GroupByKey(gbk)) => Root::Shuffle(gbk.reader(&ctx)?),
+            (StepOp::StatefulParDo, Payload::StatefulParDo(stateful)) => {
+                Root::Shuffle(stateful.reader(&ctx)?)
+            }
             (StepOp::MergeAccumulators, Payload::CombineValues(combine)) => {
                 Root::Shuffle(combine.merge_reader(&ctx)?)
             }
@@ -498,6 +501,9 @@ impl Builder {
                 }
                 (StepOp::PartialCombine, Payload::CombineValues(f)) => {
                     vec![(step.inputs[0], f.partial(&ctx, shuffle_writer()?)?)]
+                }
+                (StepOp::StatefulWrite, Payload::StatefulParDo(stateful)) => {
+                    vec![(step.inputs[0], stateful.writer(&ctx, shuffle_writer()?)?)]
                 }
                 (StepOp::ViewWrite, Payload::View(view)) => {
                     vec![(step.inputs[0], view.writer(&ctx, shuffle_writer()?)?)]

@@ -166,6 +166,35 @@ pub struct Context<'a, Out> {
     downstream: Option<Box<ExecError>>,
 }
 
+impl<'a, Out: Element> Context<'a, Out> {
+    /// A context emitting to `main`, for units outside this module (stateful DoFns).
+    pub(crate) fn for_output(
+        main: &'a mut Port<Out>,
+        timestamp: Timestamp,
+        window: Window,
+        transform: &'a str,
+        metrics: &'a UserMetrics,
+        side_inputs: &'a SideInputs,
+    ) -> Self {
+        Context {
+            main,
+            tagged: &mut [],
+            held: None,
+            timestamp,
+            window,
+            transform,
+            metrics,
+            side_inputs,
+            downstream: None,
+        }
+    }
+
+    /// The first failure downstream, if any (taken).
+    pub(crate) fn take_downstream(&mut self) -> Option<Box<ExecError>> {
+        self.downstream.take()
+    }
+}
+
 impl<Out: Element> Context<'_, Out> {
     /// Emits to the main output, with the input's timestamp and window.
     #[inline(always)]

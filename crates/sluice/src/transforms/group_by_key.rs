@@ -98,12 +98,9 @@ impl<S: KeySplit> GroupByKeyFactory for GroupByKeyPayload<S> {
         ctx: &UnitContext,
         shuffle: ShuffleWriter,
     ) -> Result<AnyReceiver, Box<ExecError>> {
-        Ok(AnyReceiver::new::<S::In>(Box::new(KeyedWrite::<S> {
-            ctx: ctx.clone(),
-            shuffle,
-            key: Vec::new(),
-            _split: PhantomData,
-        })))
+        Ok(AnyReceiver::new::<S::In>(Box::new(KeyedWrite::<S>::new(
+            ctx, shuffle,
+        ))))
     }
 
     fn reader(&self, ctx: &UnitContext) -> Result<Box<dyn ShuffleReader>, Box<ExecError>> {
@@ -119,12 +116,23 @@ impl<S: KeySplit> GroupByKeyFactory for GroupByKeyPayload<S> {
 }
 
 /// Encodes keyed elements into a shuffle, routed by the hash of the encoded key.
-struct KeyedWrite<S> {
+pub(crate) struct KeyedWrite<S> {
     ctx: UnitContext,
     shuffle: ShuffleWriter,
     /// Scratch space for the encoded key.
     key: Vec<u8>,
     _split: PhantomData<fn(S)>,
+}
+
+impl<S> KeyedWrite<S> {
+    pub(crate) fn new(ctx: &UnitContext, shuffle: ShuffleWriter) -> Self {
+        KeyedWrite {
+            ctx: ctx.clone(),
+            shuffle,
+            key: Vec::new(),
+            _split: PhantomData,
+        }
+    }
 }
 
 impl<S: KeySplit> Receiver<S::In> for KeyedWrite<S> {

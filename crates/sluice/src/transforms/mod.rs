@@ -14,6 +14,7 @@ pub mod partition;
 pub mod reshuffle;
 pub mod sample;
 pub mod side_input;
+pub mod stateful;
 pub mod text;
 pub mod to_list;
 pub mod top;

@@ -514,3 +514,293 @@ mod side_inputs {
         );
     }
 }
+
+mod state_and_timers {
+    use std::collections::{BTreeMap, HashSet};
+    use std::sync::{Arc, Mutex};
+
+    use sluice::prelude::*;
+    use sluice::transforms::stateful::{
+        BagState, CombiningState, FiredTimer, MapState, State, StatefulDoFn, TimeDomain, Timer,
+        ValueState,
+    };
+
+    use crate::kit::{WORKERS, pipeline, sorted};
+
+    /// Emits each element with how many elements its key has seen so far.
+    #[derive(Clone)]
+    struct RunningCount {
+        seen: ValueState<u64>,
+        /// Keys whose first attempt fails after updating state (to check it is discarded).
+        fail_once: Arc<Mutex<HashSet<String>>>,
+    }
+
+    impl StatefulDoFn for RunningCount {
+        type Key = String;
+        type Value = u32;
+        type Out = (String, u64);
+        fn process(
+            &mut self,
+            key: &String,
+            _v: u32,
+            state: &mut State<'_>,
+            ctx: &mut Context<'_, Self::Out>,
+        ) -> Result<(), BoxError> {
+            let n = state.read(&self.seen)?.unwrap_or(0) + 1;
+            state.write(&self.seen, &n)?;
+            if n == 3 && key.ends_with('7') && self.fail_once.lock().unwrap().insert(key.clone()) {
+                return Err("transient failure after a state update".into());
+            }
+            ctx.emit((key.clone(), n));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn value_state_counts_per_key_and_failed_attempts_leave_no_state() {
+        for workers in WORKERS {
+            let p = pipeline(workers);
+            let dofn = RunningCount {
+                seen: ValueState::new("seen"),
+                fail_once: Arc::default(),
+            };
+            let out = p
+                .create(
+                    "Pairs",
+                    (0..6_000u32).map(|i| (format!("k{}", i % 60), i)).collect(),
+                )
+                .par_do_stateful("Count", dofn)
+                .collect("Out");
+            let result = p.run().unwrap();
+            assert_eq!(
+                result.state(),
+                JobState::Done,
+                "{:?}",
+                result.error().map(|e| e.to_string())
+            );
+            assert!(result.metrics().stages.iter().any(|s| s.retries > 0));
+            let mut per_key: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+            for (k, n) in out.values() {
+                per_key.entry(k).or_default().push(n);
+            }
+            assert_eq!(per_key.len(), 60, "{workers} workers");
+            for (k, counts) in per_key {
+                assert_eq!(sorted(counts), (1..=100).collect::<Vec<_>>(), "{k}");
+            }
+        }
+    }
+
+    /// Buffers values and emits them sorted by event time when its key is complete.
+    #[derive(Clone)]
+    struct SortByTime {
+        buffer: BagState<(Timestamp, u32)>,
+        flush: Timer,
+    }
+
+    /// Stamps values with themselves as event time, in milliseconds.
+    #[derive(Clone)]
+    struct Stamp;
+
+    impl DoFn for Stamp {
+        type In = (String, u32);
+        type Out = (String, u32);
+        fn process(
+            &mut self,
+            (k, v): (String, u32),
+            ctx: &mut Context<'_, (String, u32)>,
+        ) -> Result<(), BoxError> {
+            ctx.emit_with_timestamp((k, v), Timestamp::from_millis(v as i64));
+            Ok(())
+        }
+    }
+
+    impl StatefulDoFn for SortByTime {
+        type Key = String;
+        type Value = u32;
+        type Out = (String, Vec<u32>);
+        fn process(
+            &mut self,
+            _key: &String,
+            v: u32,
+            state: &mut State<'_>,
+            ctx: &mut Context<'_, Self::Out>,
+        ) -> Result<(), BoxError> {
+            state.add(&self.buffer, &(ctx.timestamp(), v))?;
+            // One timer, at the latest event time seen: it fires once the key is complete.
+            state.set_timer(&self.flush, ctx.timestamp().max(Timestamp::from_millis(0)));
+            Ok(())
+        }
+        fn on_timer(
+            &mut self,
+            key: &String,
+            timer: &FiredTimer,
+            state: &mut State<'_>,
+            ctx: &mut Context<'_, Self::Out>,
+        ) -> Result<(), BoxError> {
+            assert_eq!(timer.domain, TimeDomain::EventTime);
+            let mut events = state.read_bag(&self.buffer)?;
+            events.sort();
+            state.clear(&self.buffer);
+            ctx.emit((key.clone(), events.into_iter().map(|(_, v)| v).collect()));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn bag_state_and_an_event_time_timer_sort_out_of_order_input() {
+        // Values arrive in a scrambled order.
+        let input: Vec<(String, u32)> = (0..3_000u32)
+            .map(|i| (format!("k{}", i % 3), (i * 7_919) % 3_000))
+            .collect();
+        for workers in WORKERS {
+            let p = pipeline(workers);
+            let dofn = SortByTime {
+                buffer: BagState::new("buffer"),
+                flush: Timer::new("flush", TimeDomain::EventTime),
+            };
+            let out = p
+                .create("Events", input.clone())
+                .par_do("Stamp", Stamp)
+                .par_do_stateful("Sort", dofn)
+                .collect("Out");
+            p.run().unwrap().wait_until_finish().unwrap();
+            let got = sorted(out.values());
+            assert_eq!(
+                got.len(),
+                3,
+                "one output per key, when its timer fires ({workers} workers)"
+            );
+            for (k, values) in got {
+                let mut expected: Vec<u32> = input
+                    .iter()
+                    .filter(|(key, _)| *key == k)
+                    .map(|(_, v)| *v)
+                    .collect();
+                expected.sort();
+                assert_eq!(values, expected, "{k}");
+            }
+        }
+    }
+
+    /// Sums values, remembers the distinct ones, and reports when a processing-time timer fires.
+    #[derive(Clone)]
+    struct Summary {
+        sum: CombiningState<SumFn<u64>>,
+        distinct: MapState<u64, ()>,
+        report: Timer,
+    }
+
+    impl StatefulDoFn for Summary {
+        type Key = u8;
+        type Value = u64;
+        type Out = (u8, u64, usize);
+        fn process(
+            &mut self,
+            _key: &u8,
+            v: u64,
+            state: &mut State<'_>,
+            _ctx: &mut Context<'_, Self::Out>,
+        ) -> Result<(), BoxError> {
+            state.combine(&self.sum, v)?;
+            state.put(&self.distinct, &v, &())?;
+            state.set_timer(&self.report, Timestamp::from_millis(1));
+            Ok(())
+        }
+        fn on_timer(
+            &mut self,
+            key: &u8,
+            timer: &FiredTimer,
+            state: &mut State<'_>,
+            ctx: &mut Context<'_, Self::Out>,
+        ) -> Result<(), BoxError> {
+            assert_eq!(timer.domain, TimeDomain::ProcessingTime);
+            let distinct = state.entries(&self.distinct)?.len();
+            assert_eq!(
+                state.get(&self.distinct, &0)?,
+                if *key == 0 { Some(()) } else { None }
+            );
+            ctx.emit((*key, state.read_combined(&self.sum)?, distinct));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn combining_and_map_state_with_a_processing_time_timer() {
+        for workers in WORKERS {
+            let p = pipeline(workers);
+            let dofn = Summary {
+                sum: CombiningState::new("sum", SumFn::default()),
+                distinct: MapState::new("distinct"),
+                report: Timer::new("report", TimeDomain::ProcessingTime),
+            };
+            let out = p
+                .create(
+                    "Pairs",
+                    (0..1_000u64).map(|i| ((i % 2) as u8, i % 10)).collect(),
+                )
+                .par_do_stateful("Summarize", dofn)
+                .collect("Out");
+            p.run().unwrap().wait_until_finish().unwrap();
+            assert_eq!(
+                sorted(out.values()),
+                [(0, 2_000, 5), (1, 2_500, 5)],
+                "{workers} workers"
+            );
+        }
+    }
+
+    /// Sets its timer again every time it fires.
+    #[derive(Clone)]
+    struct Forever {
+        tick: Timer,
+    }
+
+    impl StatefulDoFn for Forever {
+        type Key = u8;
+        type Value = u8;
+        type Out = u8;
+        fn process(
+            &mut self,
+            _: &u8,
+            _: u8,
+            state: &mut State<'_>,
+            _: &mut Context<'_, u8>,
+        ) -> Result<(), BoxError> {
+            state.set_timer(&self.tick, Timestamp::from_millis(0));
+            Ok(())
+        }
+        fn on_timer(
+            &mut self,
+            _: &u8,
+            t: &FiredTimer,
+            state: &mut State<'_>,
+            _: &mut Context<'_, u8>,
+        ) -> Result<(), BoxError> {
+            state.set_timer(&self.tick, t.timestamp);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_timer_that_always_rearms_fails_with_a_clear_error() {
+        let p = pipeline_with_attempts();
+        let _ = p
+            .create("One", vec![(1u8, 1u8)])
+            .par_do_stateful(
+                "Loop",
+                Forever {
+                    tick: Timer::new("tick", TimeDomain::EventTime),
+                },
+            )
+            .collect("Out");
+        let text = p.run().unwrap().error().unwrap().to_string();
+        assert!(
+            text.contains("'Loop'") && text.contains("timer 'tick' of key 1 keeps being set again"),
+            "{text}"
+        );
+    }
+
+    fn pipeline_with_attempts() -> Pipeline {
+        crate::kit::pipeline_with(1, &["--max_bundle_attempts=1"])
+    }
+}

@@ -1,0 +1,648 @@
+//! Stateful DoFns: state per key and window, and timers.
+//!
+//! A stateful DoFn reads `(K, V)` pairs. Its input is shuffled by key, so all of a key's
+//! elements reach the worker that owns the key, where its state lives. State is declared
+//! with typed cells — [`ValueState`], [`BagState`], [`CombiningState`], [`MapState`] — and
+//! [`Timer`]s call the DoFn back at an event time or a processing time.
+//!
+//! In a batch job each key's input is complete before its elements are processed: they
+//! are processed in arrival order (which is arbitrary), then the key's timers fire in time
+//! order — event-time timers first, as the input watermark is already at the end of time,
+//! then processing-time ones — and a timer callback may set further timers. After the
+//! last timer the key's window has expired and its state is dropped. A bundle that fails
+//! starts its keys over with empty state, so no failed attempt's state survives.
+//!
+//! ```
+//! use sluice::prelude::*;
+//! use sluice::transforms::stateful::{BagState, FiredTimer, State, StatefulDoFn, TimeDomain, Timer};
+//!
+//! /// Emits each key's values sorted by event time, whatever order they arrived in.
+//! #[derive(Clone)]
+//! struct SortByTime {
+//!     buffer: BagState<(Timestamp, u32)>,
+//!     flush: Timer,
+//! }
+//!
+//! impl StatefulDoFn for SortByTime {
+//!     type Key = String;
+//!     type Value = u32;
+//!     type Out = (String, Vec<u32>);
+//!     fn process(&mut self, _key: &String, v: u32, state: &mut State<'_>, ctx: &mut Context<'_, Self::Out>) -> Result<(), BoxError> {
+//!         state.add(&self.buffer, &(ctx.timestamp(), v))?;
+//!         state.set_timer(&self.flush, Timestamp::END_OF_GLOBAL_WINDOW);
+//!         Ok(())
+//!     }
+//!     fn on_timer(&mut self, key: &String, _t: &FiredTimer, state: &mut State<'_>, ctx: &mut Context<'_, Self::Out>) -> Result<(), BoxError> {
+//!         let mut events = state.read_bag(&self.buffer)?;
+//!         events.sort();
+//!         ctx.emit((key.clone(), events.into_iter().map(|(_, v)| v).collect()));
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let p = Pipeline::for_test();
+//! let dofn = SortByTime { buffer: BagState::new("buffer"), flush: Timer::new("flush", TimeDomain::EventTime) };
+//! let out = p.create("Pairs", vec![("k".to_string(), 3u32), ("k".to_string(), 1)])
+//!     .par_do_stateful("Sort", dofn)
+//!     .collect("Out");
+//! p.run().unwrap().wait_until_finish().unwrap();
+//! assert_eq!(out.values().len(), 1);
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::marker::PhantomData;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use sluice_core::coder::{CoderError, decode_exact};
+use sluice_core::receiver::{AnyPort, AnyReceiver, Port, TypeMismatch};
+use sluice_core::shuffle::{GroupingKey, KeyedTable, ShuffleRecord, ShuffleWriter};
+use sluice_core::unit::{ShuffleReader, StatefulFactory, UnitContext, attached};
+use sluice_core::{BoxError, Coder, Element, ExecError, Timestamp, UnitResult, Window, key_hash};
+use sluice_plan::Payload;
+
+use crate::dofn::Context;
+use crate::pcollection::PCollection;
+use crate::transforms::combine::CombineFn;
+use crate::transforms::group_by_key::{KeyedWrite, Pairs, check_key_coder};
+
+/// A DoFn over `(Key, Value)` pairs with state per key and window, and timers.
+pub trait StatefulDoFn: Clone + Send + 'static {
+    /// The key type (its coder must be deterministic).
+    type Key: Element;
+    /// The value type.
+    type Value: Element;
+    /// The output type.
+    type Out: Element;
+
+    /// Called once per instance, before any element.
+    fn setup(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Called for each element, with its key's state.
+    fn process(
+        &mut self,
+        key: &Self::Key,
+        value: Self::Value,
+        state: &mut State<'_>,
+        ctx: &mut Context<'_, Self::Out>,
+    ) -> Result<(), BoxError>;
+
+    /// Called when a timer of `key` fires. Outputs take the timer's time (event-time
+    /// timers) or the window's end (processing-time timers).
+    fn on_timer(
+        &mut self,
+        _key: &Self::Key,
+        _timer: &FiredTimer,
+        _state: &mut State<'_>,
+        _ctx: &mut Context<'_, Self::Out>,
+    ) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Called once when the instance is discarded.
+    fn teardown(&mut self) {}
+}
+
+/// Which clock a timer follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TimeDomain {
+    /// Event time: fires when the input watermark passes the timer's time.
+    EventTime,
+    /// Processing time: fires when the wall clock passes the timer's time.
+    ProcessingTime,
+}
+
+/// A timer of a stateful DoFn, by name.
+#[derive(Clone, Debug)]
+pub struct Timer {
+    name: Arc<str>,
+    domain: TimeDomain,
+}
+
+impl Timer {
+    /// A timer named `name` in `domain`.
+    pub fn new(name: &str, domain: TimeDomain) -> Self {
+        Timer {
+            name: name.into(),
+            domain,
+        }
+    }
+}
+
+/// A timer that fired.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FiredTimer {
+    /// The timer's name.
+    pub name: String,
+    /// Its clock.
+    pub domain: TimeDomain,
+    /// The time it was set for.
+    pub timestamp: Timestamp,
+}
+
+macro_rules! cell {
+    ($(#[$doc:meta])* $name:ident<$($t:ident),+>) => {
+        $(#[$doc])*
+        pub struct $name<$($t),+> {
+            name: Arc<str>,
+            _type: PhantomData<fn($($t),+)>,
+        }
+
+        impl<$($t),+> $name<$($t),+> {
+            /// The cell named `name` (unique among the DoFn's cells).
+            pub fn new(name: &str) -> Self {
+                $name { name: name.into(), _type: PhantomData }
+            }
+        }
+
+        impl<$($t),+> Clone for $name<$($t),+> {
+            fn clone(&self) -> Self {
+                $name { name: self.name.clone(), _type: PhantomData }
+            }
+        }
+
+        impl<$($t),+> StateCell for $name<$($t),+> {
+            fn cell_name(&self) -> &str {
+                &self.name
+            }
+        }
+    };
+}
+
+/// A state cell, whatever its kind.
+pub trait StateCell {
+    /// The cell's name.
+    fn cell_name(&self) -> &str;
+}
+
+cell!(
+    /// One value per key and window.
+    ValueState<T>
+);
+cell!(
+    /// A growing collection per key and window; adding does not read it.
+    BagState<T>
+);
+cell!(
+    /// A map per key and window.
+    MapState<K, V>
+);
+
+/// A value per key and window kept combined by a [`CombineFn`].
+pub struct CombiningState<F> {
+    name: Arc<str>,
+    combine_fn: F,
+}
+
+impl<F: CombineFn> CombiningState<F> {
+    /// The cell named `name`, combining with `combine_fn`.
+    pub fn new(name: &str, combine_fn: F) -> Self {
+        CombiningState {
+            name: name.into(),
+            combine_fn,
+        }
+    }
+}
+
+impl<F: Clone> Clone for CombiningState<F> {
+    fn clone(&self) -> Self {
+        CombiningState {
+            name: self.name.clone(),
+            combine_fn: self.combine_fn.clone(),
+        }
+    }
+}
+
+impl<F> StateCell for CombiningState<F> {
+    fn cell_name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A cell's contents, encoded.
+enum Cell {
+    Value(Vec<u8>),
+    Bag { bytes: Vec<u8>, count: usize },
+    Map(BTreeMap<Vec<u8>, Vec<u8>>),
+}
+
+/// The state and timers of one key in one window.
+#[derive(Default)]
+struct KeyState {
+    cells: HashMap<String, Cell>,
+    timers: BTreeMap<String, (TimeDomain, Timestamp)>,
+}
+
+/// The state of the key (and window) being processed.
+pub struct State<'a> {
+    key: &'a mut KeyState,
+}
+
+fn kind_error(name: &str, kind: &str) -> CoderError {
+    CoderError::decode(
+        "state",
+        format!("state cell '{name}' is used as a {kind} but holds another kind"),
+    )
+}
+
+impl State<'_> {
+    /// The value of `cell`, if set.
+    pub fn read<T: Element>(&self, cell: &ValueState<T>) -> Result<Option<T>, CoderError> {
+        match self.key.cells.get(&*cell.name) {
+            None => Ok(None),
+            Some(Cell::Value(bytes)) => decode_exact(bytes).map(Some),
+            Some(_) => Err(kind_error(&cell.name, "value")),
+        }
+    }
+
+    /// Sets the value of `cell`.
+    pub fn write<T: Element>(&mut self, cell: &ValueState<T>, value: &T) -> Result<(), CoderError> {
+        let mut bytes = Vec::new();
+        value.encode_to(&mut bytes)?;
+        self.key
+            .cells
+            .insert(cell.name.to_string(), Cell::Value(bytes));
+        Ok(())
+    }
+
+    /// Adds `value` to `bag`.
+    pub fn add<T: Element>(&mut self, bag: &BagState<T>, value: &T) -> Result<(), CoderError> {
+        let cell = self
+            .key
+            .cells
+            .entry(bag.name.to_string())
+            .or_insert_with(|| Cell::Bag {
+                bytes: Vec::new(),
+                count: 0,
+            });
+        let Cell::Bag { bytes, count } = cell else {
+            return Err(kind_error(&bag.name, "bag"));
+        };
+        value.encode_to(bytes)?;
+        *count += 1;
+        Ok(())
+    }
+
+    /// Everything added to `bag`, in the order added.
+    pub fn read_bag<T: Element>(&self, bag: &BagState<T>) -> Result<Vec<T>, CoderError> {
+        match self.key.cells.get(&*bag.name) {
+            None => Ok(Vec::new()),
+            Some(Cell::Bag { bytes, count }) => {
+                let mut input = &bytes[..];
+                (0..*count).map(|_| T::decode_from(&mut input)).collect()
+            }
+            Some(_) => Err(kind_error(&bag.name, "bag")),
+        }
+    }
+
+    /// Combines `input` into `cell`.
+    pub fn combine<F: CombineFn>(
+        &mut self,
+        cell: &CombiningState<F>,
+        input: F::Input,
+    ) -> Result<(), CoderError> {
+        let mut acc = match self.key.cells.get(&*cell.name) {
+            None => cell.combine_fn.create_accumulator(),
+            Some(Cell::Value(bytes)) => decode_exact(bytes)?,
+            Some(_) => return Err(kind_error(&cell.name, "combining cell")),
+        };
+        cell.combine_fn.add_input(&mut acc, input);
+        let mut bytes = Vec::new();
+        acc.encode_to(&mut bytes)?;
+        self.key
+            .cells
+            .insert(cell.name.to_string(), Cell::Value(bytes));
+        Ok(())
+    }
+
+    /// The combined value of `cell` (of nothing, if nothing was combined).
+    pub fn read_combined<F: CombineFn>(
+        &self,
+        cell: &CombiningState<F>,
+    ) -> Result<F::Output, CoderError> {
+        let acc = match self.key.cells.get(&*cell.name) {
+            None => cell.combine_fn.create_accumulator(),
+            Some(Cell::Value(bytes)) => decode_exact(bytes)?,
+            Some(_) => return Err(kind_error(&cell.name, "combining cell")),
+        };
+        Ok(cell.combine_fn.extract_output(acc))
+    }
+
+    fn map_mut(&mut self, name: &str) -> Result<&mut BTreeMap<Vec<u8>, Vec<u8>>, CoderError> {
+        let cell = self
+            .key
+            .cells
+            .entry(name.to_string())
+            .or_insert_with(|| Cell::Map(BTreeMap::new()));
+        match cell {
+            Cell::Map(map) => Ok(map),
+            _ => Err(kind_error(name, "map")),
+        }
+    }
+
+    /// Maps `key` to `value` in `map`.
+    pub fn put<K: Element, V: Element>(
+        &mut self,
+        map: &MapState<K, V>,
+        key: &K,
+        value: &V,
+    ) -> Result<(), CoderError> {
+        let (mut k, mut v) = (Vec::new(), Vec::new());
+        key.encode_to(&mut k)?;
+        value.encode_to(&mut v)?;
+        self.map_mut(&map.name)?.insert(k, v);
+        Ok(())
+    }
+
+    /// The value `map` has for `key`.
+    pub fn get<K: Element, V: Element>(
+        &self,
+        map: &MapState<K, V>,
+        key: &K,
+    ) -> Result<Option<V>, CoderError> {
+        let mut k = Vec::new();
+        key.encode_to(&mut k)?;
+        match self.key.cells.get(&*map.name) {
+            None => Ok(None),
+            Some(Cell::Map(m)) => m.get(&k).map(|v| decode_exact(v)).transpose(),
+            Some(_) => Err(kind_error(&map.name, "map")),
+        }
+    }
+
+    /// Removes `key` from `map`.
+    pub fn remove<K: Element, V: Element>(
+        &mut self,
+        map: &MapState<K, V>,
+        key: &K,
+    ) -> Result<(), CoderError> {
+        let mut k = Vec::new();
+        key.encode_to(&mut k)?;
+        self.map_mut(&map.name)?.remove(&k);
+        Ok(())
+    }
+
+    /// Every entry of `map`, in the order of the keys' encodings.
+    pub fn entries<K: Element, V: Element>(
+        &self,
+        map: &MapState<K, V>,
+    ) -> Result<Vec<(K, V)>, CoderError> {
+        match self.key.cells.get(&*map.name) {
+            None => Ok(Vec::new()),
+            Some(Cell::Map(m)) => m
+                .iter()
+                .map(|(k, v)| Ok((decode_exact(k)?, decode_exact(v)?)))
+                .collect(),
+            Some(_) => Err(kind_error(&map.name, "map")),
+        }
+    }
+
+    /// Empties a cell.
+    pub fn clear(&mut self, cell: &impl StateCell) {
+        self.key.cells.remove(cell.cell_name());
+    }
+
+    /// Sets `timer` to fire at `at` (replacing an earlier setting).
+    pub fn set_timer(&mut self, timer: &Timer, at: Timestamp) {
+        self.key
+            .timers
+            .insert(timer.name.to_string(), (timer.domain, at));
+    }
+
+    /// Cancels `timer`.
+    pub fn clear_timer(&mut self, timer: &Timer) {
+        self.key.timers.remove(&*timer.name);
+    }
+}
+
+/// Timer firings one key may cause before it is considered to loop forever.
+const MAX_FIRINGS_PER_KEY: usize = 100_000;
+
+impl<K: Element, V: Element> PCollection<(K, V)> {
+    /// Runs a [`StatefulDoFn`]: the input is shuffled by key, and each key's elements are
+    /// processed on the worker that owns the key, with that key's state and timers.
+    pub fn par_do_stateful<D: StatefulDoFn<Key = K, Value = V>>(
+        &self,
+        name: &str,
+        dofn: D,
+    ) -> PCollection<D::Out> {
+        check_key_coder::<K>(self, name);
+        let payload = StatefulPayload {
+            prototype: Arc::new(Mutex::new(dofn)),
+        };
+        self.apply_leaf(name, Payload::StatefulParDo(Arc::new(payload)))
+    }
+}
+
+struct StatefulPayload<D> {
+    prototype: Arc<Mutex<D>>,
+}
+
+fn instantiate<D: StatefulDoFn>(
+    prototype: &Mutex<D>,
+    ctx: &UnitContext,
+) -> Result<D, Box<ExecError>> {
+    let mut dofn = prototype
+        .lock()
+        .map_err(|_| ctx.error("a previous instance of this DoFn panicked while being cloned"))?
+        .clone();
+    dofn.setup()
+        .map_err(|e| ctx.error(format!("setup failed: {e}")))?;
+    Ok(dofn)
+}
+
+impl<D: StatefulDoFn> StatefulFactory for StatefulPayload<D> {
+    fn writer(
+        &self,
+        ctx: &UnitContext,
+        shuffle: ShuffleWriter,
+    ) -> Result<AnyReceiver, Box<ExecError>> {
+        Ok(AnyReceiver::new::<(D::Key, D::Value)>(Box::new(
+            KeyedWrite::<Pairs<D::Key, D::Value>>::new(ctx, shuffle),
+        )))
+    }
+
+    fn reader(&self, ctx: &UnitContext) -> Result<Box<dyn ShuffleReader>, Box<ExecError>> {
+        Ok(Box::new(StatefulRead::<D> {
+            ctx: ctx.clone(),
+            prototype: self.prototype.clone(),
+            dofn: Some(instantiate(&self.prototype, ctx)?),
+            group: GroupingKey::default(),
+            table: KeyedTable::default(),
+            sealed: Vec::new(),
+            output: None,
+        }))
+    }
+}
+
+/// A key's elements: encoded values back to back, with their timestamps.
+#[derive(Default)]
+struct Elements {
+    values: Vec<u8>,
+    timestamps: Vec<Timestamp>,
+}
+
+/// Runs the DoFn over each key's elements, then its timers.
+struct StatefulRead<D: StatefulDoFn> {
+    ctx: UnitContext,
+    prototype: Arc<Mutex<D>>,
+    dofn: Option<D>,
+    group: GroupingKey,
+    table: KeyedTable<Elements>,
+    sealed: Vec<(Box<[u8]>, Window, Elements)>,
+    output: Option<Port<D::Out>>,
+}
+
+impl<D: StatefulDoFn> StatefulRead<D> {
+    fn run_key(&mut self, index: usize) -> UnitResult {
+        let ctx = &self.ctx;
+        let (key_bytes, window, elements) = &self.sealed[index];
+        let window = *window;
+        let key = decode_exact::<D::Key>(key_bytes).map_err(|e| ctx.error(e))?;
+        let dofn = self
+            .dofn
+            .as_mut()
+            .ok_or_else(|| ctx.error("internal error: no DoFn instance"))?;
+        let output = attached(&mut self.output, ctx)?;
+        let mut key_state = KeyState::default();
+        let mut input = &elements.values[..];
+        let run = |result: Result<(), BoxError>, out: &mut Context<'_, D::Out>| -> UnitResult {
+            if let Some(e) = out.take_downstream() {
+                return Err(e);
+            }
+            result.map_err(|e| ctx.error(e).with_element(sluice_core::render_element(&key)))
+        };
+        for timestamp in &elements.timestamps {
+            let value = D::Value::decode_from(&mut input).map_err(|e| ctx.error(e))?;
+            let mut out = Context::for_output(
+                output,
+                *timestamp,
+                window,
+                &ctx.transform,
+                &ctx.counters.user,
+                &ctx.side_inputs,
+            );
+            let mut state = State {
+                key: &mut key_state,
+            };
+            let result = sluice_core::error::current_step::in_step(ctx.step, || {
+                dofn.process(&key, value, &mut state, &mut out)
+            });
+            run(result, &mut out)?;
+        }
+        // The key's input is complete: fire its timers in time order, event time first.
+        let mut fired = 0;
+        while let Some((name, (domain, at))) = key_state
+            .timers
+            .iter()
+            .min_by_key(|(_, (domain, at))| (*domain, *at))
+            .map(|(n, t)| (n.clone(), *t))
+        {
+            key_state.timers.remove(&name);
+            fired += 1;
+            if fired > MAX_FIRINGS_PER_KEY {
+                return Err(ctx.error(format!(
+                    "timer '{name}' of key {} keeps being set again: {MAX_FIRINGS_PER_KEY} firings",
+                    sluice_core::render_element(&key)
+                )));
+            }
+            let at_output = match domain {
+                TimeDomain::EventTime => at,
+                TimeDomain::ProcessingTime => window.max_timestamp(),
+            };
+            let timer = FiredTimer {
+                name,
+                domain,
+                timestamp: at,
+            };
+            let mut out = Context::for_output(
+                output,
+                at_output,
+                window,
+                &ctx.transform,
+                &ctx.counters.user,
+                &ctx.side_inputs,
+            );
+            let mut state = State {
+                key: &mut key_state,
+            };
+            let result = sluice_core::error::current_step::in_step(ctx.step, || {
+                dofn.on_timer(&key, &timer, &mut state, &mut out)
+            });
+            run(result, &mut out)?;
+        }
+        // The window has expired for this key: its state is dropped with `key_state`.
+        Ok(())
+    }
+}
+
+impl<D: StatefulDoFn> ShuffleReader for StatefulRead<D> {
+    fn accept(&mut self, record: ShuffleRecord<'_>) -> UnitResult {
+        self.group.set_encoded(record.window, record.key);
+        let elements =
+            self.table
+                .get_or_insert_with(&self.group, key_hash(record.key), Elements::default);
+        elements.values.extend_from_slice(record.value);
+        elements.timestamps.push(record.timestamp);
+        Ok(())
+    }
+
+    fn seal(&mut self) -> Result<usize, Box<ExecError>> {
+        self.sealed = self.table.drain().collect();
+        Ok(self.sealed.len())
+    }
+
+    fn attach(&mut self, output: AnyPort) -> Result<(), TypeMismatch> {
+        self.output = Some(output.downcast()?);
+        Ok(())
+    }
+
+    fn detach(&mut self) {
+        self.output = None;
+    }
+
+    fn start_bundle(&mut self) -> UnitResult {
+        if self.dofn.is_none() {
+            self.dofn = Some(instantiate(&self.prototype, &self.ctx)?);
+        }
+        attached(&mut self.output, &self.ctx)?.start_bundle()
+    }
+
+    fn emit(&mut self, range: Range<usize>) -> UnitResult {
+        for index in range {
+            self.ctx
+                .position
+                .store(index as u64, std::sync::atomic::Ordering::Relaxed);
+            self.run_key(index)?;
+        }
+        Ok(())
+    }
+
+    fn finish_bundle(&mut self) -> UnitResult {
+        attached(&mut self.output, &self.ctx)?.finish_bundle()
+    }
+
+    fn abort(&mut self) {
+        // The instance that failed is torn down; the retry sets up a fresh one.
+        if let Some(mut dofn) = self.dofn.take() {
+            dofn.teardown();
+            self.ctx
+                .counters
+                .teardowns
+                .set(self.ctx.counters.teardowns.get() + 1);
+        }
+    }
+}
+
+impl<D: StatefulDoFn> Drop for StatefulRead<D> {
+    fn drop(&mut self) {
+        if let Some(mut dofn) = self.dofn.take() {
+            dofn.teardown();
+            self.ctx
+                .counters
+                .teardowns
+                .set(self.ctx.counters.teardowns.get() + 1);
+        }
+    }
+}
