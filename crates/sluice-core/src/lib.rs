@@ -35,6 +35,7 @@ pub mod time;
 pub mod unit;
 pub mod user_metrics;
 pub mod window;
+pub mod windowing;
 
 pub use coder::{Coder, CoderError, Element, SerdeCoder};
 pub use error::{BoxError, ExecError, UnitResult, render_element};

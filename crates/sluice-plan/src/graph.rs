@@ -7,6 +7,7 @@ use sluice_core::unit::{
     CombineFactory, ElementType, GroupByKeyFactory, ParDoFactory, SinkFactory, SourceFactory,
     StatefulFactory, ViewFactory,
 };
+use sluice_core::windowing::{GlobalWindows, WindowFn};
 
 /// Index of a transform in its [`PipelineGraph`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -156,6 +157,8 @@ pub struct PCollectionNode {
     pub element: Arc<dyn ElementType>,
     /// Whether it is finite.
     pub bounded: bool,
+    /// How its elements are windowed.
+    pub windowing: Arc<dyn WindowFn>,
 }
 
 impl fmt::Debug for PCollectionNode {
@@ -165,6 +168,7 @@ impl fmt::Debug for PCollectionNode {
             .field("producer", &self.producer)
             .field("element", &self.element.type_name())
             .field("bounded", &self.bounded)
+            .field("windowing", &self.windowing.describe())
             .finish()
     }
 }
@@ -221,15 +225,19 @@ impl PipelineGraph {
         element: Arc<dyn ElementType>,
     ) -> PCollectionId {
         let id = PCollectionId(self.pcollections.len());
-        let bounded = self.transforms[producer.0]
-            .inputs
-            .iter()
-            .all(|i| self.pcollections[i.0].bounded);
+        let inputs = &self.transforms[producer.0].inputs;
+        let bounded = inputs.iter().all(|i| self.pcollections[i.0].bounded);
+        // Windowing passes through a transform, from its (first) input.
+        let windowing = inputs
+            .first()
+            .map(|i| self.pcollections[i.0].windowing.clone())
+            .unwrap_or_else(|| Arc::new(GlobalWindows));
         self.pcollections.push(PCollectionNode {
             name: name.into(),
             producer,
             element,
             bounded,
+            windowing,
         });
         self.transforms[producer.0].outputs.push(id);
         id
@@ -270,6 +278,11 @@ impl PipelineGraph {
 }
 
 impl PipelineGraph {
+    /// Sets how a PCollection is windowed (what `WindowInto` produces).
+    pub fn set_windowing(&mut self, pc: PCollectionId, windowing: Arc<dyn WindowFn>) {
+        self.pcollections[pc.0].windowing = windowing;
+    }
+
     /// Sets the side inputs of a transform.
     pub fn set_side_inputs(&mut self, transform: TransformId, side_inputs: Vec<PCollectionId>) {
         self.transforms[transform.0].side_inputs = side_inputs;

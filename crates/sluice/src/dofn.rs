@@ -213,6 +213,16 @@ impl<Out: Element> Context<'_, Out> {
         }
     }
 
+    /// Emits to the main output with an explicit timestamp and window (window assignment).
+    pub(crate) fn emit_in(&mut self, value: Out, timestamp: Timestamp, window: Window) {
+        let (t, w) = (self.timestamp, self.window);
+        self.timestamp = timestamp;
+        self.window = window;
+        self.emit(value);
+        self.timestamp = t;
+        self.window = w;
+    }
+
     /// Emits to the main output with another event timestamp (in the input's window).
     pub fn emit_with_timestamp(&mut self, value: Out, timestamp: Timestamp) {
         let original = std::mem::replace(&mut self.timestamp, timestamp);

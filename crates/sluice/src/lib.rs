@@ -60,6 +60,11 @@ pub use transforms::collect::Collected;
 pub use transforms::combine::CombineFn;
 pub use transforms::combiners::{CountFn, MaxFn, MeanFn, MinFn, SumFn};
 
+/// Window functions, re-exported from `sluice-core`.
+pub mod windowing {
+    pub use sluice_core::windowing::*;
+}
+
 /// Connectors and generators, re-exported from `sluice-io`.
 pub mod io {
     pub use sluice_io::*;

@@ -127,6 +127,17 @@ impl<T: Element> PCollection<T> {
         &self.pipeline
     }
 
+    /// How this collection's elements are windowed.
+    pub fn windowing(&self) -> std::sync::Arc<dyn sluice_core::windowing::WindowFn> {
+        self.pipeline
+            .inner
+            .borrow()
+            .graph
+            .pcollection(self.id)
+            .windowing
+            .clone()
+    }
+
     /// Applies a transform producing one PCollection of `O`.
     pub(crate) fn apply_leaf<O: Element>(&self, name: &str, payload: Payload) -> PCollection<O> {
         let (_, outs) = self.pipeline.add_transform(

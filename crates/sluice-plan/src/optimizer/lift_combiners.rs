@@ -38,7 +38,7 @@ impl OptimizerRule for LiftCombiners {
     fn rewrite(
         &self,
         graph: &mut ExecutionGraph,
-        _pipeline: &PipelineGraph,
+        pipeline: &PipelineGraph,
         options: &OptimizeOptions,
     ) {
         if !options.lift_combiners {
@@ -49,6 +49,21 @@ impl OptimizerRule for LiftCombiners {
             let Some((write, read)) = liftable(graph, StepId(c)) else {
                 continue;
             };
+            // Merging windows (sessions) are only known once a key's windows meet at the
+            // grouping; a partial combine per bundle cannot know which session a value
+            // ends up in.
+            let merging = graph.steps[write.0]
+                .inputs
+                .iter()
+                .any(|e| match graph.edge(*e).kind {
+                    crate::execution::EdgeKind::PCollection(pc) => {
+                        pipeline.pcollection(pc).windowing.is_merging()
+                    }
+                    _ => false,
+                });
+            if merging {
+                continue;
+            }
             let combine = graph.steps[c].clone();
             let shuffle = graph.steps[write.0].outputs.clone();
             graph.steps[write.0] = Step {
@@ -156,6 +171,20 @@ Write Write: Format.out
         g.g.add_output(t, "Sum.out", sluice_core::unit::TypeOf::<u32>::arc());
         let (before, after) = lifted(&g.g);
         assert_eq!(before, after);
+    }
+
+    #[test]
+    fn combines_over_merging_windows_are_not_lifted() {
+        let mut g = G::default();
+        let pairs = g.create("Pairs");
+        g.g.set_windowing(
+            pairs,
+            std::sync::Arc::new(sluice_core::windowing::Sessions::with_gap_millis(10)),
+        );
+        let _ = g.combine_per_key("Count", pairs);
+        let (before, after) = lifted(&g.g);
+        assert_eq!(before, after);
+        assert!(after.contains("CombineValues Count/Combine"), "{after}");
     }
 
     #[test]

@@ -78,8 +78,9 @@ impl<K: Element, V: Element> PCollection<(K, V)> {
 }
 
 impl<T: Element> PCollection<T> {
-    /// Combines every element into one result. An empty input still has a result: the
-    /// output of an empty accumulator.
+    /// Combines every element into one result per window. In the global window an empty
+    /// input still has a result, the output of an empty accumulator; other windows have a
+    /// result only if they have elements.
     pub fn combine_globally<F: CombineFn<Input = T>>(
         &self,
         name: &str,
@@ -94,7 +95,10 @@ impl<T: Element> PCollection<T> {
                     .pipeline()
                     .problem(name, e.to_string(), "report this as a bug");
             }
-            combine_per_key::<Pairs<(), T>, F>(&keyed, "CombinePerKey", combine_fn, Some(void_key))
+            // Only the global window exists whatever the input: other windows have a result
+            // only where they have elements (Beam's `withoutDefaults`).
+            let default_key = input.windowing().is_global().then_some(void_key);
+            combine_per_key::<Pairs<(), T>, F>(&keyed, "CombinePerKey", combine_fn, default_key)
                 .map("Values", |(_, out): ((), F::Output)| out)
         })
     }
@@ -111,7 +115,10 @@ pub(crate) fn combine_per_key<S: KeySplit, F: CombineFn<Input = S::Value>>(
         check_key_coder::<S::Key>(&input, "GroupByKey");
         let grouped: PCollection<(S::Key, Vec<S::Value>)> = input.apply_leaf(
             "GroupByKey",
-            Payload::GroupByKey(Arc::new(GroupByKeyPayload::<S>::new(default_key.clone()))),
+            Payload::GroupByKey(Arc::new(GroupByKeyPayload::<S>::new(
+                default_key.clone(),
+                input.windowing(),
+            ))),
         );
         grouped.apply_leaf(
             "Combine",

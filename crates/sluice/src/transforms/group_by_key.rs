@@ -1,5 +1,6 @@
 //! GroupByKey: all values of each key (and window), together.
 
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::ops::Range;
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use sluice_core::receiver::{AnyPort, AnyReceiver, Port, TypeMismatch};
 use sluice_core::shuffle::{GroupingKey, KeyedTable, ShuffleRecord, ShuffleWriter};
 use sluice_core::unit::{GroupByKeyFactory, ShuffleReader, UnitContext, attached};
+use sluice_core::windowing::{WindowFn, contains};
 use sluice_core::{
     Coder, Element, ExecError, Receiver, UnitResult, Window, WindowedValue, key_hash, route,
 };
@@ -20,7 +22,7 @@ impl<K: Element, V: Element> PCollection<(K, V)> {
     /// must be deterministic. Values arrive in no particular order.
     pub fn group_by_key(&self, name: &str) -> PCollection<(K, Vec<V>)> {
         check_key_coder::<K>(self, name);
-        let payload = GroupByKeyPayload::<Pairs<K, V>>::new(None);
+        let payload = GroupByKeyPayload::<Pairs<K, V>>::new(None, self.windowing());
         self.apply_leaf(name, Payload::GroupByKey(Arc::new(payload)))
     }
 }
@@ -80,13 +82,16 @@ pub(crate) struct GroupByKeyPayload<S> {
     /// An encoded key that gets a group even when no value arrives for it (the void key
     /// of a global combine, whose empty input still has a result).
     default_key: Option<Vec<u8>>,
+    /// The input's windowing: merging windows (sessions) merge when the groups are sealed.
+    windowing: Arc<dyn WindowFn>,
     _types: PhantomData<fn(S)>,
 }
 
 impl<S> GroupByKeyPayload<S> {
-    pub(crate) fn new(default_key: Option<Vec<u8>>) -> Self {
+    pub(crate) fn new(default_key: Option<Vec<u8>>, windowing: Arc<dyn WindowFn>) -> Self {
         GroupByKeyPayload {
             default_key,
+            windowing,
             _types: PhantomData,
         }
     }
@@ -111,6 +116,7 @@ impl<S: KeySplit> GroupByKeyFactory for GroupByKeyPayload<S> {
             sealed: Vec::new(),
             output: None,
             default_key: self.default_key.clone(),
+            windowing: self.windowing.clone(),
         }))
     }
 }
@@ -175,6 +181,39 @@ struct GroupRead<K, V> {
     sealed: Vec<(Box<[u8]>, Window, Group)>,
     output: Option<Port<(K, Vec<V>)>>,
     default_key: Option<Vec<u8>>,
+    windowing: Arc<dyn WindowFn>,
+}
+
+/// Merges each key's windows (sessions) and the groups in them.
+fn merge_windows(
+    windowing: &dyn WindowFn,
+    groups: Vec<(Box<[u8]>, Window, Group)>,
+) -> Vec<(Box<[u8]>, Window, Group)> {
+    let mut by_key: BTreeMap<Box<[u8]>, Vec<(Window, Group)>> = BTreeMap::new();
+    for (key, window, group) in groups {
+        by_key.entry(key).or_default().push((window, group));
+    }
+    let mut merged_groups = Vec::new();
+    for (key, entries) in by_key {
+        let mut windows: Vec<Window> = entries.iter().map(|(w, _)| *w).collect();
+        let merged = windowing.merge(&mut windows);
+        let mut groups: Vec<Group> = merged.iter().map(|_| Group::default()).collect();
+        for (window, group) in entries {
+            let i = merged
+                .iter()
+                .position(|m| contains(*m, window))
+                .unwrap_or(0);
+            groups[i].values.extend_from_slice(&group.values);
+            groups[i].count += group.count;
+        }
+        merged_groups.extend(
+            merged
+                .into_iter()
+                .zip(groups)
+                .map(|(w, g)| (key.clone(), w, g)),
+        );
+    }
+    merged_groups
 }
 
 impl<K: Element, V: Element> ShuffleReader for GroupRead<K, V> {
@@ -197,7 +236,12 @@ impl<K: Element, V: Element> ShuffleReader for GroupRead<K, V> {
                     .get_or_insert_with(&self.group, hash, Group::default);
             }
         }
-        self.sealed = self.table.drain().collect();
+        let groups: Vec<(Box<[u8]>, Window, Group)> = self.table.drain().collect();
+        self.sealed = if self.windowing.is_merging() {
+            merge_windows(&*self.windowing, groups)
+        } else {
+            groups
+        };
         Ok(self.sealed.len())
     }
 

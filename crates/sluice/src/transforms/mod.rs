@@ -18,6 +18,7 @@ pub mod stateful;
 pub mod text;
 pub mod to_list;
 pub mod top;
+pub mod windowing;
 
 use sluice_core::error::current_step;
 use sluice_core::unit::UnitContext;

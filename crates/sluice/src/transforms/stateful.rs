@@ -428,6 +428,16 @@ impl<K: Element, V: Element> PCollection<(K, V)> {
         dofn: D,
     ) -> PCollection<D::Out> {
         check_key_coder::<K>(self, name);
+        if self.windowing().is_merging() {
+            self.pipeline().problem(
+                name,
+                format!(
+                    "a stateful DoFn cannot read merging windows ({})",
+                    self.windowing().describe()
+                ),
+                "window the input with fixed or sliding windows, or group it first",
+            );
+        }
         let payload = StatefulPayload {
             prototype: Arc::new(Mutex::new(dofn)),
         };

@@ -14,6 +14,7 @@
 //!   written when they are.
 //! - `failures.rs`: failed jobs — final state, error text, no output left behind.
 //! - `retries.rs`: bundle retries, teardown, coupled failure, dead letters.
+//! - `windowing.rs`: event time and windows (fixed, sliding, sessions) in batch.
 //! - `example.rs`: the example binaries as a user runs them (exit codes, stdout, logs).
 //!
 //! A test named `regression_*` pins a bug that was fixed; its doc comment says which.
@@ -32,4 +33,5 @@ mod plan;
 mod retries;
 mod transforms;
 mod validation;
+mod windowing;
 mod wordcount;
