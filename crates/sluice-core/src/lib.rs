@@ -29,9 +29,11 @@
 pub mod coder;
 pub mod error;
 pub mod key;
+pub mod panes;
 pub mod receiver;
 pub mod shuffle;
 pub mod time;
+pub mod trigger;
 pub mod unit;
 pub mod user_metrics;
 pub mod window;
@@ -42,4 +44,4 @@ pub use error::{BoxError, ExecError, UnitResult, render_element};
 pub use key::{KEY_HASH_SEED, key_hash, route};
 pub use receiver::{AnyPort, AnyReceiver, Port, PortCounters, Receiver, TypeMismatch};
 pub use time::Timestamp;
-pub use window::{Window, WindowedValue};
+pub use window::{PaneInfo, PaneTiming, Window, WindowedValue};

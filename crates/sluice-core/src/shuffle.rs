@@ -411,6 +411,15 @@ impl<V> KeyedTable<V> {
         self.table.is_empty()
     }
 
+    /// Visits every entry as (encoded key, window, value); entries for which `keep`
+    /// returns false are removed.
+    pub fn retain(&mut self, mut keep: impl FnMut(&[u8], Window, &mut V) -> bool) {
+        self.table.retain(|s| {
+            let (window, key) = split_entry(s.bytes.as_slice());
+            keep(key, window, &mut s.value)
+        });
+    }
+
     /// Empties the table, yielding (encoded key, window, value) in no particular order.
     pub fn drain(&mut self) -> impl Iterator<Item = (Box<[u8]>, Window, V)> + '_ {
         self.table.drain().map(|s| {

@@ -48,3 +48,48 @@ impl Coder for Timestamp {
         Ok(Timestamp(i64::decode_from(input)?))
     }
 }
+
+/// Processing time as a job sees it: the wall clock, or — for tests that script time,
+/// like a `TestStream` — a clock moved by hand.
+#[derive(Clone, Debug, Default)]
+pub struct Clock {
+    manual: Option<std::sync::Arc<std::sync::atomic::AtomicI64>>,
+}
+
+impl Clock {
+    /// The wall clock.
+    pub fn wall() -> Clock {
+        Clock { manual: None }
+    }
+
+    /// A clock that stands at `start_ms` until moved with [`Clock::advance`].
+    pub fn manual(start_ms: i64) -> Clock {
+        Clock {
+            manual: Some(std::sync::Arc::new(std::sync::atomic::AtomicI64::new(
+                start_ms,
+            ))),
+        }
+    }
+
+    /// Whether the clock only moves by hand.
+    pub fn is_manual(&self) -> bool {
+        self.manual.is_some()
+    }
+
+    /// The time now, in ms since the Unix epoch.
+    pub fn now_ms(&self) -> i64 {
+        match &self.manual {
+            Some(t) => t.load(std::sync::atomic::Ordering::Acquire),
+            None => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+        }
+    }
+
+    /// Moves a manual clock forward by `ms` (the wall clock cannot be moved).
+    pub fn advance(&self, ms: i64) {
+        if let Some(t) = &self.manual {
+            t.fetch_add(ms.max(0), std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+}

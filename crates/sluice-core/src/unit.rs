@@ -21,6 +21,7 @@ use crate::receiver::{
     AnyPort, AnyReceiver, Port, PortCounters, Receiver, TypeMismatch, build_port, flatten_receivers,
 };
 use crate::shuffle::{ShuffleRecord, ShuffleWriter};
+use crate::time::Timestamp;
 use crate::window::WindowedValue;
 
 /// Where a unit is being built, and the channels between it and the runtime.
@@ -43,6 +44,24 @@ pub struct UnitContext {
     pub position: Arc<AtomicU64>,
     /// The side inputs materialised for this stage, by the id of their view.
     pub side_inputs: Rc<SideInputs>,
+    /// The job runs in streaming mode: groupings evaluate triggers as data arrives, and
+    /// unbounded sources are read in small bundles.
+    pub streaming: bool,
+    /// The job's processing-time clock.
+    pub clock: crate::time::Clock,
+    /// The running job, as sources that pace themselves against it see it.
+    pub job: Option<Arc<dyn JobControl>>,
+}
+
+/// What a source can ask of the job it runs in.
+pub trait JobControl: Send + Sync + Debug {
+    /// Whether every grouping stage has taken in all data sent so far and acted on input
+    /// watermark `watermark` and processing time `now_ms`: the pipeline is quiet up to
+    /// there. A test source waits for this before its next scripted step.
+    fn settled(&self, watermark: Timestamp, now_ms: i64) -> bool;
+    /// Whether the job is draining: unbounded sources stop reading and report that they
+    /// are done, so that every window fires.
+    fn draining(&self) -> bool;
 }
 
 /// A materialised side input: a view's value, built once per worker and shared by the
@@ -143,6 +162,9 @@ pub struct UnitCounters {
     pub dead_lettered: Cell<u64>,
     /// Metrics the unit's user code updated during the current bundle.
     pub user: crate::user_metrics::UserMetrics,
+    /// Elements a grouping dropped because their window had expired (or its trigger had
+    /// finished).
+    pub late_dropped: Cell<u64>,
 }
 
 impl UnitContext {
@@ -158,6 +180,9 @@ impl UnitContext {
             counters: Rc::default(),
             position: Arc::default(),
             side_inputs: Rc::default(),
+            streaming: false,
+            clock: crate::time::Clock::wall(),
+            job: None,
         }
     }
 
@@ -216,6 +241,30 @@ pub trait SourceReader {
     fn finish_bundle(&mut self) -> UnitResult;
     /// Bytes read from storage since the last call.
     fn take_bytes_read(&mut self) -> u64;
+    /// Reads the next part of a split of an unbounded source — at most `max_elements`
+    /// elements, or none if none is due — and returns what is left of the split. The split
+    /// itself is unchanged, so a failed bundle reads the same part again.
+    fn read_some(
+        &mut self,
+        _split: &dyn SourceSplit,
+        _max_elements: usize,
+    ) -> Result<Continuation, Box<ExecError>> {
+        Err(ExecError::new(
+            "source",
+            "internal error: this source is bounded and has no unbounded reader",
+        ))
+    }
+}
+
+/// Where an unbounded split stands after a bundle read part of it.
+#[derive(Clone, Debug)]
+pub struct Continuation {
+    /// What is left to read; `None` when the split is exhausted.
+    pub rest: Option<Arc<dyn SourceSplit>>,
+    /// The split's watermark: nothing it emits from now on is earlier, except late data.
+    pub watermark: Timestamp,
+    /// Nothing is due before this processing time (ms since the epoch): read again then.
+    pub not_before_ms: Option<i64>,
 }
 
 /// A bounded source of elements: files, in-memory values, generators.
@@ -228,23 +277,49 @@ pub trait SourceFactory: Send + Sync {
     fn size_bytes(&self) -> Option<u64> {
         None
     }
+    /// Whether the source is unbounded: each split is read part by part
+    /// ([`SourceReader::read_some`]) for as long as the job runs, with a watermark.
+    fn is_unbounded(&self) -> bool {
+        false
+    }
+    /// The hand-moved clock the source scripts processing time with, if it does (a test
+    /// stream): the job then runs on it instead of the wall clock.
+    fn test_clock(&self) -> Option<crate::time::Clock> {
+        None
+    }
 }
 
-/// The receiving side of a shuffle: buffers records until its input is complete, then
-/// emits groups in bundles. Emission is replayable — a failed bundle re-emits the same
-/// range into freshly built units.
+/// The receiving side of a shuffle: buffers records, and when the runner asks, makes
+/// what is ready — panes whose trigger fired, windows that expired, records to pass on,
+/// timers that are due — the *groups* to emit next, which it emits in bundles. Emission
+/// is replayable: a failed bundle re-emits the same range into freshly built units.
 pub trait ShuffleReader {
+    /// The input watermark and processing time (ms since the epoch) moved. Called before
+    /// each activation's records are accepted.
+    fn advance(&mut self, _watermark: Timestamp, _now_ms: i64) {}
     /// Buffers one record.
     fn accept(&mut self, record: ShuffleRecord<'_>) -> UnitResult;
-    /// The input is complete; returns how many groups there are to emit.
-    fn seal(&mut self) -> Result<usize, Box<ExecError>>;
+    /// Makes what is ready the groups to emit next (replacing the previous ones, which
+    /// have all been emitted); returns how many there are. Once the watermark has reached
+    /// [`Timestamp::MAX`], everything buffered is ready.
+    fn fire(&mut self) -> Result<usize, Box<ExecError>>;
+    /// The earliest timestamp the reader may still emit for what it buffers: its watermark
+    /// hold. [`Timestamp::MAX`] when it holds nothing back.
+    fn hold(&self) -> Timestamp {
+        Timestamp::MAX
+    }
+    /// The processing time (ms since the epoch) at which [`ShuffleReader::fire`] may
+    /// have something new, if a processing-time trigger or timer waits.
+    fn next_wakeup_ms(&self) -> Option<i64> {
+        None
+    }
     /// Connects the reader to the first unit of its stage (again after a teardown).
     fn attach(&mut self, output: AnyPort) -> Result<(), TypeMismatch>;
     /// Drops the units attached, tearing them down.
     fn detach(&mut self);
     /// A bundle begins.
     fn start_bundle(&mut self) -> UnitResult;
-    /// Emits the groups in `range` (indices into `0..seal()`).
+    /// Emits the groups in `range` (indices into `0..fire()`).
     fn emit(&mut self, range: Range<usize>) -> UnitResult;
     /// The bundle ends.
     fn finish_bundle(&mut self) -> UnitResult;
@@ -429,8 +504,8 @@ impl<T: Element> ElementType for TypeOf<T> {
     fn reshuffle_reader(&self, ctx: &UnitContext) -> Box<dyn ShuffleReader> {
         Box::new(ReshuffleRead::<T> {
             ctx: ctx.clone(),
-            bytes: Vec::new(),
-            records: Vec::new(),
+            pending: Records::default(),
+            ready: Records::default(),
             output: None,
         })
     }
@@ -455,24 +530,34 @@ impl<T: Element> Receiver<T> for ReshuffleWrite {
     }
 }
 
+/// Encoded values back to back, with each one's end, window and timestamp.
+#[derive(Default)]
+struct Records {
+    bytes: Vec<u8>,
+    records: Vec<(usize, crate::Window, crate::Timestamp)>,
+}
+
 struct ReshuffleRead<T> {
     ctx: UnitContext,
-    /// Every received value, back to back.
-    bytes: Vec<u8>,
-    /// Per record: where its value ends in `bytes`, its window and timestamp.
-    records: Vec<(usize, crate::Window, crate::Timestamp)>,
+    /// Received since the last firing.
+    pending: Records,
+    /// Being emitted.
+    ready: Records,
     output: Option<Port<T>>,
 }
 
 impl<T: Element> ShuffleReader for ReshuffleRead<T> {
     fn accept(&mut self, record: ShuffleRecord<'_>) -> UnitResult {
-        self.bytes.extend_from_slice(record.value);
-        self.records
-            .push((self.bytes.len(), record.window, record.timestamp));
+        self.pending.bytes.extend_from_slice(record.value);
+        self.pending
+            .records
+            .push((self.pending.bytes.len(), record.window, record.timestamp));
         Ok(())
     }
-    fn seal(&mut self) -> Result<usize, Box<ExecError>> {
-        Ok(self.records.len())
+    fn fire(&mut self) -> Result<usize, Box<ExecError>> {
+        // A reshuffle holds nothing back: whatever arrived goes on.
+        self.ready = std::mem::take(&mut self.pending);
+        Ok(self.ready.records.len())
     }
     fn attach(&mut self, output: AnyPort) -> Result<(), TypeMismatch> {
         self.output = Some(output.downcast::<T>()?);
@@ -486,18 +571,20 @@ impl<T: Element> ShuffleReader for ReshuffleRead<T> {
     }
     fn emit(&mut self, range: Range<usize>) -> UnitResult {
         let output = attached(&mut self.output, &self.ctx)?;
+        let ready = &self.ready;
         for i in range {
             self.ctx
                 .position
                 .store(i as u64, std::sync::atomic::Ordering::Relaxed);
-            let start = if i == 0 { 0 } else { self.records[i - 1].0 };
-            let (end, window, timestamp) = self.records[i];
-            let value = crate::coder::decode_exact::<T>(&self.bytes[start..end])
+            let start = if i == 0 { 0 } else { ready.records[i - 1].0 };
+            let (end, window, timestamp) = ready.records[i];
+            let value = crate::coder::decode_exact::<T>(&ready.bytes[start..end])
                 .map_err(|e| self.ctx.error(e))?;
             output.emit(WindowedValue {
                 value,
                 timestamp,
                 window,
+                pane: crate::window::PaneInfo::NO_FIRING,
             })?;
         }
         Ok(())

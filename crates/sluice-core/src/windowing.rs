@@ -15,9 +15,9 @@
 //! assert_eq!(SlidingWindows::of_millis(60_000, 30_000).assign(t).len(), 2);
 //!
 //! let sessions = Sessions::with_gap_millis(10_000);
-//! let mut windows = vec![sessions.assign(Timestamp::from_millis(0))[0], sessions.assign(Timestamp::from_millis(5_000))[0]];
-//! let merged = sessions.merge(&mut windows);
-//! assert_eq!(merged, [Window::Interval { start: Timestamp::from_millis(0), end: Timestamp::from_millis(15_000) }]);
+//! let windows = [sessions.assign(Timestamp::from_millis(0))[0], sessions.assign(Timestamp::from_millis(5_000))[0]];
+//! let merged = sessions.merge(&windows);
+//! assert_eq!(merged, [(Window::Interval { start: Timestamp::from_millis(0), end: Timestamp::from_millis(15_000) }, vec![0, 1])]);
 //! ```
 
 use std::fmt::Debug;
@@ -40,24 +40,26 @@ pub trait WindowFn: Send + Sync + Debug {
         false
     }
 
-    /// Merges overlapping windows: returns the merged windows, sorted by start, each of
-    /// which covers one or more of `windows` (which are sorted in place).
-    fn merge(&self, windows: &mut Vec<Window>) -> Vec<Window> {
-        windows.sort_by_key(|w| window_start(*w));
-        windows.dedup();
-        windows.clone()
+    /// Merges windows (Beam's `mergeWindows`): returns each group of two or more of
+    /// `windows` that become one, as the merged window and the indices of the windows it
+    /// replaces. Windows in no group stay as they are. Only merging functions merge.
+    fn merge(&self, _windows: &[Window]) -> Vec<(Window, Vec<usize>)> {
+        Vec::new()
+    }
+
+    /// The window of a side input in this windowing that a main-input element in
+    /// `main_window` reads (Beam's default window mapping): the window holding the end of
+    /// the main window.
+    fn side_input_window(&self, main_window: Window) -> Window {
+        self.assign(main_window.max_timestamp())
+            .into_iter()
+            .max_by_key(|w| w.start())
+            .unwrap_or(Window::Global)
     }
 
     /// A short description for plans and logs (`FixedWindows(60s)`).
     fn describe(&self) -> String {
         format!("{self:?}")
-    }
-}
-
-fn window_start(w: Window) -> Timestamp {
-    match w {
-        Window::Global => Timestamp::MIN,
-        Window::Interval { start, .. } => start,
     }
 }
 
@@ -184,7 +186,7 @@ impl WindowFn for Sessions {
         true
     }
 
-    fn merge(&self, windows: &mut Vec<Window>) -> Vec<Window> {
+    fn merge(&self, windows: &[Window]) -> Vec<(Window, Vec<usize>)> {
         merge_overlapping(windows)
     }
 
@@ -193,33 +195,40 @@ impl WindowFn for Sessions {
     }
 }
 
-/// Merges intervals that overlap (or touch) into their union; sorts `windows`.
-pub fn merge_overlapping(windows: &mut [Window]) -> Vec<Window> {
-    windows.sort_by_key(|w| window_start(*w));
-    let mut merged: Vec<Window> = Vec::new();
-    for w in windows.iter() {
-        match (merged.last_mut(), *w) {
-            (Some(Window::Interval { end, .. }), Window::Interval { start, end: e })
-                if start <= *end =>
-            {
-                if e > *end {
-                    *end = e;
+/// Merges intervals that overlap (or touch) into their union (Beam's
+/// `MergeOverlappingIntervalWindows`): the groups of two or more windows that merge.
+pub fn merge_overlapping(windows: &[Window]) -> Vec<(Window, Vec<usize>)> {
+    let mut order: Vec<usize> = (0..windows.len())
+        .filter(|i| windows[*i].bounds().is_some())
+        .collect();
+    order.sort_by_key(|i| windows[*i].start());
+    let mut groups: Vec<(Window, Vec<usize>)> = Vec::new();
+    for i in order {
+        let Some((start, end)) = windows[i].bounds() else {
+            continue;
+        };
+        match groups.last_mut() {
+            Some((Window::Interval { end: union_end, .. }, members)) if start <= *union_end => {
+                if end > *union_end {
+                    *union_end = end;
                 }
+                members.push(i);
             }
-            _ => merged.push(*w),
+            _ => groups.push((Window::Interval { start, end }, vec![i])),
         }
     }
-    merged
+    groups.retain(|(_, members)| members.len() > 1);
+    groups
 }
 
 /// Whether `inner` lies within `outer`.
 pub fn contains(outer: Window, inner: Window) -> bool {
     match (outer, inner) {
         (Window::Global, _) => true,
-        (Window::Interval { start, end }, Window::Interval { start: s, end: e }) => {
-            start <= s && e <= end
-        }
-        (Window::Interval { .. }, Window::Global) => false,
+        (outer, inner) => match (outer.bounds(), inner.bounds()) {
+            (Some((start, end)), Some((s, e))) => start <= s && e <= end,
+            _ => false,
+        },
     }
 }
 
@@ -257,14 +266,25 @@ mod tests {
         #[test]
         fn merged_sessions_cover_every_window_and_are_disjoint(ts in proptest::collection::vec(0i64..100_000, 1..40), gap in 1i64..5_000) {
             let sessions = Sessions::with_gap_millis(gap);
-            let mut windows: Vec<Window> = ts.iter().map(|t| sessions.assign(ms(*t))[0]).collect();
-            let merged = sessions.merge(&mut windows);
-            for w in &windows {
-                prop_assert_eq!(merged.iter().filter(|m| contains(**m, *w)).count(), 1);
+            let windows: Vec<Window> = ts.iter().map(|t| sessions.assign(ms(*t))[0]).collect();
+            let groups = sessions.merge(&windows);
+            // Each window is in at most one group, and inside its group's window.
+            let mut seen = vec![false; windows.len()];
+            for (merged, members) in &groups {
+                prop_assert!(members.len() > 1);
+                for m in members {
+                    prop_assert!(!seen[*m]);
+                    seen[*m] = true;
+                    prop_assert!(contains(*merged, windows[*m]));
+                }
             }
-            for pair in merged.windows(2) {
-                let (Window::Interval { end, .. }, Window::Interval { start, .. }) = (pair[0], pair[1]) else { panic!() };
-                prop_assert!(end < start);
+            // What is left (merged windows and unmerged ones) no longer overlaps.
+            let mut left: Vec<Window> = groups.iter().map(|(w, _)| *w).collect();
+            left.extend(windows.iter().enumerate().filter(|(i, _)| !seen[*i]).map(|(_, w)| *w));
+            left.sort_by_key(|w| w.start());
+            left.dedup();
+            for pair in left.windows(2) {
+                prop_assert!(pair[0].bounds().unwrap().1 < pair[1].start());
             }
         }
     }

@@ -3,11 +3,11 @@
 use std::fmt;
 use std::sync::Arc;
 
+use sluice_core::trigger::Windowing;
 use sluice_core::unit::{
     CombineFactory, ElementType, GroupByKeyFactory, ParDoFactory, SinkFactory, SourceFactory,
     StatefulFactory, ViewFactory,
 };
-use sluice_core::windowing::{GlobalWindows, WindowFn};
 
 /// Index of a transform in its [`PipelineGraph`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -157,8 +157,8 @@ pub struct PCollectionNode {
     pub element: Arc<dyn ElementType>,
     /// Whether it is finite.
     pub bounded: bool,
-    /// How its elements are windowed.
-    pub windowing: Arc<dyn WindowFn>,
+    /// How its elements are windowed, and when its groupings fire.
+    pub windowing: Arc<Windowing>,
 }
 
 impl fmt::Debug for PCollectionNode {
@@ -193,6 +193,9 @@ pub struct PipelineGraph {
     pub pcollections: Vec<PCollectionNode>,
     /// Problems noticed during construction.
     pub problems: Vec<ConstructionProblem>,
+    /// Triggers that may finish before their window expires (losing later data) are
+    /// accepted (`--allow_unsafe_triggers`).
+    pub allow_unsafe_triggers: bool,
 }
 
 impl PipelineGraph {
@@ -226,12 +229,21 @@ impl PipelineGraph {
     ) -> PCollectionId {
         let id = PCollectionId(self.pcollections.len());
         let inputs = &self.transforms[producer.0].inputs;
-        let bounded = inputs.iter().all(|i| self.pcollections[i.0].bounded);
-        // Windowing passes through a transform, from its (first) input.
+        let bounded = match &self.transforms[producer.0].payload {
+            Payload::Read(source) | Payload::Create(source) => !source.is_unbounded(),
+            _ => inputs.iter().all(|i| self.pcollections[i.0].bounded),
+        };
+        // Windowing passes through a transform, from its (first) input; a grouping's output
+        // keeps the windows (merged) and continues the trigger.
         let windowing = inputs
             .first()
             .map(|i| self.pcollections[i.0].windowing.clone())
-            .unwrap_or_else(|| Arc::new(GlobalWindows));
+            .unwrap_or_default();
+        let windowing = if self.transforms[producer.0].kind() == TransformKind::GroupByKey {
+            Arc::new(windowing.after_grouping())
+        } else {
+            windowing
+        };
         self.pcollections.push(PCollectionNode {
             name: name.into(),
             producer,
@@ -279,7 +291,7 @@ impl PipelineGraph {
 
 impl PipelineGraph {
     /// Sets how a PCollection is windowed (what `WindowInto` produces).
-    pub fn set_windowing(&mut self, pc: PCollectionId, windowing: Arc<dyn WindowFn>) {
+    pub fn set_windowing(&mut self, pc: PCollectionId, windowing: Arc<Windowing>) {
         self.pcollections[pc.0].windowing = windowing;
     }
 

@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use sluice_core::trigger::Trigger;
+
 use crate::graph::{PipelineGraph, TransformKind};
 
 /// One problem with a pipeline, naming the transform and the fix.
@@ -120,11 +122,50 @@ pub fn validate(graph: &PipelineGraph) -> Result<(), ValidationErrors> {
         }
     }
 
+    errors.extend(check_windowing(graph));
+
     if errors.is_empty() {
         Ok(())
     } else {
         Err(ValidationErrors(errors))
     }
+}
+
+/// Groupings whose windowing could never emit, or would silently lose data.
+fn check_windowing(graph: &PipelineGraph) -> Vec<ValidationError> {
+    let mut errors = Vec::new();
+    for (_, t) in graph.leaves() {
+        if t.kind() != TransformKind::GroupByKey {
+            continue;
+        }
+        let Some(pc) = t.inputs.first().and_then(|i| graph.pcollections.get(i.0)) else {
+            continue;
+        };
+        let w = &pc.windowing;
+        if !pc.bounded && w.window_fn.is_global() && w.trigger == Trigger::Default {
+            errors.push(ValidationError {
+                transform: t.name.clone(),
+                problem: format!(
+                    "groups {}, an unbounded PCollection, in the global window with the default trigger: it would never emit",
+                    pc.name
+                ),
+                fix: "window it first (window_into with fixed, sliding or session windows), or set a trigger that fires before the end of time, e.g. Trigger::repeatedly(Trigger::after_processing_time(..))".into(),
+            });
+        }
+        let finishes_at_its_end = matches!(w.trigger, Trigger::AfterWatermark { late: None, .. })
+            && w.allowed_lateness_us == 0;
+        if w.trigger.may_finish() && !finishes_at_its_end && !graph.allow_unsafe_triggers {
+            errors.push(ValidationError {
+                transform: t.name.clone(),
+                problem: format!(
+                    "the trigger {} of {} may finish before its window expires, and data arriving after that would be dropped",
+                    w.trigger, pc.name
+                ),
+                fix: "wrap it in Trigger::repeatedly, or pass --allow_unsafe_triggers to accept losing that data".into(),
+            });
+        }
+    }
+    errors
 }
 
 #[cfg(test)]

@@ -3,9 +3,17 @@
 //! Each fused stage becomes one timely operator per worker. Its inputs are the streams
 //! of the shuffle its root reads (one per writing stage), exchanged so that each batch
 //! reaches the worker that owns its keys; its outputs are one stream per shuffle it
-//! writes. Timely's timestamps stay coarse — everything of a batch job is at time 0 — so
-//! an operator's input frontier becoming empty means exactly "every upstream worker has
-//! finished": the moment a GroupByKey may emit. Element event times travel as data.
+//! writes.
+//!
+//! Timely's timestamps are *watermarks*: an operator holds its output capabilities at
+//! its output watermark — a source at its own watermark, a shuffle-rooted stage at the
+//! lesser of its input frontier and the hold of what it buffers (panes not yet fired,
+//! timers not yet due) — and sends each bundle's batches at the time it holds. So an
+//! operator's input frontier is exactly its input watermark, and it becomes empty when
+//! every upstream worker has finished: the watermark has reached the end of time.
+//! Capabilities only move at bundle boundaries, so times stay coarse; element event
+//! times travel as data. A bounded source holds the minimum watermark until it is
+//! exhausted, so in a batch job every window fires at the end.
 //!
 //! Timely gives exchange and progress tracking. What sluice adds on top is here and in
 //! [`crate::stage`]: bundles that commit or vanish as a whole, a job-wide failure flag
@@ -19,12 +27,13 @@ use std::ops::Range;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use sluice_core::ExecError;
 use sluice_core::shuffle::records;
+use sluice_core::unit::Continuation;
 use sluice_core::unit::{SinkWriter, SourceSplit};
+use sluice_core::{ExecError, Timestamp};
 use sluice_plan::{EdgeId, TransformId};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
@@ -46,6 +55,16 @@ struct Batch {
 }
 
 type Batches = Vec<Batch>;
+
+/// The engine time of a watermark: timestamps, order kept, as unsigned integers.
+pub(crate) fn engine_time(t: Timestamp) -> u64 {
+    (t.0 as u64) ^ (1 << 63)
+}
+
+/// The watermark of an engine time.
+fn watermark_of(t: u64) -> Timestamp {
+    Timestamp((t ^ (1 << 63)) as i64)
+}
 
 /// What one worker thread owns besides its operators.
 #[derive(Default)]
@@ -141,20 +160,33 @@ fn build_stage<'s>(
     }
     let activator = scope.activator_for(info.address.clone());
     activator.activate();
+    let kind = if layout.shuffle_input.is_some() {
+        RootKind::Shuffle
+    } else if job.unbounded[layout.index] {
+        RootKind::UnboundedSource
+    } else {
+        RootKind::BoundedSource
+    };
     let mut run = StageRun {
         job: job.clone(),
         layout: layout.clone(),
+        kind,
         worker,
         peers,
         state: state.clone(),
         instance: None,
-        groups: None,
+        groups: 0,
         next_group: 0,
         queue: VecDeque::new(),
         side_records: vec![Vec::new(); layout.side_inputs.len()],
         sides_ready: layout.side_inputs.is_empty(),
+        splits: None,
+        next_split: 0,
+        fired_since_accept: true,
+        fired_at: (Timestamp::MIN, i64::MIN),
         finished: false,
     };
+    let job = job.clone();
     // `build_reschedule`: a stage with no shuffle output holds no capability, so timely
     // would retire it as soon as its inputs are complete; it reports itself incomplete
     // until it has emitted everything.
@@ -162,9 +194,19 @@ fn build_stage<'s>(
         let mut capabilities = capabilities;
         move |frontiers| {
             let started = Instant::now();
+            let now_ms = job.config.clock.now_ms();
+            // The input watermark: the least time any main input may still deliver.
+            let watermark = frontiers[..main_inputs]
+                .iter()
+                .filter_map(|f| f.frontier().first().copied())
+                .min()
+                .map_or(Timestamp::MAX, watermark_of);
+            run.advance(watermark, now_ms);
+            let mut accepted = 0;
             for (i, input) in inputs.iter_mut().enumerate() {
                 input.for_each(|_cap, data| {
                     for batch in data.drain(..) {
+                        accepted += 1;
                         match i.checked_sub(main_inputs) {
                             None => run.accept(batch),
                             Some(side) => run.accept_side(side_of_input[side], batch),
@@ -172,9 +214,9 @@ fn build_stage<'s>(
                     }
                 });
             }
-            let inputs_complete = frontiers[..main_inputs].iter().all(|f| f.is_empty());
             let sides_complete = frontiers[main_inputs..].iter().all(|f| f.is_empty());
-            let work = run.work(inputs_complete, sides_complete);
+            let work = run.work(watermark, sides_complete, now_ms);
+            let mut sent = 0;
             if !capabilities.is_empty() {
                 // One capability per output: each output's batches go out under its own.
                 for ((output, capability), batches) in
@@ -184,21 +226,58 @@ fn build_stage<'s>(
                         let mut handle = output.activate();
                         let mut session = handle.session(capability);
                         for batch in batches {
+                            sent += 1;
                             session.give(batch);
                         }
                     }
                 }
             }
+            if sent > 0 {
+                job.sent.fetch_add(sent, Ordering::AcqRel);
+            }
+            if accepted > 0 {
+                job.accepted.fetch_add(accepted, Ordering::AcqRel);
+            }
             if work.finished {
                 capabilities.clear();
-            } else if work.more {
-                activator.activate();
+            } else {
+                if let Some(hold) = work.hold {
+                    let time = engine_time(hold);
+                    for capability in capabilities.iter_mut() {
+                        if *capability.time() < time {
+                            capability.downgrade(&time);
+                        }
+                    }
+                }
+                if work.more {
+                    activator.activate();
+                } else if let Some(at) = work.wakeup_ms {
+                    // A hand-moved clock is polled; the wall clock is waited for.
+                    let delay = if job.config.clock.is_manual() {
+                        Duration::from_millis(1)
+                    } else {
+                        Duration::from_millis(at.saturating_sub(now_ms).clamp(1, 100) as u64)
+                    };
+                    activator.activate_after(delay);
+                }
             }
+            run.publish_acted();
             let finished = work.finished;
             run.add_time(started);
             !finished
         }
     });
+}
+
+/// What roots a stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RootKind {
+    /// A bounded source: its splits are claimed by whichever worker is free.
+    BoundedSource,
+    /// An unbounded source: each worker reads its own splits, part by part.
+    UnboundedSource,
+    /// A shuffle reader.
+    Shuffle,
 }
 
 /// What one activation of a stage did.
@@ -210,6 +289,10 @@ struct Work {
     more: bool,
     /// The stage is done on this worker.
     finished: bool,
+    /// The stage's output watermark now, if it may move.
+    hold: Option<Timestamp>,
+    /// Processing time (ms) at which the stage has something due.
+    wakeup_ms: Option<i64>,
 }
 
 /// The input of a bundle.
@@ -219,6 +302,13 @@ enum Pending {
     Split(Arc<dyn SourceSplit>),
     /// A range of the groups the stage's shuffle reader holds.
     Groups(Range<usize>),
+    /// The next part of this worker's unbounded split `slot`.
+    Unbounded {
+        /// Index into the worker's splits.
+        slot: usize,
+        /// Where the split stands.
+        split: Arc<dyn SourceSplit>,
+    },
 }
 
 /// A bundle to run. It stays queued until it commits, so that a failed attempt can be
@@ -242,6 +332,7 @@ impl Pending {
             Pending::Split(split) => split
                 .split_at(position)
                 .map(|(before, rest)| (Pending::Split(before), Pending::Split(rest))),
+            Pending::Unbounded { .. } => None,
             Pending::Groups(range) => {
                 let at = usize::try_from(position).ok()?;
                 (at > range.start && at < range.end).then(|| {
@@ -259,12 +350,13 @@ impl Pending {
 struct StageRun {
     job: Arc<JobShared>,
     layout: StageLayout,
+    kind: RootKind,
     worker: usize,
     peers: usize,
     state: Rc<RefCell<WorkerState>>,
     instance: Option<StageInstance>,
-    /// Set once the shuffle input is complete: how many groups to emit.
-    groups: Option<usize>,
+    /// How many groups the shuffle reader last fired, and the next to emit.
+    groups: usize,
     next_group: usize,
     /// Bundles to run; more than one only after a failure divided a bundle.
     queue: VecDeque<WorkItem>,
@@ -272,7 +364,23 @@ struct StageRun {
     side_records: Vec<Vec<Vec<u8>>>,
     /// Every side input is complete and materialised.
     sides_ready: bool,
+    /// This worker's unbounded splits, once claimed.
+    splits: Option<Vec<UnboundedSplit>>,
+    /// The unbounded split to read next, round robin.
+    next_split: usize,
+    /// The reader fired since it last took in records.
+    fired_since_accept: bool,
+    /// The watermark and processing time of the last firing.
+    fired_at: (Timestamp, i64),
     finished: bool,
+}
+
+/// One split of an unbounded source, owned by one worker.
+struct UnboundedSplit {
+    /// What is left to read; `None` once exhausted.
+    rest: Option<Arc<dyn SourceSplit>>,
+    watermark: Timestamp,
+    not_before_ms: Option<i64>,
 }
 
 impl StageRun {
@@ -284,8 +392,13 @@ impl StageRun {
                 &self.layout,
                 self.worker,
                 self.peers,
-                self.job.config.max_bundle_attempts,
                 self.job.progress[self.worker].position.clone(),
+                crate::stage::JobMode {
+                    streaming: self.job.config.streaming,
+                    clock: self.job.config.clock.clone(),
+                    job: Some(self.job.clone()),
+                    max_attempts: self.job.config.max_bundle_attempts,
+                },
             ) {
                 Ok(instance) => self.instance = Some(instance),
                 Err(error) => self.fail(error, 1),
@@ -331,6 +444,9 @@ impl StageRun {
         for (step, n) in report.dead_lettered {
             *state.report.step_dead_lettered.entry(step.0).or_default() += n;
         }
+        for (step, n) in report.late_dropped {
+            *state.report.step_late_dropped.entry(step.0).or_default() += n;
+        }
         for (step, name, value) in report.user {
             match state.report.user.entry((step.0, name)) {
                 std::collections::btree_map::Entry::Vacant(slot) => {
@@ -343,10 +459,53 @@ impl StageRun {
         }
     }
 
+    /// Tells the shuffle reader the input watermark and processing time.
+    fn advance(&mut self, watermark: Timestamp, now_ms: i64) {
+        if self.kind != RootKind::Shuffle || self.finished || self.job.has_failed() {
+            return;
+        }
+        if let Some(instance) = self.instance() {
+            instance.advance(watermark, now_ms);
+        }
+    }
+
+    /// Publishes how far the stage has caught up, for sources that wait for the pipeline
+    /// to settle.
+    fn publish_acted(&self) {
+        if self.kind != RootKind::Shuffle {
+            return;
+        }
+        let acted = &self.job.acted[self.layout.index][self.worker];
+        if self.finished {
+            acted.watermark.store(u64::MAX, Ordering::Release);
+            acted.now_ms.store(i64::MAX, Ordering::Release);
+            acted.idle.store(true, Ordering::Release);
+            return;
+        }
+        let idle =
+            self.queue.is_empty() && self.next_group >= self.groups && self.fired_since_accept;
+        if idle {
+            let waiting = self
+                .instance
+                .as_ref()
+                .and_then(StageInstance::next_wakeup_ms)
+                .is_some_and(|at| at <= self.fired_at.1);
+            acted
+                .watermark
+                .store(engine_time(self.fired_at.0), Ordering::Release);
+            acted.now_ms.store(
+                if waiting { i64::MIN } else { self.fired_at.1 },
+                Ordering::Release,
+            );
+        }
+        acted.idle.store(idle, Ordering::Release);
+    }
+
     fn accept(&mut self, batch: Batch) {
         if self.finished || self.job.has_failed() {
             return;
         }
+        self.fired_since_accept = false;
         let Some(instance) = self.instance() else {
             return;
         };
@@ -416,7 +575,7 @@ impl StageRun {
         Ok(())
     }
 
-    fn work(&mut self, inputs_complete: bool, sides_complete: bool) -> Work {
+    fn work(&mut self, watermark: Timestamp, sides_complete: bool, now_ms: i64) -> Work {
         let done = Work {
             finished: true,
             ..Work::default()
@@ -439,33 +598,143 @@ impl StageRun {
             self.sides_ready = true;
         }
         if self.queue.is_empty() {
-            let next = if self.layout.shuffle_input.is_none() {
-                self.next_split()
-            } else if inputs_complete {
-                match self.next_groups() {
-                    Ok(next) => next,
+            let next = match self.kind {
+                RootKind::BoundedSource => match self.next_split() {
+                    Some(pending) => pending,
+                    None => {
+                        self.finish();
+                        return done;
+                    }
+                },
+                RootKind::UnboundedSource => match self.next_unbounded(now_ms) {
+                    Ok(pending) => pending,
+                    Err(idle) => return idle,
+                },
+                RootKind::Shuffle => match self.next_groups(watermark, now_ms) {
+                    Ok(Some(pending)) => pending,
+                    Ok(None) if watermark == Timestamp::MAX => {
+                        self.finish();
+                        return done;
+                    }
+                    Ok(None) => return self.idle(watermark),
                     Err(error) => {
                         self.fail(error, 1);
                         return done;
                     }
-                }
-            } else {
-                return Work::default();
+                },
             };
-            match next {
-                Some(pending) => self.queue.push_back(WorkItem {
-                    pending,
-                    attempt: 1,
-                    suspect: None,
-                    retry: false,
-                }),
-                None => {
-                    self.finish();
-                    return done;
+            self.queue.push_back(WorkItem {
+                pending: next,
+                attempt: 1,
+                suspect: None,
+                retry: false,
+            });
+        }
+        let mut work = self.attempt_next();
+        if !work.finished && self.queue.is_empty() {
+            work.hold = self.output_watermark(watermark);
+        }
+        work
+    }
+
+    /// Nothing to do until the input or the clock moves: the stage's output watermark
+    /// and its next processing-time deadline.
+    fn idle(&mut self, watermark: Timestamp) -> Work {
+        Work {
+            hold: self.output_watermark(watermark),
+            wakeup_ms: self
+                .instance
+                .as_ref()
+                .and_then(StageInstance::next_wakeup_ms),
+            ..Work::default()
+        }
+    }
+
+    /// Where the stage's output watermark may move, once its queue is empty.
+    fn output_watermark(&self, watermark: Timestamp) -> Option<Timestamp> {
+        match self.kind {
+            // Held at the minimum until every split is read.
+            RootKind::BoundedSource => None,
+            RootKind::UnboundedSource => self.splits.as_ref().map(|splits| {
+                splits
+                    .iter()
+                    .filter(|s| s.rest.is_some())
+                    .map(|s| s.watermark)
+                    .min()
+                    .unwrap_or(Timestamp::MAX)
+            }),
+            RootKind::Shuffle => (self.next_group >= self.groups).then(|| {
+                let hold = self
+                    .instance
+                    .as_ref()
+                    .map_or(Timestamp::MAX, StageInstance::hold);
+                watermark.min(hold)
+            }),
+        }
+    }
+
+    /// The next part of one of this worker's unbounded splits that is due, or — when none
+    /// is — the activation's result: waiting for the earliest, or finished.
+    fn next_unbounded(&mut self, now_ms: i64) -> Result<Pending, Work> {
+        let stage = self.layout.index;
+        let splits = self.splits.get_or_insert_with(|| {
+            self.job.splits[stage]
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % self.peers == self.worker)
+                .map(|(_, split)| UnboundedSplit {
+                    rest: Some(split.clone()),
+                    watermark: Timestamp::MIN,
+                    not_before_ms: None,
+                })
+                .collect()
+        });
+        if self.job.config.drain.load(Ordering::Acquire) && splits.iter().any(|s| s.rest.is_some())
+        {
+            // Draining: stop reading; the watermark goes to the end of time.
+            log::info!(
+                "draining: stage {} on worker {} stops reading its source",
+                self.job.stage_label(stage),
+                self.worker
+            );
+            for split in splits.iter_mut() {
+                split.rest = None;
+            }
+        }
+        let n = splits.len();
+        let mut earliest: Option<i64> = None;
+        for k in 0..n {
+            let slot = (self.next_split + k) % n;
+            let split = &splits[slot];
+            let Some(rest) = &split.rest else {
+                continue;
+            };
+            match split.not_before_ms {
+                Some(at) if at > now_ms => {
+                    earliest = Some(earliest.map_or(at, |e: i64| e.min(at)));
+                }
+                _ => {
+                    self.next_split = slot + 1;
+                    return Ok(Pending::Unbounded {
+                        slot,
+                        split: rest.clone(),
+                    });
                 }
             }
         }
-        self.attempt_next()
+        if splits.iter().all(|s| s.rest.is_none()) {
+            self.finish();
+            return Err(Work {
+                finished: true,
+                ..Work::default()
+            });
+        }
+        Err(Work {
+            hold: self.output_watermark(Timestamp::MAX),
+            // Checked at least every 100 ms, so that a drain is noticed.
+            wakeup_ms: Some(earliest.unwrap_or(now_ms + 100).min(now_ms + 100)),
+            ..Work::default()
+        })
     }
 
     /// Claims the next split of the stage's source; `None` when none is left.
@@ -478,21 +747,26 @@ impl StageRun {
             .map(Pending::Split)
     }
 
-    /// The next range of groups to emit (sealing the shuffle input first); `None` when
-    /// all are out.
-    fn next_groups(&mut self) -> Result<Option<Pending>, Box<ExecError>> {
+    /// The next range of groups to emit, firing the shuffle reader when the previous
+    /// groups are all out; `None` when nothing is ready.
+    fn next_groups(
+        &mut self,
+        watermark: Timestamp,
+        now_ms: i64,
+    ) -> Result<Option<Pending>, Box<ExecError>> {
         let max = self.job.config.max_groups_per_bundle.max(1);
-        let known = self.groups;
-        let Some(instance) = self.instance() else {
-            return Ok(None);
-        };
-        let total = match known {
-            Some(n) => n,
-            None => instance.seal()?,
-        };
-        self.groups = Some(total);
+        if self.next_group >= self.groups {
+            let Some(instance) = self.instance() else {
+                return Ok(None);
+            };
+            let fired = instance.fire()?;
+            self.fired_since_accept = true;
+            self.fired_at = (watermark, now_ms);
+            self.groups = fired;
+            self.next_group = 0;
+        }
         let start = self.next_group;
-        let end = (start + max).min(total);
+        let end = (start + max).min(self.groups);
         self.next_group = end.max(start);
         Ok((start < end).then_some(Pending::Groups(start..end)))
     }
@@ -508,6 +782,7 @@ impl StageRun {
         let description = match &item.pending {
             Pending::Split(split) => format!("{split:?}"),
             Pending::Groups(range) => format!("groups {}..{}", range.start, range.end),
+            Pending::Unbounded { split, .. } => format!("{split:?}"),
         };
         let progress = self.job.progress[self.worker].clone();
         if self.instance().is_none() {
@@ -521,9 +796,16 @@ impl StageRun {
         };
         instance.set_attempt(item.attempt, item.suspect);
         progress.begin(stage, &description);
+        let mut continuation: Option<(usize, Continuation)> = None;
         let result = match &item.pending {
             Pending::Split(split) => instance.run_source_bundle(&**split),
             Pending::Groups(range) => instance.run_group_bundle(range.clone()),
+            Pending::Unbounded { slot, split } => instance
+                .run_unbounded_bundle(&**split, self.job.config.unbounded_bundle_elements)
+                .map(|(output, c)| {
+                    continuation = Some((*slot, c));
+                    output
+                }),
         };
         let position = progress.position.load(Ordering::Relaxed);
         progress.end();
@@ -540,10 +822,17 @@ impl StageRun {
                 let report = instance.take_step_report(true);
                 self.instance = Some(instance);
                 self.record_steps(report);
+                if let (Some((slot, c)), Some(splits)) = (continuation, self.splits.as_mut())
+                    && let Some(split) = splits.get_mut(slot)
+                {
+                    split.rest = c.rest;
+                    split.watermark = split.watermark.max(c.watermark);
+                    split.not_before_ms = c.not_before_ms;
+                }
                 Work {
                     emitted: self.commit(output),
                     more: true,
-                    finished: false,
+                    ..Work::default()
                 }
             }
             Err(error) => {

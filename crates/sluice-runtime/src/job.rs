@@ -1,13 +1,14 @@
 //! A job: one execution of a plan, from splitting sources to committing sinks.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::Serialize;
-use sluice_core::unit::{JobInfo, SinkJob, SourceSplit, SplitHint};
-use sluice_core::{BoxError, ExecError};
+use sluice_core::time::Clock;
+use sluice_core::unit::{JobControl, JobInfo, SinkJob, SourceSplit, SplitHint};
+use sluice_core::{BoxError, ExecError, Timestamp};
 use sluice_plan::{ExecutionGraph, Payload, PipelineGraph, StepOp, TransformId};
 
 use crate::metrics::{JobMetrics, WorkerReport};
@@ -130,6 +131,15 @@ pub struct RunnerConfig {
     pub max_bundle_attempts: u32,
     /// A bundle running longer than this is reported as possibly stuck.
     pub stuck_bundle_warning: std::time::Duration,
+    /// Streaming mode: groupings evaluate triggers as data arrives, unbounded sources are
+    /// read part by part, and failed bundles are retried without limit.
+    pub streaming: bool,
+    /// Most elements one bundle reads from an unbounded split.
+    pub unbounded_bundle_elements: usize,
+    /// Processing time (the wall clock unless a test source scripts it).
+    pub clock: Clock,
+    /// Set to drain the job: unbounded sources stop, every window fires, sinks commit.
+    pub drain: Arc<AtomicBool>,
 }
 
 impl RunnerConfig {
@@ -142,6 +152,10 @@ impl RunnerConfig {
             max_groups_per_bundle: 16_384,
             max_bundle_attempts: 4,
             stuck_bundle_warning: std::time::Duration::from_secs(300),
+            streaming: false,
+            unbounded_bundle_elements: 10_000,
+            clock: Clock::wall(),
+            drain: Arc::default(),
         }
     }
 }
@@ -175,8 +189,57 @@ pub(crate) struct JobShared {
     pub progress: Vec<Arc<WorkerProgress>>,
     /// When execution started.
     pub epoch: Instant,
+    /// Per stage: whether its root reads an unbounded source.
+    pub unbounded: Vec<bool>,
+    /// Batches sent between stages, and batches taken in by their receivers.
+    pub sent: AtomicU64,
+    pub accepted: AtomicU64,
+    /// Per stage, per worker: what the stage has acted on.
+    pub acted: Vec<Vec<Acted>>,
     failed: AtomicBool,
     failure: Mutex<Option<JobError>>,
+}
+
+/// How far one stage on one worker has caught up.
+#[derive(Debug, Default)]
+pub(crate) struct Acted {
+    /// The input watermark (as an engine time) it last fired at with nothing left to do.
+    pub watermark: AtomicU64,
+    /// The processing time it last fired at.
+    pub now_ms: AtomicI64,
+    /// Nothing taken in since, nothing left to emit.
+    pub idle: AtomicBool,
+}
+
+impl fmt::Debug for JobShared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobShared")
+            .field("job_id", &self.config.job_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JobControl for JobShared {
+    fn settled(&self, watermark: Timestamp, now_ms: i64) -> bool {
+        if self.sent.load(Ordering::Acquire) != self.accepted.load(Ordering::Acquire) {
+            return false;
+        }
+        let wm = crate::engine::engine_time(watermark);
+        let quiet = self.acted.iter().enumerate().all(|(stage, workers)| {
+            self.layouts[stage].shuffle_input.is_none()
+                || workers.iter().all(|a| {
+                    a.idle.load(Ordering::Acquire)
+                        && a.watermark.load(Ordering::Acquire) >= wm
+                        && a.now_ms.load(Ordering::Acquire) >= now_ms
+                })
+        });
+        // The counts again: nothing moved while the stages were read.
+        quiet && self.sent.load(Ordering::Acquire) == self.accepted.load(Ordering::Acquire)
+    }
+
+    fn draining(&self) -> bool {
+        self.config.drain.load(Ordering::Acquire)
+    }
 }
 
 impl JobShared {
@@ -244,11 +307,13 @@ pub fn run(
         desired_bundle_bytes: config.desired_bundle_bytes,
     };
     let mut splits = Vec::with_capacity(layouts.len());
+    let mut unbounded = Vec::with_capacity(layouts.len());
     for layout in &layouts {
         let root = graph.step(layout.root);
         let transform = pipeline.transform(root.original);
         let stage_splits = match (&transform.payload, root.op) {
             (Payload::Read(source) | Payload::Create(source), StepOp::Read | StepOp::Create) => {
+                unbounded.push(source.is_unbounded());
                 match source.splits(&hint) {
                     Ok(s) => s,
                     Err(source) => {
@@ -257,7 +322,10 @@ pub fn run(
                     }
                 }
             }
-            _ => Vec::new(),
+            _ => {
+                unbounded.push(false);
+                Vec::new()
+            }
         };
         splits.push(stage_splits);
     }
@@ -284,6 +352,13 @@ pub fn run(
         cursors: layouts.iter().map(|_| AtomicUsize::new(0)).collect(),
         progress: (0..config.workers).map(|_| Arc::default()).collect(),
         epoch: Instant::now(),
+        acted: layouts
+            .iter()
+            .map(|_| (0..config.workers).map(|_| Acted::default()).collect())
+            .collect(),
+        unbounded,
+        sent: AtomicU64::new(0),
+        accepted: AtomicU64::new(0),
         layouts,
         splits,
         config,

@@ -27,6 +27,8 @@ pub(crate) struct WorkerReport {
     pub step_failures: BTreeMap<usize, u64>,
     pub step_teardowns: BTreeMap<usize, u64>,
     pub step_dead_lettered: BTreeMap<usize, u64>,
+    /// Per step: elements a grouping dropped as too late for their window.
+    pub step_late_dropped: BTreeMap<usize, u64>,
     /// Per (step, name): user metrics of committed bundles.
     pub user: BTreeMap<(usize, String), MetricValue>,
     /// Per edge: (elements, bytes).
@@ -74,6 +76,7 @@ impl WorkerReport {
         add1(&mut self.step_failures, other.step_failures);
         add1(&mut self.step_teardowns, other.step_teardowns);
         add1(&mut self.step_dead_lettered, other.step_dead_lettered);
+        add1(&mut self.step_late_dropped, other.step_late_dropped);
         for (key, value) in other.user {
             match self.user.entry(key) {
                 std::collections::btree_map::Entry::Vacant(slot) => {
@@ -116,6 +119,9 @@ pub struct TransformMetrics {
     pub failed_attempts: u64,
     /// Elements routed to its dead-letter output.
     pub dead_lettered: u64,
+    /// Elements a grouping dropped because their window had expired (Beam's
+    /// `droppedDueToLateness`).
+    pub dropped_due_to_lateness: u64,
     /// DoFn instances torn down (after their last bundle, or after a failure).
     pub teardowns: u64,
 }
@@ -291,6 +297,7 @@ impl JobMetrics {
                     retries,
                     failed_attempts: of_steps(&report.step_failures),
                     dead_lettered: of_steps(&report.step_dead_lettered),
+                    dropped_due_to_lateness: of_steps(&report.step_late_dropped),
                     teardowns: of_steps(&report.step_teardowns),
                 }
             })

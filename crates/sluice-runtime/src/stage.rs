@@ -20,12 +20,13 @@ use std::sync::atomic::AtomicU64;
 use sluice_core::error::{current_step, panic_message};
 use sluice_core::receiver::{AnyPort, AnyReceiver, PortCounters};
 use sluice_core::shuffle::{RecordBatch, ShuffleRecord, ShuffleWriter};
+use sluice_core::time::Clock;
 use sluice_core::unit::{
-    Attempt, ShuffleReader, SideInputs, SinkBuffer, SinkBytes, SourceReader, SourceSplit,
-    UnitContext, UnitCounters,
+    Attempt, Continuation, JobControl, ShuffleReader, SideInputs, SinkBuffer, SinkBytes,
+    SourceReader, SourceSplit, UnitContext, UnitCounters,
 };
 use sluice_core::user_metrics::MetricValue;
-use sluice_core::{ExecError, UnitResult};
+use sluice_core::{ExecError, Timestamp, UnitResult};
 use sluice_plan::{
     EdgeId, EdgeKind, ExecutionGraph, Payload, PipelineGraph, StepId, StepOp, TransformId,
 };
@@ -132,6 +133,21 @@ struct Builder {
     counters: Vec<(StepId, Rc<UnitCounters>)>,
     /// The views this stage reads, once materialised.
     side_inputs: Rc<SideInputs>,
+    /// How the job runs: streaming or batch, its clock, its controls.
+    mode: JobMode,
+}
+
+/// What every unit of a job learns about how it runs.
+#[derive(Clone, Debug, Default)]
+pub struct JobMode {
+    /// Streaming: triggers evaluate as data arrives; unbounded sources read part by part.
+    pub streaming: bool,
+    /// Processing time.
+    pub clock: Clock,
+    /// The job, for sources that pace themselves against it.
+    pub job: Option<Arc<dyn JobControl>>,
+    /// Attempts a bundle gets before the job fails.
+    pub max_attempts: u32,
 }
 
 /// What the units of a stage reported, per step.
@@ -143,6 +159,8 @@ pub struct StepReport {
     pub dead_lettered: Vec<(StepId, u64)>,
     /// (step, metric name, value) the committed bundle's user code reported.
     pub user: Vec<(StepId, String, MetricValue)>,
+    /// (step, elements dropped as late since the last report).
+    pub late_dropped: Vec<(StepId, u64)>,
 }
 
 impl StageInstance {
@@ -154,8 +172,8 @@ impl StageInstance {
         layout: &StageLayout,
         worker: usize,
         workers: usize,
-        max_attempts: u32,
         position: Arc<AtomicU64>,
+        mode: JobMode,
     ) -> Result<StageInstance, Box<ExecError>> {
         let counters = graph.stages[layout.index]
             .steps
@@ -173,10 +191,11 @@ impl StageInstance {
             layout: layout.clone(),
             worker,
             workers,
-            attempt: Rc::new(Attempt::first_of(max_attempts)),
+            attempt: Rc::new(Attempt::first_of(mode.max_attempts)),
             position,
             counters,
             side_inputs: Rc::default(),
+            mode,
         };
         let root_step = builder.graph.step(layout.root);
         let ctx = builder.ctx(layout.root);
@@ -261,6 +280,10 @@ impl StageInstance {
             if committed && dead > 0 {
                 report.dead_lettered.push((*step, dead));
             }
+            let late = c.late_dropped.replace(0);
+            if late > 0 {
+                report.late_dropped.push((*step, late));
+            }
             let user = c.user.take();
             if committed {
                 report
@@ -303,13 +326,20 @@ impl StageInstance {
         }
     }
 
-    /// The shuffle input is complete; returns how many groups there are to emit.
-    pub fn seal(&mut self) -> Result<usize, Box<ExecError>> {
+    /// The input watermark and processing time moved.
+    pub fn advance(&mut self, watermark: Timestamp, now_ms: i64) {
+        if let Root::Shuffle(reader) = &mut self.root {
+            reader.advance(watermark, now_ms);
+        }
+    }
+
+    /// Makes what the shuffle reader has ready the next groups to emit; returns how many.
+    pub fn fire(&mut self) -> Result<usize, Box<ExecError>> {
         match &mut self.root {
             Root::Shuffle(reader) => {
                 let mut groups = 0;
                 guarded(&self.step_names, || {
-                    groups = reader.seal()?;
+                    groups = reader.fire()?;
                     Ok(())
                 })?;
                 Ok(groups)
@@ -319,6 +349,52 @@ impl StageInstance {
                 "internal error: not a shuffle stage",
             )),
         }
+    }
+
+    /// The watermark hold of what the shuffle reader buffers.
+    pub fn hold(&self) -> Timestamp {
+        match &self.root {
+            Root::Shuffle(reader) => reader.hold(),
+            Root::Source(_) => Timestamp::MAX,
+        }
+    }
+
+    /// When the shuffle reader next has something due by processing time.
+    pub fn next_wakeup_ms(&self) -> Option<i64> {
+        match &self.root {
+            Root::Shuffle(reader) => reader.next_wakeup_ms(),
+            Root::Source(_) => None,
+        }
+    }
+
+    /// Reads the next part of an unbounded split as one bundle.
+    pub fn run_unbounded_bundle(
+        &mut self,
+        split: &dyn SourceSplit,
+        max_elements: usize,
+    ) -> Result<(BundleOutput, Continuation), Box<ExecError>> {
+        self.prepare()?;
+        let Root::Source(reader) = &mut self.root else {
+            return Err(ExecError::new(
+                "runtime",
+                "internal error: not a source stage",
+            ));
+        };
+        let mut continuation = None;
+        let result = guarded(&self.step_names, || {
+            reader.start_bundle()?;
+            continuation = Some(reader.read_some(split, max_elements)?);
+            reader.finish_bundle()
+        });
+        let bytes_read = reader.take_bytes_read();
+        let output = self.finish_bundle(result, bytes_read)?;
+        let continuation = continuation.ok_or_else(|| {
+            ExecError::new(
+                "runtime",
+                "internal error: an unbounded read returned nothing",
+            )
+        })?;
+        Ok((output, continuation))
     }
 
     /// Emits the groups in `range` as one bundle.
@@ -365,6 +441,13 @@ impl StageInstance {
                 "internal error: bundle without units",
             ));
         };
+        if let Root::Shuffle(reader) = &mut self.root {
+            if result.is_ok() {
+                reader.commit();
+            } else {
+                reader.abort();
+            }
+        }
         if let Err(e) = result {
             for w in &chain.shuffles {
                 w.discard();
@@ -439,6 +522,9 @@ impl Builder {
             counters,
             position: self.position.clone(),
             side_inputs: self.side_inputs.clone(),
+            streaming: self.mode.streaming,
+            clock: self.mode.clock.clone(),
+            job: self.mode.job.clone(),
         }
     }
 

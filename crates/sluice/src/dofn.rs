@@ -52,7 +52,7 @@ use sluice_core::user_metrics::UserMetrics;
 
 use crate::transforms::side_input::SideInput;
 use sluice_core::{
-    BoxError, Element, ExecError, Receiver, Timestamp, UnitResult, Window, WindowedValue,
+    BoxError, Element, ExecError, PaneInfo, Receiver, Timestamp, UnitResult, Window, WindowedValue,
     render_element,
 };
 
@@ -158,6 +158,7 @@ pub struct Context<'a, Out> {
     held: Option<&'a mut Vec<WindowedValue<Out>>>,
     timestamp: Timestamp,
     window: Window,
+    pane: PaneInfo,
     transform: &'a str,
     metrics: &'a UserMetrics,
     side_inputs: &'a SideInputs,
@@ -182,6 +183,7 @@ impl<'a, Out: Element> Context<'a, Out> {
             held: None,
             timestamp,
             window,
+            pane: PaneInfo::NO_FIRING,
             transform,
             metrics,
             side_inputs,
@@ -204,6 +206,7 @@ impl<Out: Element> Context<'_, Out> {
                 value,
                 timestamp: self.timestamp,
                 window: self.window,
+                pane: self.pane,
             };
             if let Some(held) = self.held.as_deref_mut() {
                 held.push(element);
@@ -242,6 +245,7 @@ impl<Out: Element> Context<'_, Out> {
             value,
             timestamp: self.timestamp,
             window: self.window,
+            pane: self.pane,
         };
         let result = match self.tagged.iter_mut().find(|t| t.id == tag.id) {
             Some(t) => match t.port.downcast_mut::<T>() {
@@ -315,6 +319,14 @@ impl<Out: Element> Context<'_, Out> {
     /// The window of the element being processed.
     pub fn window(&self) -> Window {
         self.window
+    }
+
+    /// Which firing of its window produced the element being processed (Beam's
+    /// `PaneInfo`): after a grouping, whether the pane is early, on time or late, its index,
+    /// and whether it is the window's last. Ungrouped elements have
+    /// [`PaneInfo::NO_FIRING`].
+    pub fn pane(&self) -> PaneInfo {
+        self.pane
     }
 }
 
@@ -458,6 +470,7 @@ impl<D: DoFn> ParDoUnit<D> {
                 held: Some(&mut held),
                 timestamp: element.timestamp,
                 window: element.window,
+                pane: element.pane,
                 transform,
                 metrics: &counters.user,
                 side_inputs,
@@ -505,6 +518,7 @@ impl<D: DoFn> ParDoUnit<D> {
                         value: letter,
                         timestamp: element.timestamp,
                         window: element.window,
+                        pane: element.pane,
                     }),
                     None => Ok(()),
                 }
@@ -558,6 +572,7 @@ impl<D: DoFn> Receiver<D::In> for ParDoUnit<D> {
             held: None,
             timestamp: element.timestamp,
             window: element.window,
+            pane: element.pane,
             transform,
             metrics: &counters.user,
             side_inputs,
@@ -597,6 +612,7 @@ impl<D: DoFn> Receiver<D::In> for ParDoUnit<D> {
                 held: None,
                 timestamp: Timestamp::MIN,
                 window: Window::Global,
+                pane: PaneInfo::NO_FIRING,
                 transform,
                 metrics: &counters.user,
                 side_inputs,

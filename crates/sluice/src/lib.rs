@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 
 pub mod dofn;
+mod drain;
 pub mod error;
 pub mod options;
 pub mod pcollection;
@@ -53,7 +54,8 @@ pub use pipeline::Pipeline;
 pub use result::PipelineResult;
 pub use sluice_core::user_metrics::{MetricValue, UserMetrics};
 pub use sluice_core::{
-    BoxError, Coder, CoderError, Element, SerdeCoder, Timestamp, Window, serde_coder,
+    BoxError, Coder, CoderError, Element, PaneInfo, PaneTiming, SerdeCoder, Timestamp, Window,
+    serde_coder,
 };
 pub use sluice_runtime::{JobMetrics, JobState, StageMetrics, TransformMetrics, UserMetric};
 pub use transforms::collect::Collected;
@@ -63,6 +65,11 @@ pub use transforms::combiners::{CountFn, MaxFn, MeanFn, MinFn, SumFn};
 /// Window functions, re-exported from `sluice-core`.
 pub mod windowing {
     pub use sluice_core::windowing::*;
+}
+
+/// Triggers, accumulation modes and windowing strategies, re-exported from `sluice-core`.
+pub mod trigger {
+    pub use sluice_core::trigger::{AccumulationMode, Trigger, Windowing};
 }
 
 /// Connectors and generators, re-exported from `sluice-io`.

@@ -13,12 +13,13 @@
 //! | `--direct_num_workers` | worker threads; 0 means one per core | 0 |
 //! | `--job_name` | the job's name | `<program>-<timestamp>` |
 //! | `--labels` | a JSON object of strings, or repeated `key=value` | none |
-//! | `--streaming` | run as a streaming job (not supported by this runner yet) | off |
+//! | `--streaming` | run as a streaming job: triggers fire as data arrives, unbounded sources run until drained (Ctrl-C or SIGTERM), failed bundles are retried without limit | off (on if a source is unbounded) |
+//! | `--allow_unsafe_triggers` | accept triggers that may finish before their window expires, dropping later data | off |
 //! | `--temp_location` | where temporary files go (sinks use the output's directory) | none |
 //! | `--plan_out` | write the job description (both plan views) to this file | none |
 //! | `--dry_run` | print the job description to stdout and exit without running | off |
 //! | `--worker_binary` | accepted for launcher compatibility; the launcher is the worker | none |
-//! | `--max_bundle_attempts` | attempts a bundle gets before the job fails (batch) | 4 |
+//! | `--max_bundle_attempts` | attempts a bundle gets before the job fails | 4 in batch, unlimited in streaming |
 //! | `--stuck_bundle_secs` | a bundle running longer than this is logged as possibly stuck | 300 |
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -71,6 +72,11 @@ pub struct PipelineOptions {
     pub worker_binary: Option<String>,
     /// `--max_bundle_attempts`.
     pub max_bundle_attempts: u32,
+    /// Whether `--max_bundle_attempts` was given (streaming jobs otherwise retry without
+    /// limit).
+    pub max_bundle_attempts_given: bool,
+    /// `--allow_unsafe_triggers`.
+    pub allow_unsafe_triggers: bool,
     /// `--stuck_bundle_secs`.
     pub stuck_bundle_secs: f64,
     /// Every other flag, by name, in the order given.
@@ -79,7 +85,7 @@ pub struct PipelineOptions {
 
 /// Flags with no value of their own: `--flag` followed by another argument does not
 /// consume it.
-const BOOLEAN_FLAGS: &[&str] = &["streaming", "dry_run"];
+const BOOLEAN_FLAGS: &[&str] = &["streaming", "dry_run", "allow_unsafe_triggers"];
 
 /// Converts `jobName` to `job_name`; leaves snake_case alone.
 fn snake_case(name: &str) -> String {
@@ -171,11 +177,15 @@ impl PipelineOptions {
                         })?
                 }
                 "streaming" => options.streaming = parse_bool(&name, &value)?,
+                "allow_unsafe_triggers" => {
+                    options.allow_unsafe_triggers = parse_bool(&name, &value)?
+                }
                 "dry_run" => options.dry_run = parse_bool(&name, &value)?,
                 "temp_location" => options.temp_location = Some(value),
                 "plan_out" => options.plan_out = Some(PathBuf::from(value)),
                 "worker_binary" => options.worker_binary = Some(value),
                 "max_bundle_attempts" => {
+                    options.max_bundle_attempts_given = true;
                     options.max_bundle_attempts =
                         value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
                             OptionsError::Invalid {

@@ -128,7 +128,7 @@ impl<T: Element> PCollection<T> {
     }
 
     /// How this collection's elements are windowed.
-    pub fn windowing(&self) -> std::sync::Arc<dyn sluice_core::windowing::WindowFn> {
+    pub fn windowing(&self) -> std::sync::Arc<sluice_core::trigger::Windowing> {
         self.pipeline
             .inner
             .borrow()

@@ -235,8 +235,10 @@ impl Pipeline {
     /// The graph, validated.
     fn validated_graph(&self) -> Result<PipelineGraph> {
         let inner = self.inner.borrow();
-        sluice_plan::validate(&inner.graph)?;
-        Ok(inner.graph.clone())
+        let mut graph = inner.graph.clone();
+        graph.allow_unsafe_triggers = inner.options.allow_unsafe_triggers;
+        sluice_plan::validate(&graph)?;
+        Ok(graph)
     }
 
     /// Validates, optimises and runs the pipeline. With the embedded runner this returns
@@ -252,15 +254,6 @@ impl Pipeline {
                 flag: "runner".into(),
                 value: options.runner.clone(),
                 expected: "DirectRunner (the embedded runner); no other runner is built in".into(),
-            }
-            .into());
-        }
-        if options.streaming {
-            return Err(OptionsError::Invalid {
-                flag: "streaming".into(),
-                value: "true".into(),
-                expected: "batch mode: this version of the runner executes bounded pipelines only"
-                    .into(),
             }
             .into());
         }
@@ -285,13 +278,15 @@ impl Pipeline {
 
         let graph = Arc::new(self.validated_graph()?);
         let plan = Arc::new(sluice_plan::optimize(&graph, &OptimizeOptions::default()));
+        // Streaming when asked, or when a source never ends.
+        let streaming = options.streaming || graph.pcollections.iter().any(|pc| !pc.bounded);
         let job_id = new_job_id();
         let job_name = options.job_name.clone().unwrap_or_else(default_job_name);
         let description = sluice_plan::json::pipeline_description(&graph, &plan);
         let mut job_json = json!({
             "id": job_id,
             "name": job_name,
-            "type": "JOB_TYPE_BATCH",
+            "type": if streaming { "JOB_TYPE_STREAMING" } else { "JOB_TYPE_BATCH" },
             "currentState": if options.dry_run { "JOB_STATE_PENDING" } else { "JOB_STATE_RUNNING" },
             "createTime": now_rfc3339(),
             "labels": options.labels,
@@ -317,6 +312,21 @@ impl Pipeline {
         );
         let mut config = RunnerConfig::new(job_id.clone(), workers);
         config.max_bundle_attempts = options.max_bundle_attempts;
+        if streaming {
+            config.streaming = true;
+            // A streaming job does not give up on a bundle unless told to.
+            if !options.max_bundle_attempts_given {
+                config.max_bundle_attempts = u32::MAX;
+            }
+            if let Some(clock) = graph.leaves().find_map(|(_, t)| match &t.payload {
+                sluice_plan::Payload::Read(s) | sluice_plan::Payload::Create(s) => s.test_clock(),
+                _ => None,
+            }) {
+                config.clock = clock;
+            } else {
+                crate::drain::on_signals(&config.drain);
+            }
+        }
         config.stuck_bundle_warning = std::time::Duration::from_secs_f64(options.stuck_bundle_secs);
         let outcome = sluice_runtime::run(graph.clone(), plan.clone(), config);
         match (&outcome.state, &outcome.error) {

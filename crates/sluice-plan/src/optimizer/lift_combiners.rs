@@ -51,17 +51,21 @@ impl OptimizerRule for LiftCombiners {
             };
             // Merging windows (sessions) are only known once a key's windows meet at the
             // grouping; a partial combine per bundle cannot know which session a value
-            // ends up in.
-            let merging = graph.steps[write.0]
-                .inputs
-                .iter()
-                .any(|e| match graph.edge(*e).kind {
-                    crate::execution::EdgeKind::PCollection(pc) => {
-                        pipeline.pcollection(pc).windowing.is_merging()
-                    }
-                    _ => false,
-                });
-            if merging {
+            // ends up in. And a trigger other than the default may count elements, which a
+            // partial combine would turn into accumulators.
+            let unliftable =
+                graph.steps[write.0]
+                    .inputs
+                    .iter()
+                    .any(|e| match graph.edge(*e).kind {
+                        crate::execution::EdgeKind::PCollection(pc) => {
+                            let windowing = &pipeline.pcollection(pc).windowing;
+                            windowing.is_merging()
+                                || windowing.trigger != sluice_core::trigger::Trigger::Default
+                        }
+                        _ => false,
+                    });
+            if unliftable {
                 continue;
             }
             let combine = graph.steps[c].clone();
@@ -179,7 +183,9 @@ Write Write: Format.out
         let pairs = g.create("Pairs");
         g.g.set_windowing(
             pairs,
-            std::sync::Arc::new(sluice_core::windowing::Sessions::with_gap_millis(10)),
+            std::sync::Arc::new(sluice_core::trigger::Windowing::new(std::sync::Arc::new(
+                sluice_core::windowing::Sessions::with_gap_millis(10),
+            ))),
         );
         let _ = g.combine_per_key("Count", pairs);
         let (before, after) = lifted(&g.g);

@@ -33,16 +33,21 @@
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
+use sluice_core::panes::{Firing, Panes};
 use sluice_core::receiver::{AnyPort, AnyReceiver, Port, TypeMismatch};
 use sluice_core::shuffle::{GroupingKey, KeyedTable, ShuffleRecord, ShuffleWriter};
+use sluice_core::trigger::Windowing;
 use sluice_core::unit::{CombineFactory, ShuffleReader, UnitContext, attached};
 use sluice_core::{
-    Coder, Element, ExecError, Receiver, UnitResult, Window, WindowedValue, key_hash, route,
+    Coder, Element, ExecError, Receiver, Timestamp, UnitResult, Window, WindowedValue, key_hash,
+    route,
 };
 use sluice_plan::Payload;
 
 use crate::pcollection::PCollection;
-use crate::transforms::group_by_key::{GroupByKeyPayload, KeySplit, Pairs, check_key_coder};
+use crate::transforms::group_by_key::{
+    GroupByKeyPayload, KeySplit, Pairs, check_key_coder, count_dropped,
+};
 use crate::transforms::guard;
 
 /// How to reduce many values to one, in parts: values are added to accumulators,
@@ -97,7 +102,7 @@ impl<T: Element> PCollection<T> {
             }
             // Only the global window exists whatever the input: other windows have a result
             // only where they have elements (Beam's `withoutDefaults`).
-            let default_key = input.windowing().is_global().then_some(void_key);
+            let default_key = input.windowing().window_fn.is_global().then_some(void_key);
             combine_per_key::<Pairs<(), T>, F>(&keyed, "CombinePerKey", combine_fn, default_key)
                 .map("Values", |(_, out): ((), F::Output)| out)
         })
@@ -125,6 +130,7 @@ pub(crate) fn combine_per_key<S: KeySplit, F: CombineFn<Input = S::Value>>(
             Payload::CombineValues(Arc::new(CombinePayload::<S, F> {
                 prototype: Mutex::new(combine_fn),
                 default_key,
+                windowing: input.windowing(),
                 _split: std::marker::PhantomData,
             })),
         )
@@ -135,6 +141,8 @@ pub(crate) fn combine_per_key<S: KeySplit, F: CombineFn<Input = S::Value>>(
 struct CombinePayload<S, F> {
     prototype: Mutex<F>,
     default_key: Option<Vec<u8>>,
+    /// The input's windowing (the lifted merge groups by it).
+    windowing: Arc<Windowing>,
     _split: std::marker::PhantomData<fn(S)>,
 }
 
@@ -168,9 +176,8 @@ impl<S: KeySplit, F: CombineFn<Input = S::Value>> CombineFactory for CombinePayl
         Ok(Box::new(MergeAccumulators::<S::Key, F> {
             combine_fn: self.instance(ctx)?,
             ctx: ctx.clone(),
-            group: GroupingKey::default(),
-            table: KeyedTable::default(),
-            sealed: Vec::new(),
+            panes: Panes::new((*self.windowing).clone(), ctx.streaming),
+            fired: Vec::new(),
             output: None,
             default_key: self.default_key.clone(),
         }))
@@ -240,52 +247,64 @@ impl<S: KeySplit, F: CombineFn<Input = S::Value>> Receiver<S::In> for PartialCom
 struct MergeAccumulators<K, F: CombineFn> {
     combine_fn: F,
     ctx: UnitContext,
-    group: GroupingKey,
-    table: KeyedTable<Option<F::Accumulator>>,
-    sealed: Vec<(Box<[u8]>, Window, F::Accumulator)>,
+    panes: Panes<F::Accumulator>,
+    fired: Vec<Firing<F::Accumulator>>,
     output: Option<Port<(K, F::Output)>>,
     default_key: Option<Vec<u8>>,
 }
 
 impl<K: Element, F: CombineFn> ShuffleReader for MergeAccumulators<K, F> {
+    fn advance(&mut self, watermark: Timestamp, now_ms: i64) {
+        self.panes.advance(watermark, now_ms);
+    }
+
     fn accept(&mut self, record: ShuffleRecord<'_>) -> UnitResult {
         let acc = sluice_core::coder::decode_exact::<F::Accumulator>(record.value)
             .map_err(|e| self.ctx.error(e))?;
-        self.group.set_encoded(record.window, record.key);
-        let slot = self
-            .table
-            .get_or_insert_with(&self.group, key_hash(record.key), || None);
-        match slot {
-            Some(existing) => {
-                let f = &self.combine_fn;
-                guard(&self.ctx, || f.merge_accumulators(existing, acc));
+        let f = &self.combine_fn;
+        let ctx = &self.ctx;
+        let taken = self.panes.accept::<()>(
+            record.key,
+            key_hash(record.key),
+            record.window,
+            |slot| {
+                match slot {
+                    Some(existing) => guard(ctx, || f.merge_accumulators(existing, acc)),
+                    None => *slot = Some(acc),
+                }
                 Ok(())
-            }
-            None => {
-                *slot = Some(acc);
-                Ok(())
-            }
+            },
+            |a, b| guard(ctx, || f.merge_accumulators(a, b)),
+        );
+        if taken == Ok(false) {
+            count_dropped(&self.ctx, &mut self.panes);
         }
+        Ok(())
     }
 
-    fn seal(&mut self) -> Result<usize, Box<ExecError>> {
-        if let Some(key) = &self.default_key {
-            let hash = key_hash(key);
+    fn fire(&mut self) -> Result<usize, Box<ExecError>> {
+        if self.panes.watermark() == Timestamp::MAX
+            && let Some(key) = self.default_key.take()
+        {
+            let hash = key_hash(&key);
             if route(hash, self.ctx.workers) == self.ctx.worker {
                 let f = &self.combine_fn;
-                self.group.set_encoded(Window::Global, key);
-                let slot = self.table.get_or_insert_with(&self.group, hash, || None);
-                if slot.is_none() {
-                    *slot = Some(guard(&self.ctx, || f.create_accumulator()));
-                }
+                let ctx = &self.ctx;
+                self.panes.ensure(&key, hash, Window::Global, || {
+                    guard(ctx, || f.create_accumulator())
+                });
             }
         }
-        self.sealed = self
-            .table
-            .drain()
-            .filter_map(|(k, w, acc)| acc.map(|a| (k, w, a)))
-            .collect();
-        Ok(self.sealed.len())
+        self.fired = self.panes.fire();
+        Ok(self.fired.len())
+    }
+
+    fn hold(&self) -> Timestamp {
+        self.panes.hold()
+    }
+
+    fn next_wakeup_ms(&self) -> Option<i64> {
+        self.panes.next_deadline()
     }
 
     fn attach(&mut self, output: AnyPort) -> Result<(), TypeMismatch> {
@@ -303,20 +322,25 @@ impl<K: Element, F: CombineFn> ShuffleReader for MergeAccumulators<K, F> {
 
     fn emit(&mut self, range: Range<usize>) -> UnitResult {
         let output = attached(&mut self.output, &self.ctx)?;
-        for (i, (key, window, acc)) in self.sealed[range.clone()].iter().enumerate() {
+        for (i, firing) in self.fired[range.clone()].iter().enumerate() {
             self.ctx.position.store(
                 (range.start + i) as u64,
                 std::sync::atomic::Ordering::Relaxed,
             );
-            let k = sluice_core::coder::decode_exact::<K>(key).map_err(|e| self.ctx.error(e))?;
-            // Cloned, so that a failed bundle can emit the same groups again.
-            let acc = acc.clone();
+            let k = sluice_core::coder::decode_exact::<K>(&firing.key)
+                .map_err(|e| self.ctx.error(e))?;
             let f = &self.combine_fn;
+            // Cloned, so that a failed bundle can emit the same groups again.
+            let acc = match &firing.contents {
+                Some(acc) => acc.clone(),
+                None => guard(&self.ctx, || f.create_accumulator()),
+            };
             let out = guard(&self.ctx, || f.extract_output(acc));
             output.emit(WindowedValue {
                 value: (k, out),
-                timestamp: window.max_timestamp(),
-                window: *window,
+                timestamp: firing.window.max_timestamp(),
+                window: firing.window,
+                pane: firing.pane,
             })?;
         }
         Ok(())
@@ -344,6 +368,7 @@ impl<K: Element, F: CombineFn> Receiver<(K, Vec<F::Input>)> for CombineGrouped<K
             value: (k, values),
             timestamp,
             window,
+            pane,
         } = element;
         let f = &self.combine_fn;
         let out = guard(&self.ctx, || {
@@ -357,6 +382,7 @@ impl<K: Element, F: CombineFn> Receiver<(K, Vec<F::Input>)> for CombineGrouped<K
             value: (k, out),
             timestamp,
             window,
+            pane,
         })
     }
 

@@ -1,16 +1,17 @@
 //! GroupByKey: all values of each key (and window), together.
 
-use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::ops::Range;
 use std::sync::Arc;
 
+use sluice_core::panes::{Firing, Panes};
 use sluice_core::receiver::{AnyPort, AnyReceiver, Port, TypeMismatch};
-use sluice_core::shuffle::{GroupingKey, KeyedTable, ShuffleRecord, ShuffleWriter};
+use sluice_core::shuffle::{ShuffleRecord, ShuffleWriter};
+use sluice_core::trigger::Windowing;
 use sluice_core::unit::{GroupByKeyFactory, ShuffleReader, UnitContext, attached};
-use sluice_core::windowing::{WindowFn, contains};
 use sluice_core::{
-    Coder, Element, ExecError, Receiver, UnitResult, Window, WindowedValue, key_hash, route,
+    Coder, Element, ExecError, Receiver, Timestamp, UnitResult, Window, WindowedValue, key_hash,
+    route,
 };
 use sluice_plan::Payload;
 
@@ -82,13 +83,13 @@ pub(crate) struct GroupByKeyPayload<S> {
     /// An encoded key that gets a group even when no value arrives for it (the void key
     /// of a global combine, whose empty input still has a result).
     default_key: Option<Vec<u8>>,
-    /// The input's windowing: merging windows (sessions) merge when the groups are sealed.
-    windowing: Arc<dyn WindowFn>,
+    /// The input's windowing: windows, trigger, lateness.
+    windowing: Arc<Windowing>,
     _types: PhantomData<fn(S)>,
 }
 
 impl<S> GroupByKeyPayload<S> {
-    pub(crate) fn new(default_key: Option<Vec<u8>>, windowing: Arc<dyn WindowFn>) -> Self {
+    pub(crate) fn new(default_key: Option<Vec<u8>>, windowing: Arc<Windowing>) -> Self {
         GroupByKeyPayload {
             default_key,
             windowing,
@@ -111,12 +112,10 @@ impl<S: KeySplit> GroupByKeyFactory for GroupByKeyPayload<S> {
     fn reader(&self, ctx: &UnitContext) -> Result<Box<dyn ShuffleReader>, Box<ExecError>> {
         Ok(Box::new(GroupRead::<S::Key, S::Value> {
             ctx: ctx.clone(),
-            group: GroupingKey::default(),
-            table: KeyedTable::default(),
-            sealed: Vec::new(),
+            panes: Panes::new((*self.windowing).clone(), ctx.streaming),
+            fired: Vec::new(),
             output: None,
             default_key: self.default_key.clone(),
-            windowing: self.windowing.clone(),
         }))
     }
 }
@@ -167,7 +166,7 @@ impl<S: KeySplit> Receiver<S::In> for KeyedWrite<S> {
     }
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Group {
     /// The encoded values, back to back (each coder reads exactly its own bytes).
     values: Vec<u8>,
@@ -176,73 +175,59 @@ struct Group {
 
 struct GroupRead<K, V> {
     ctx: UnitContext,
-    group: GroupingKey,
-    table: KeyedTable<Group>,
-    sealed: Vec<(Box<[u8]>, Window, Group)>,
+    panes: Panes<Group>,
+    fired: Vec<Firing<Group>>,
     output: Option<Port<(K, Vec<V>)>>,
     default_key: Option<Vec<u8>>,
-    windowing: Arc<dyn WindowFn>,
-}
-
-/// Merges each key's windows (sessions) and the groups in them.
-fn merge_windows(
-    windowing: &dyn WindowFn,
-    groups: Vec<(Box<[u8]>, Window, Group)>,
-) -> Vec<(Box<[u8]>, Window, Group)> {
-    let mut by_key: BTreeMap<Box<[u8]>, Vec<(Window, Group)>> = BTreeMap::new();
-    for (key, window, group) in groups {
-        by_key.entry(key).or_default().push((window, group));
-    }
-    let mut merged_groups = Vec::new();
-    for (key, entries) in by_key {
-        let mut windows: Vec<Window> = entries.iter().map(|(w, _)| *w).collect();
-        let merged = windowing.merge(&mut windows);
-        let mut groups: Vec<Group> = merged.iter().map(|_| Group::default()).collect();
-        for (window, group) in entries {
-            let i = merged
-                .iter()
-                .position(|m| contains(*m, window))
-                .unwrap_or(0);
-            groups[i].values.extend_from_slice(&group.values);
-            groups[i].count += group.count;
-        }
-        merged_groups.extend(
-            merged
-                .into_iter()
-                .zip(groups)
-                .map(|(w, g)| (key.clone(), w, g)),
-        );
-    }
-    merged_groups
 }
 
 impl<K: Element, V: Element> ShuffleReader for GroupRead<K, V> {
+    fn advance(&mut self, watermark: Timestamp, now_ms: i64) {
+        self.panes.advance(watermark, now_ms);
+    }
+
     fn accept(&mut self, record: ShuffleRecord<'_>) -> UnitResult {
-        self.group.set_encoded(record.window, record.key);
-        let group =
-            self.table
-                .get_or_insert_with(&self.group, key_hash(record.key), Group::default);
-        group.values.extend_from_slice(record.value);
-        group.count += 1;
+        let taken = self.panes.accept::<()>(
+            record.key,
+            key_hash(record.key),
+            record.window,
+            |group| {
+                let group = group.get_or_insert_with(Group::default);
+                group.values.extend_from_slice(record.value);
+                group.count += 1;
+                Ok(())
+            },
+            |a, b| {
+                a.values.extend_from_slice(&b.values);
+                a.count += b.count;
+            },
+        );
+        if taken == Ok(false) {
+            count_dropped(&self.ctx, &mut self.panes);
+        }
         Ok(())
     }
 
-    fn seal(&mut self) -> Result<usize, Box<ExecError>> {
-        if let Some(key) = &self.default_key {
-            let hash = key_hash(key);
+    fn fire(&mut self) -> Result<usize, Box<ExecError>> {
+        if self.panes.watermark() == Timestamp::MAX
+            && let Some(key) = self.default_key.take()
+        {
+            let hash = key_hash(&key);
             if route(hash, self.ctx.workers) == self.ctx.worker {
-                self.group.set_encoded(Window::Global, key);
-                self.table
-                    .get_or_insert_with(&self.group, hash, Group::default);
+                self.panes
+                    .ensure(&key, hash, Window::Global, Group::default);
             }
         }
-        let groups: Vec<(Box<[u8]>, Window, Group)> = self.table.drain().collect();
-        self.sealed = if self.windowing.is_merging() {
-            merge_windows(&*self.windowing, groups)
-        } else {
-            groups
-        };
-        Ok(self.sealed.len())
+        self.fired = self.panes.fire();
+        Ok(self.fired.len())
+    }
+
+    fn hold(&self) -> Timestamp {
+        self.panes.hold()
+    }
+
+    fn next_wakeup_ms(&self) -> Option<i64> {
+        self.panes.next_deadline()
     }
 
     fn attach(&mut self, output: AnyPort) -> Result<(), TypeMismatch> {
@@ -260,21 +245,26 @@ impl<K: Element, V: Element> ShuffleReader for GroupRead<K, V> {
 
     fn emit(&mut self, range: Range<usize>) -> UnitResult {
         let output = attached(&mut self.output, &self.ctx)?;
-        for (i, (key, window, group)) in self.sealed[range.clone()].iter().enumerate() {
+        for (i, firing) in self.fired[range.clone()].iter().enumerate() {
             self.ctx.position.store(
                 (range.start + i) as u64,
                 std::sync::atomic::Ordering::Relaxed,
             );
-            let k = sluice_core::coder::decode_exact::<K>(key).map_err(|e| self.ctx.error(e))?;
-            let mut input = &group.values[..];
-            let mut values = Vec::with_capacity(group.count);
-            for _ in 0..group.count {
-                values.push(V::decode_from(&mut input).map_err(|e| self.ctx.error(e))?);
+            let k = sluice_core::coder::decode_exact::<K>(&firing.key)
+                .map_err(|e| self.ctx.error(e))?;
+            let mut values = Vec::new();
+            if let Some(group) = &firing.contents {
+                let mut input = &group.values[..];
+                values.reserve(group.count);
+                for _ in 0..group.count {
+                    values.push(V::decode_from(&mut input).map_err(|e| self.ctx.error(e))?);
+                }
             }
             output.emit(WindowedValue {
                 value: (k, values),
-                timestamp: window.max_timestamp(),
-                window: *window,
+                timestamp: firing.window.max_timestamp(),
+                window: firing.window,
+                pane: firing.pane,
             })?;
         }
         Ok(())
@@ -282,5 +272,15 @@ impl<K: Element, V: Element> ShuffleReader for GroupRead<K, V> {
 
     fn finish_bundle(&mut self) -> UnitResult {
         attached(&mut self.output, &self.ctx)?.finish_bundle()
+    }
+}
+
+/// Moves what `panes` dropped as late into the unit's counters.
+pub(crate) fn count_dropped<C: Clone>(ctx: &UnitContext, panes: &mut Panes<C>) {
+    let dropped = panes.take_dropped();
+    if dropped > 0 {
+        ctx.counters
+            .late_dropped
+            .set(ctx.counters.late_dropped.get() + dropped);
     }
 }

@@ -49,7 +49,7 @@
 //! assert_eq!(out.values().len(), 1);
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::marker::PhantomData;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
@@ -57,6 +57,7 @@ use std::sync::{Arc, Mutex};
 use sluice_core::coder::{CoderError, decode_exact};
 use sluice_core::receiver::{AnyPort, AnyReceiver, Port, TypeMismatch};
 use sluice_core::shuffle::{GroupingKey, KeyedTable, ShuffleRecord, ShuffleWriter};
+use sluice_core::trigger::Windowing;
 use sluice_core::unit::{ShuffleReader, StatefulFactory, UnitContext, attached};
 use sluice_core::{BoxError, Coder, Element, ExecError, Timestamp, UnitResult, Window, key_hash};
 use sluice_plan::Payload;
@@ -222,6 +223,7 @@ impl<F> StateCell for CombiningState<F> {
 }
 
 /// A cell's contents, encoded.
+#[derive(Clone)]
 enum Cell {
     Value(Vec<u8>),
     Bag { bytes: Vec<u8>, count: usize },
@@ -229,7 +231,7 @@ enum Cell {
 }
 
 /// The state and timers of one key in one window.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct KeyState {
     cells: HashMap<String, Cell>,
     timers: BTreeMap<String, (TimeDomain, Timestamp)>,
@@ -440,6 +442,7 @@ impl<K: Element, V: Element> PCollection<(K, V)> {
         }
         let payload = StatefulPayload {
             prototype: Arc::new(Mutex::new(dofn)),
+            windowing: self.windowing(),
         };
         self.apply_leaf(name, Payload::StatefulParDo(Arc::new(payload)))
     }
@@ -447,6 +450,7 @@ impl<K: Element, V: Element> PCollection<(K, V)> {
 
 struct StatefulPayload<D> {
     prototype: Arc<Mutex<D>>,
+    windowing: Arc<Windowing>,
 }
 
 fn instantiate<D: StatefulDoFn>(
@@ -478,52 +482,96 @@ impl<D: StatefulDoFn> StatefulFactory for StatefulPayload<D> {
             ctx: ctx.clone(),
             prototype: self.prototype.clone(),
             dofn: Some(instantiate(&self.prototype, ctx)?),
+            windowing: (*self.windowing).clone(),
+            watermark: Timestamp::MIN,
+            now_ms: i64::MIN,
             group: GroupingKey::default(),
-            table: KeyedTable::default(),
-            sealed: Vec::new(),
+            pending: KeyedTable::default(),
+            states: HashMap::new(),
+            fired: Vec::new(),
+            changes: Vec::new(),
+            event_timers: BTreeSet::new(),
+            processing_timers: BTreeSet::new(),
+            expiries: BTreeSet::new(),
             output: None,
         }))
     }
 }
 
 /// A key's elements: encoded values back to back, with their timestamps.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Elements {
     values: Vec<u8>,
     timestamps: Vec<Timestamp>,
 }
 
-/// Runs the DoFn over each key's elements, then its timers.
+/// One key in one window with something to do: elements to process, timers due, or its
+/// window expiring.
+struct KeyWork {
+    /// The window's encoding followed by the key's: the key of its state.
+    id: Box<[u8]>,
+    key: Box<[u8]>,
+    window: Window,
+    elements: Elements,
+    /// The window has expired: every timer fires, then the state is dropped.
+    expiring: bool,
+}
+
+/// Runs the DoFn over each key's elements as they arrive, and its timers as the
+/// watermark and the clock pass them; keeps each key's state between bundles.
 struct StatefulRead<D: StatefulDoFn> {
     ctx: UnitContext,
     prototype: Arc<Mutex<D>>,
     dofn: Option<D>,
+    windowing: Windowing,
+    watermark: Timestamp,
+    now_ms: i64,
     group: GroupingKey,
-    table: KeyedTable<Elements>,
-    sealed: Vec<(Box<[u8]>, Window, Elements)>,
+    /// Received since the last firing.
+    pending: KeyedTable<Elements>,
+    /// Committed state per key and window, by id.
+    states: HashMap<Box<[u8]>, KeyState>,
+    /// What the current firing has to do.
+    fired: Vec<KeyWork>,
+    /// The state each key of the current bundle ends with (`None`: dropped), applied when
+    /// the bundle commits.
+    changes: Vec<(Box<[u8]>, Window, Option<KeyState>)>,
+    /// Event-time timers by time (entries may be stale: they only prompt a look).
+    event_timers: BTreeSet<(Timestamp, Box<[u8]>)>,
+    /// Processing-time timers by time in ms (possibly stale).
+    processing_timers: BTreeSet<(i64, Box<[u8]>)>,
+    /// States by the time their window expires.
+    expiries: BTreeSet<(Timestamp, Box<[u8]>)>,
     output: Option<Port<D::Out>>,
+}
+
+/// Splits a state id into its window and encoded key.
+fn split_id(id: &[u8]) -> (Window, Box<[u8]>) {
+    let mut rest = id;
+    let window = Window::decode_from(&mut rest).unwrap_or(Window::Global);
+    (window, Box::from(rest))
 }
 
 impl<D: StatefulDoFn> StatefulRead<D> {
     fn run_key(&mut self, index: usize) -> UnitResult {
         let ctx = &self.ctx;
-        let (key_bytes, window, elements) = &self.sealed[index];
-        let window = *window;
-        let key = decode_exact::<D::Key>(key_bytes).map_err(|e| ctx.error(e))?;
+        let work = &self.fired[index];
+        let window = work.window;
+        let key = decode_exact::<D::Key>(&work.key).map_err(|e| ctx.error(e))?;
         let dofn = self
             .dofn
             .as_mut()
             .ok_or_else(|| ctx.error("internal error: no DoFn instance"))?;
         let output = attached(&mut self.output, ctx)?;
-        let mut key_state = KeyState::default();
-        let mut input = &elements.values[..];
+        let mut key_state = self.states.get(&work.id).cloned().unwrap_or_default();
+        let mut input = &work.elements.values[..];
         let run = |result: Result<(), BoxError>, out: &mut Context<'_, D::Out>| -> UnitResult {
             if let Some(e) = out.take_downstream() {
                 return Err(e);
             }
             result.map_err(|e| ctx.error(e).with_element(sluice_core::render_element(&key)))
         };
-        for timestamp in &elements.timestamps {
+        for timestamp in &work.elements.timestamps {
             let value = D::Value::decode_from(&mut input).map_err(|e| ctx.error(e))?;
             let mut out = Context::for_output(
                 output,
@@ -541,11 +589,22 @@ impl<D: StatefulDoFn> StatefulRead<D> {
             });
             run(result, &mut out)?;
         }
-        // The key's input is complete: fire its timers in time order, event time first.
+        // Timers that are due, in time order, event time first; all of them when the
+        // window expires.
+        let (watermark, now_us) = (self.watermark, self.now_ms.saturating_mul(1000));
+        let expiring = work.expiring;
+        let due = |domain: TimeDomain, at: Timestamp| {
+            expiring
+                || match domain {
+                    TimeDomain::EventTime => at < watermark,
+                    TimeDomain::ProcessingTime => at.0 <= now_us,
+                }
+        };
         let mut fired = 0;
         while let Some((name, (domain, at))) = key_state
             .timers
             .iter()
+            .filter(|(_, (domain, at))| due(*domain, *at))
             .min_by_key(|(_, (domain, at))| (*domain, *at))
             .map(|(n, t)| (n.clone(), *t))
         {
@@ -582,25 +641,126 @@ impl<D: StatefulDoFn> StatefulRead<D> {
             });
             run(result, &mut out)?;
         }
-        // The window has expired for this key: its state is dropped with `key_state`.
+        // An expired window's state is dropped.
+        let after = (!expiring).then_some(key_state);
+        self.changes.push((work.id.clone(), window, after));
         Ok(())
     }
 }
 
 impl<D: StatefulDoFn> ShuffleReader for StatefulRead<D> {
+    fn advance(&mut self, watermark: Timestamp, now_ms: i64) {
+        self.watermark = self.watermark.max(watermark);
+        self.now_ms = self.now_ms.max(now_ms);
+    }
+
     fn accept(&mut self, record: ShuffleRecord<'_>) -> UnitResult {
+        if self.windowing.gc_time(record.window) < self.watermark {
+            // Too late: the window's state is gone.
+            self.ctx
+                .counters
+                .late_dropped
+                .set(self.ctx.counters.late_dropped.get() + 1);
+            return Ok(());
+        }
         self.group.set_encoded(record.window, record.key);
         let elements =
-            self.table
+            self.pending
                 .get_or_insert_with(&self.group, key_hash(record.key), Elements::default);
         elements.values.extend_from_slice(record.value);
         elements.timestamps.push(record.timestamp);
         Ok(())
     }
 
-    fn seal(&mut self) -> Result<usize, Box<ExecError>> {
-        self.sealed = self.table.drain().collect();
-        Ok(self.sealed.len())
+    fn fire(&mut self) -> Result<usize, Box<ExecError>> {
+        if !self.ctx.streaming && self.watermark < Timestamp::MAX {
+            // A batch job processes each key's input once it is complete.
+            self.fired.clear();
+            return Ok(0);
+        }
+        let mut work: Vec<KeyWork> = Vec::new();
+        let mut index: HashMap<Box<[u8]>, usize> = HashMap::new();
+        for (key, window, elements) in self.pending.drain() {
+            let mut id = Vec::with_capacity(key.len() + 17);
+            window.encode_to(&mut id);
+            id.extend_from_slice(&key);
+            let id: Box<[u8]> = id.into();
+            index.insert(id.clone(), work.len());
+            work.push(KeyWork {
+                id,
+                key,
+                window,
+                elements,
+                expiring: false,
+            });
+        }
+        let mut prompt =
+            |id: Box<[u8]>, expiring: bool, work: &mut Vec<KeyWork>| match index.get(&id) {
+                Some(&i) => work[i].expiring |= expiring,
+                None => {
+                    let (window, key) = split_id(&id);
+                    index.insert(id.clone(), work.len());
+                    work.push(KeyWork {
+                        id,
+                        key,
+                        window,
+                        elements: Elements::default(),
+                        expiring,
+                    });
+                }
+            };
+        while self
+            .event_timers
+            .first()
+            .is_some_and(|(at, _)| *at < self.watermark)
+        {
+            if let Some((_, id)) = self.event_timers.pop_first()
+                && self.states.contains_key(&id)
+            {
+                prompt(id, false, &mut work);
+            }
+        }
+        while self
+            .processing_timers
+            .first()
+            .is_some_and(|(at, _)| *at <= self.now_ms)
+        {
+            if let Some((_, id)) = self.processing_timers.pop_first()
+                && self.states.contains_key(&id)
+            {
+                prompt(id, false, &mut work);
+            }
+        }
+        while self
+            .expiries
+            .first()
+            .is_some_and(|(at, _)| *at < self.watermark)
+        {
+            if let Some((_, id)) = self.expiries.pop_first()
+                && self.states.contains_key(&id)
+            {
+                prompt(id, true, &mut work);
+            }
+        }
+        // Elements of a window that expires with them are processed, then the window's
+        // timers fire, then its state goes.
+        for w in &mut work {
+            if self.windowing.gc_time(w.window) < self.watermark {
+                w.expiring = true;
+            }
+        }
+        self.fired = work;
+        Ok(self.fired.len())
+    }
+
+    fn hold(&self) -> Timestamp {
+        self.event_timers
+            .first()
+            .map_or(Timestamp::MAX, |(at, _)| *at)
+    }
+
+    fn next_wakeup_ms(&self) -> Option<i64> {
+        self.processing_timers.first().map(|(at, _)| *at)
     }
 
     fn attach(&mut self, output: AnyPort) -> Result<(), TypeMismatch> {
@@ -613,6 +773,7 @@ impl<D: StatefulDoFn> ShuffleReader for StatefulRead<D> {
     }
 
     fn start_bundle(&mut self) -> UnitResult {
+        self.changes.clear();
         if self.dofn.is_none() {
             self.dofn = Some(instantiate(&self.prototype, &self.ctx)?);
         }
@@ -633,8 +794,38 @@ impl<D: StatefulDoFn> ShuffleReader for StatefulRead<D> {
         attached(&mut self.output, &self.ctx)?.finish_bundle()
     }
 
+    fn commit(&mut self) {
+        for (id, window, after) in std::mem::take(&mut self.changes) {
+            match after {
+                Some(state) => {
+                    for (domain, at) in state.timers.values() {
+                        match domain {
+                            TimeDomain::EventTime => {
+                                self.event_timers.insert((*at, id.clone()));
+                            }
+                            TimeDomain::ProcessingTime => {
+                                self.processing_timers
+                                    .insert((at.0.div_euclid(1000), id.clone()));
+                            }
+                        }
+                    }
+                    if !self.states.contains_key(&id) {
+                        self.expiries
+                            .insert((self.windowing.gc_time(window), id.clone()));
+                    }
+                    self.states.insert(id, state);
+                }
+                None => {
+                    self.states.remove(&id);
+                }
+            }
+        }
+    }
+
     fn abort(&mut self) {
-        // The instance that failed is torn down; the retry sets up a fresh one.
+        // What the failed bundle did to state is forgotten; the retry starts from the
+        // committed state with a fresh instance.
+        self.changes.clear();
         if let Some(mut dofn) = self.dofn.take() {
             dofn.teardown();
             self.ctx

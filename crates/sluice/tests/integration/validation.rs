@@ -89,7 +89,7 @@ fn every_problem_is_reported_at_once() {
 }
 
 #[test]
-fn an_unknown_runner_or_streaming_is_refused_with_the_flag_named() {
+fn an_unknown_runner_is_refused_with_the_flag_named() {
     let p = pipeline_with(1, &["--runner=FlinkRunner"]);
     let _ = p.create("Numbers", vec![1u8]).collect("Out");
     let text = p.run().unwrap_err().to_string();
@@ -97,11 +97,6 @@ fn an_unknown_runner_or_streaming_is_refused_with_the_flag_named() {
         text.contains("--runner") && text.contains("FlinkRunner") && text.contains("DirectRunner"),
         "{text}"
     );
-
-    let p = pipeline_with(1, &["--streaming"]);
-    let _ = p.create("Numbers", vec![1u8]).collect("Out");
-    let text = p.run().unwrap_err().to_string();
-    assert!(text.contains("--streaming"), "{text}");
 }
 
 #[test]
