@@ -248,7 +248,11 @@ impl<C: Clone> Panes<C> {
             if self.machine.should_fire(&slot.trigger, &ctx) {
                 self.dirty.insert(window);
             }
-            if let Some(deadline) = self.machine.next_deadline(&slot.trigger) {
+            // A deadline already passed needs no wakeup: the element's evaluation above
+            // saw it.
+            if let Some(deadline) = self.machine.next_deadline(&slot.trigger)
+                && deadline > self.now_ms
+            {
                 self.deadlines.insert((deadline, window));
             }
         }
@@ -349,7 +353,9 @@ impl<C: Clone> Panes<C> {
             if self.machine.should_fire(&slot.trigger, &ctx) {
                 self.key_dirty.insert(boxed.clone());
             }
-            if let Some(deadline) = self.machine.next_deadline(&slot.trigger) {
+            if let Some(deadline) = self.machine.next_deadline(&slot.trigger)
+                && deadline > self.now_ms
+            {
                 self.key_deadlines.insert((deadline, boxed.clone()));
             }
         }
@@ -440,9 +446,12 @@ impl<C: Clone> Panes<C> {
                     slot,
                     out,
                 );
+                // Deadlines already passed did not fire the trigger (another part of it
+                // holds it back); the next element re-evaluates it.
                 if let Some(d) = (self.eager && !slot.closed)
                     .then(|| self.machine.next_deadline(&slot.trigger))
                     .flatten()
+                    .filter(|d| *d > self.now_ms)
                 {
                     deadlines.push(d);
                 }
@@ -510,6 +519,7 @@ impl<C: Clone> Panes<C> {
                 if self.eager
                     && !slot.closed
                     && let Some(d) = self.machine.next_deadline(&slot.trigger)
+                    && d > self.now_ms
                 {
                     self.key_deadlines.insert((d, key.clone()));
                 }

@@ -124,7 +124,7 @@ impl Window {
 }
 
 /// When a pane fired, relative to the watermark passing the end of its window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum PaneTiming {
     /// Before the watermark passed the end of the window: a speculative result.
     Early,
@@ -160,6 +160,34 @@ impl PaneInfo {
         is_first: true,
         is_last: true,
     };
+}
+
+impl crate::coder::Coder for PaneTiming {
+    fn encode_to(&self, out: &mut Vec<u8>) -> Result<(), crate::coder::CoderError> {
+        out.push(match self {
+            PaneTiming::Early => 0,
+            PaneTiming::OnTime => 1,
+            PaneTiming::Late => 2,
+            PaneTiming::Unknown => 3,
+        });
+        Ok(())
+    }
+    fn decode_from(input: &mut &[u8]) -> Result<Self, crate::coder::CoderError> {
+        let (&tag, rest) = input
+            .split_first()
+            .ok_or_else(|| crate::coder::CoderError::truncated("PaneTiming"))?;
+        *input = rest;
+        match tag {
+            0 => Ok(PaneTiming::Early),
+            1 => Ok(PaneTiming::OnTime),
+            2 => Ok(PaneTiming::Late),
+            3 => Ok(PaneTiming::Unknown),
+            t => Err(crate::coder::CoderError::decode(
+                "PaneTiming",
+                format!("unknown tag {t}"),
+            )),
+        }
+    }
 }
 
 impl Default for PaneInfo {

@@ -215,7 +215,8 @@ fn build_stage<'s>(
                 });
             }
             let sides_complete = frontiers[main_inputs..].iter().all(|f| f.is_empty());
-            let work = run.work(watermark, sides_complete, now_ms);
+            let inputs_done = frontiers[..main_inputs].iter().all(|f| f.is_empty());
+            let work = run.work(watermark, inputs_done, sides_complete, now_ms);
             let mut sent = 0;
             if !capabilities.is_empty() {
                 // One capability per output: each output's batches go out under its own.
@@ -485,18 +486,16 @@ impl StageRun {
         let idle =
             self.queue.is_empty() && self.next_group >= self.groups && self.fired_since_accept;
         if idle {
-            let waiting = self
+            // Caught up on processing time until just before its next deadline.
+            let caught_up = self
                 .instance
                 .as_ref()
                 .and_then(StageInstance::next_wakeup_ms)
-                .is_some_and(|at| at <= self.fired_at.1);
+                .map_or(i64::MAX, |at| at - 1);
             acted
                 .watermark
                 .store(engine_time(self.fired_at.0), Ordering::Release);
-            acted.now_ms.store(
-                if waiting { i64::MIN } else { self.fired_at.1 },
-                Ordering::Release,
-            );
+            acted.now_ms.store(caught_up, Ordering::Release);
         }
         acted.idle.store(idle, Ordering::Release);
     }
@@ -575,7 +574,13 @@ impl StageRun {
         Ok(())
     }
 
-    fn work(&mut self, watermark: Timestamp, sides_complete: bool, now_ms: i64) -> Work {
+    fn work(
+        &mut self,
+        watermark: Timestamp,
+        inputs_done: bool,
+        sides_complete: bool,
+        now_ms: i64,
+    ) -> Work {
         let done = Work {
             finished: true,
             ..Work::default()
@@ -612,7 +617,9 @@ impl StageRun {
                 },
                 RootKind::Shuffle => match self.next_groups(watermark, now_ms) {
                     Ok(Some(pending)) => pending,
-                    Ok(None) if watermark == Timestamp::MAX => {
+                    // Only once no input can arrive: a watermark at the end of time
+                    // may still bring late data.
+                    Ok(None) if inputs_done => {
                         self.finish();
                         return done;
                     }
@@ -709,8 +716,11 @@ impl StageRun {
             let Some(rest) = &split.rest else {
                 continue;
             };
+            // A hand-moved clock does not move while the source waits: its waits are
+            // polls, timed by the wakeup after the read that asked to wait.
+            let manual = self.job.config.clock.is_manual();
             match split.not_before_ms {
-                Some(at) if at > now_ms => {
+                Some(at) if at > now_ms && !manual => {
                     earliest = Some(earliest.map_or(at, |e: i64| e.min(at)));
                 }
                 _ => {
@@ -822,12 +832,22 @@ impl StageRun {
                 let report = instance.take_step_report(true);
                 self.instance = Some(instance);
                 self.record_steps(report);
+                let mut wait = None;
                 if let (Some((slot, c)), Some(splits)) = (continuation, self.splits.as_mut())
                     && let Some(split) = splits.get_mut(slot)
                 {
                     split.rest = c.rest;
                     split.watermark = split.watermark.max(c.watermark);
                     split.not_before_ms = c.not_before_ms;
+                    wait = c.not_before_ms;
+                }
+                if let Some(at) = wait {
+                    // The source has nothing due: come back then, not at once.
+                    return Work {
+                        emitted: self.commit(output),
+                        wakeup_ms: Some(at),
+                        ..Work::default()
+                    };
                 }
                 Work {
                     emitted: self.commit(output),

@@ -15,6 +15,8 @@
 //! - `failures.rs`: failed jobs — final state, error text, no output left behind.
 //! - `retries.rs`: bundle retries, teardown, coupled failure, dead letters.
 //! - `windowing.rs`: event time and windows (fixed, sliding, sessions) in batch.
+//! - `streaming.rs`: watermarks, triggers, lateness and panes on hand-made timelines
+//!   (`TestStream`), and the validation of unsafe windowing.
 //! - `example.rs`: the example binaries as a user runs them (exit codes, stdout, logs).
 //!
 //! A test named `regression_*` pins a bug that was fixed; its doc comment says which.
@@ -31,6 +33,7 @@ mod example;
 mod failures;
 mod plan;
 mod retries;
+mod streaming;
 mod transforms;
 mod validation;
 mod windowing;
