@@ -31,12 +31,12 @@
 //! };
 //! count_one(&mut panes);
 //! count_one(&mut panes);
-//! let early = panes.fire();
+//! let early = panes.fire(|a, b| *a += b);
 //! count_one(&mut panes);
 //! assert_eq!(early.len(), 1);
 //! assert_eq!((early[0].contents, early[0].pane.timing), (Some(2), PaneTiming::Early));
 //! panes.advance(Timestamp::from_millis(10), 0);
-//! let on_time = panes.fire();
+//! let on_time = panes.fire(|a, b| *a += b);
 //! assert_eq!((on_time[0].contents, on_time[0].pane.timing), (Some(1), PaneTiming::OnTime));
 //! ```
 
@@ -264,11 +264,29 @@ impl<C: Clone> Panes<C> {
         key: &[u8],
         window: Window,
         add: impl FnOnce(&mut Option<C>) -> Result<(), E>,
-        mut merge: impl FnMut(&mut C, C),
+        merge: impl FnMut(&mut C, C),
     ) -> Result<bool, E> {
+        if !self.eager {
+            // Batch: windows merge once, when they fire; until then each key keeps its
+            // windows as they came (the same window twice in a row shares a slot).
+            let slots = self.keys.entry(Box::from(key)).or_default();
+            match slots.last_mut() {
+                Some(last) if last.window == window => {
+                    add(&mut last.contents)?;
+                    last.elements += 1;
+                }
+                _ => {
+                    let mut slot = Slot::new(window, Vec::new());
+                    add(&mut slot.contents)?;
+                    slot.elements = 1;
+                    slots.push(slot);
+                }
+            }
+            return Ok(true);
+        }
         let fresh = self.new_slot(window);
         let slots = self.keys.entry(Box::from(key)).or_default();
-        let mut target = match slots.iter().position(|s| s.window == window) {
+        let target = match slots.iter().position(|s| s.window == window) {
             Some(i) => i,
             None => {
                 slots.push(fresh);
@@ -276,62 +294,16 @@ impl<C: Clone> Panes<C> {
             }
         };
         // Merge the key's windows, the new one among them.
-        let windows: Vec<Window> = slots.iter().map(|s| s.window).collect();
-        let groups = self.windowing.window_fn.merge(&windows);
-        if !groups.is_empty() {
-            let mut taken: Vec<Option<Slot<C>>> = slots.drain(..).map(Some).collect();
-            let mut merged = Vec::new();
-            let mut merged_target = None;
-            for (merged_window, members) in groups {
-                let mut parts: Vec<Slot<C>> = members
-                    .iter()
-                    .filter_map(|i| taken.get_mut(*i)?.take())
-                    .collect();
-                if parts.is_empty() {
-                    continue;
-                }
-                if members.contains(&target) {
-                    merged_target = Some(merged.len());
-                }
-                let mut result = parts.remove(0);
-                result.window = merged_window;
-                for part in parts {
-                    result.contents = match (result.contents.take(), part.contents) {
-                        (Some(mut a), Some(b)) => {
-                            merge(&mut a, b);
-                            Some(a)
-                        }
-                        (a, b) => a.or(b),
-                    };
-                    result.elements += part.elements;
-                    result.pane_index = result.pane_index.max(part.pane_index);
-                    result.non_speculative = result.non_speculative.max(part.non_speculative);
-                    result.on_time_done |= part.on_time_done;
-                    result.closed &= part.closed;
-                    if self.eager {
-                        self.machine.merge(&mut result.trigger, &[&part.trigger]);
-                    }
-                }
-                merged.push(result);
-            }
-            let mut rest_target = None;
-            let mut rest = Vec::new();
-            for (i, s) in taken.into_iter().enumerate() {
-                if let Some(s) = s {
-                    if i == target {
-                        rest_target = Some(rest.len());
-                    }
-                    rest.push(s);
-                }
-            }
-            target = match (merged_target, rest_target) {
-                (Some(m), _) => m,
-                (None, Some(r)) => merged.len() + r,
-                (None, None) => return Ok(false),
-            };
-            merged.extend(rest);
-            *slots = merged;
-        }
+        let Some(target) = merge_slots(
+            &self.machine,
+            self.eager,
+            &*self.windowing.window_fn,
+            merge,
+            slots,
+            Some(target),
+        ) else {
+            return Ok(false);
+        };
         let Some(slot) = slots.get_mut(target) else {
             return Ok(false);
         };
@@ -348,16 +320,14 @@ impl<C: Clone> Panes<C> {
             now_ms: self.now_ms,
         };
         let boxed: Box<[u8]> = Box::from(key);
-        if self.eager {
-            self.machine.on_element(&mut slot.trigger, &ctx);
-            if self.machine.should_fire(&slot.trigger, &ctx) {
-                self.key_dirty.insert(boxed.clone());
-            }
-            if let Some(deadline) = self.machine.next_deadline(&slot.trigger)
-                && deadline > self.now_ms
-            {
-                self.key_deadlines.insert((deadline, boxed.clone()));
-            }
+        self.machine.on_element(&mut slot.trigger, &ctx);
+        if self.machine.should_fire(&slot.trigger, &ctx) {
+            self.key_dirty.insert(boxed.clone());
+        }
+        if let Some(deadline) = self.machine.next_deadline(&slot.trigger)
+            && deadline > self.now_ms
+        {
+            self.key_deadlines.insert((deadline, boxed.clone()));
         }
         for s in slots.iter() {
             self.key_eow
@@ -390,11 +360,12 @@ impl<C: Clone> Panes<C> {
     }
 
     /// The panes ready to fire, given the watermark and processing time last passed to
-    /// [`Panes::advance`]; expired windows fire their last pane and are dropped.
-    pub fn fire(&mut self) -> Vec<Firing<C>> {
+    /// [`Panes::advance`]; expired windows fire their last pane and are dropped. `merge`
+    /// folds the contents of windows that merge (as in [`Panes::accept`]).
+    pub fn fire(&mut self, merge: impl FnMut(&mut C, C)) -> Vec<Firing<C>> {
         let mut out = Vec::new();
         if self.merging {
-            self.fire_merging(&mut out);
+            self.fire_merging(&mut out, merge);
         } else {
             self.fire_windows(&mut out);
         }
@@ -466,8 +437,12 @@ impl<C: Clone> Panes<C> {
         }
     }
 
-    fn fire_merging(&mut self, out: &mut Vec<Firing<C>>) {
+    fn fire_merging(&mut self, out: &mut Vec<Firing<C>>, merge: impl FnMut(&mut C, C)) {
         let wm = self.watermark;
+        if !self.eager {
+            self.fire_merging_batch(out, merge);
+            return;
+        }
         let mut due: BTreeSet<Box<[u8]>> = std::mem::take(&mut self.key_dirty);
         while let Some((t, _)) = self.key_eow.first() {
             if *t >= wm {
@@ -535,6 +510,59 @@ impl<C: Clone> Panes<C> {
         }
     }
 
+    /// Batch: once the watermark reaches the end of time, each key's windows merge and
+    /// fire together.
+    fn fire_merging_batch(&mut self, out: &mut Vec<Firing<C>>, mut merge: impl FnMut(&mut C, C)) {
+        if self.watermark < Timestamp::MAX {
+            return;
+        }
+        for (key, mut slots) in std::mem::take(&mut self.keys) {
+            // The same window more than once: one slot.
+            slots.sort_by_key(|s| s.window);
+            let mut folded: Vec<Slot<C>> = Vec::with_capacity(slots.len());
+            for slot in slots {
+                match folded.last_mut() {
+                    Some(last) if last.window == slot.window => {
+                        last.contents = match (last.contents.take(), slot.contents) {
+                            (Some(mut a), Some(b)) => {
+                                merge(&mut a, b);
+                                Some(a)
+                            }
+                            (a, b) => a.or(b),
+                        };
+                        last.elements += slot.elements;
+                    }
+                    _ => folded.push(slot),
+                }
+            }
+            merge_slots(
+                &self.machine,
+                false,
+                &*self.windowing.window_fn,
+                &mut merge,
+                &mut folded,
+                None,
+            );
+            for mut slot in folded {
+                let ctx = TriggerContext {
+                    window: slot.window,
+                    watermark: self.watermark,
+                    now_ms: self.now_ms,
+                };
+                evaluate(
+                    &self.machine,
+                    false,
+                    self.windowing.accumulation,
+                    &ctx,
+                    true,
+                    &key,
+                    &mut slot,
+                    out,
+                );
+            }
+        }
+    }
+
     /// The earliest timestamp the panes may still emit a pane at: the watermark hold of
     /// the buffered data ([`Timestamp::MAX`] when nothing is buffered).
     pub fn hold(&self) -> Timestamp {
@@ -557,6 +585,76 @@ impl<C: Clone> Panes<C> {
     pub fn is_empty(&self) -> bool {
         self.windows.is_empty() && self.keys.is_empty()
     }
+}
+
+/// Merges a key's slots as the window function merges their windows; returns where the
+/// slot at `target` ended up.
+fn merge_slots<C>(
+    machine: &TriggerMachine,
+    eager: bool,
+    window_fn: &dyn crate::windowing::WindowFn,
+    mut merge: impl FnMut(&mut C, C),
+    slots: &mut Vec<Slot<C>>,
+    target: Option<usize>,
+) -> Option<usize> {
+    let windows: Vec<Window> = slots.iter().map(|s| s.window).collect();
+    let groups = window_fn.merge(&windows);
+    if groups.is_empty() {
+        return target;
+    }
+    let mut taken: Vec<Option<Slot<C>>> = slots.drain(..).map(Some).collect();
+    let mut merged = Vec::new();
+    let mut merged_target = None;
+    for (merged_window, members) in groups {
+        let mut parts: Vec<Slot<C>> = members
+            .iter()
+            .filter_map(|i| taken.get_mut(*i)?.take())
+            .collect();
+        if parts.is_empty() {
+            continue;
+        }
+        if target.is_some_and(|t| members.contains(&t)) {
+            merged_target = Some(merged.len());
+        }
+        let mut result = parts.remove(0);
+        result.window = merged_window;
+        for part in parts {
+            result.contents = match (result.contents.take(), part.contents) {
+                (Some(mut a), Some(b)) => {
+                    merge(&mut a, b);
+                    Some(a)
+                }
+                (a, b) => a.or(b),
+            };
+            result.elements += part.elements;
+            result.pane_index = result.pane_index.max(part.pane_index);
+            result.non_speculative = result.non_speculative.max(part.non_speculative);
+            result.on_time_done |= part.on_time_done;
+            result.closed &= part.closed;
+            if eager {
+                machine.merge(&mut result.trigger, &[&part.trigger]);
+            }
+        }
+        merged.push(result);
+    }
+    let mut rest_target = None;
+    let mut rest = Vec::new();
+    for (i, s) in taken.into_iter().enumerate() {
+        if let Some(s) = s {
+            if target == Some(i) {
+                rest_target = Some(rest.len());
+            }
+            rest.push(s);
+        }
+    }
+    let new_target = match (merged_target, rest_target) {
+        (Some(m), _) => Some(m),
+        (None, Some(r)) => Some(merged.len() + r),
+        (None, None) => None,
+    };
+    merged.extend(rest);
+    *slots = merged;
+    new_target
 }
 
 /// Fires `slot` if its trigger says so or its window expired, appending the pane to `out`.
@@ -679,10 +777,10 @@ mod tests {
         add(&mut panes, "a", fixed.assign(ms(1))[0], 1);
         add(&mut panes, "a", fixed.assign(ms(2))[0], 2);
         add(&mut panes, "b", fixed.assign(ms(15))[0], 3);
-        assert!(panes.fire().is_empty());
+        assert!(panes.fire(|a: &mut Vec<i64>, b| a.extend(b)).is_empty());
         assert_eq!(panes.hold(), ms(10).min(Timestamp(ms(10).0 - 1)));
         panes.advance(Timestamp::MAX, 0);
-        let fired = panes.fire();
+        let fired = panes.fire(|a: &mut Vec<i64>, b| a.extend(b));
         assert_eq!(
             summary(&fired),
             [
@@ -704,7 +802,7 @@ mod tests {
         add(&mut panes, "a", w, 1);
         panes.advance(ms(10), 0);
         assert_eq!(
-            summary(&panes.fire()),
+            summary(&panes.fire(|a: &mut Vec<i64>, b| a.extend(b))),
             [("a".into(), vec![1], PaneTiming::OnTime, 0, false)]
         );
         assert!(
@@ -712,11 +810,11 @@ mod tests {
             "late but within the allowed lateness"
         );
         assert_eq!(
-            summary(&panes.fire()),
+            summary(&panes.fire(|a: &mut Vec<i64>, b| a.extend(b))),
             [("a".into(), vec![2], PaneTiming::Late, 1, false)]
         );
         panes.advance(ms(16), 0);
-        assert!(panes.fire().is_empty());
+        assert!(panes.fire(|a: &mut Vec<i64>, b| a.extend(b)).is_empty());
         assert!(!add(&mut panes, "a", w, 3), "expired");
         assert_eq!(panes.take_dropped(), 1);
     }
@@ -732,13 +830,13 @@ mod tests {
         }
         // Both firings are due by the time the reader asks: one pane with all four.
         assert_eq!(
-            summary(&panes.fire()),
+            summary(&panes.fire(|a: &mut Vec<i64>, b| a.extend(b))),
             [("a".into(), vec![1, 2, 3, 4], PaneTiming::Early, 0, false)]
         );
         add(&mut panes, "a", Window::Global, 5);
         add(&mut panes, "a", Window::Global, 6);
         assert_eq!(
-            summary(&panes.fire()),
+            summary(&panes.fire(|a: &mut Vec<i64>, b| a.extend(b))),
             [(
                 "a".into(),
                 vec![1, 2, 3, 4, 5, 6],
@@ -749,7 +847,7 @@ mod tests {
         );
         add(&mut panes, "a", Window::Global, 7);
         panes.advance(Timestamp::MAX, 0);
-        let last = panes.fire();
+        let last = panes.fire(|a: &mut Vec<i64>, b| a.extend(b));
         assert_eq!(
             summary(&last),
             [(
@@ -770,7 +868,7 @@ mod tests {
             add(&mut panes, key, sessions.assign(ms(t))[0], t);
         }
         panes.advance(Timestamp::MAX, 0);
-        let fired = panes.fire();
+        let fired = panes.fire(|a: &mut Vec<i64>, b| a.extend(b));
         let mut got: Vec<(String, Window, Vec<i64>)> = fired
             .into_iter()
             .map(|f| {
@@ -801,7 +899,7 @@ mod tests {
         let mut panes = Panes::new(windowing, true);
         add(&mut panes, "a", Window::Global, 1);
         add(&mut panes, "a", Window::Global, 2);
-        let fired = panes.fire();
+        let fired = panes.fire(|a: &mut Vec<i64>, b| a.extend(b));
         assert!(fired[0].pane.is_last);
         assert!(!add(&mut panes, "a", Window::Global, 3));
         assert_eq!(panes.take_dropped(), 1);
@@ -817,10 +915,10 @@ mod tests {
         panes.advance(Timestamp::MIN, 1_000);
         add(&mut panes, "a", Window::Global, 1);
         assert_eq!(panes.next_deadline(), Some(1_100));
-        assert!(panes.fire().is_empty());
+        assert!(panes.fire(|a: &mut Vec<i64>, b| a.extend(b)).is_empty());
         panes.advance(Timestamp::MIN, 1_100);
         assert_eq!(
-            summary(&panes.fire()),
+            summary(&panes.fire(|a: &mut Vec<i64>, b| a.extend(b))),
             [("a".into(), vec![1], PaneTiming::Early, 0, false)]
         );
         assert_eq!(panes.next_deadline(), None);

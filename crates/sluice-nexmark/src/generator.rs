@@ -319,6 +319,11 @@ impl Timeline {
         unreachable!("events_per_epoch covers every step")
     }
 
+    /// The longest delay (µs) between a generator's events: at the slowest rate.
+    pub fn longest_inter_event_delay_us(&self) -> u64 {
+        self.inter_event_delay_us.iter().copied().max().unwrap_or(0)
+    }
+
     /// The delay (µs) between a generator's events around `event_number`.
     pub fn inter_event_delay_us(&self, event_number: u64) -> u64 {
         if let [delay] = self.inter_event_delay_us[..] {

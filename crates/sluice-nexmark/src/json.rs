@@ -15,9 +15,60 @@
 //! assert_eq!(event_from_json(&line).unwrap(), event);
 //! ```
 
-use serde::Deserialize;
+use std::io::Write;
+use std::path::Path;
 
+use serde::Deserialize;
+use sluice::prelude::*;
+
+use crate::generator::{Generator, NexmarkConfig};
 use crate::model::{Auction, Bid, Event, Person};
+
+/// Reads events from JSON-lines files matching `pattern`, stamped with their event
+/// times. A line that is not an event fails the job with the line and what is wrong.
+pub fn read_events(p: &Pipeline, name: &str, pattern: &str) -> sluice::Result<PCollection<Event>> {
+    let lines = p.read_text(name, pattern)?;
+    Ok(lines.composite("Parse", |lines| {
+        lines
+            .try_map("FromJson", |line: String| {
+                event_from_json(&line).map_err(|e| format!("not a Nexmark event ({e}): {line}"))
+            })
+            .with_timestamps("EventTime", |e: &Event| e.timestamp())
+    }))
+}
+
+/// Writes the events of `config`, generator by generator, as JSON lines to `path`
+/// (through a temporary file renamed when complete); returns how many were written.
+pub fn write_events(config: &NexmarkConfig, path: &Path) -> std::io::Result<u64> {
+    let timeline = config.timeline();
+    let generator = Generator::new(config, &timeline);
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("events");
+    let temp = path.with_file_name(format!(".{file_name}.partial"));
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&temp)?);
+    let mut n = 0;
+    let written = (|| -> std::io::Result<()> {
+        for range in config.generator_ranges() {
+            for count in 0..range.max_events {
+                let (event, _) = generator.event(&range, count);
+                out.write_all(event_to_json(&event).as_bytes())?;
+                out.write_all(b"\n")?;
+                n += 1;
+            }
+        }
+        out.flush()
+    })();
+    drop(out);
+    match written.and_then(|()| std::fs::rename(&temp, path)) {
+        Ok(()) => Ok(n),
+        Err(e) => {
+            let _ = std::fs::remove_file(&temp);
+            Err(e)
+        }
+    }
+}
 
 /// The JSON line of an event (without the newline).
 pub fn event_to_json(event: &Event) -> String {

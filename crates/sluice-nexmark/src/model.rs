@@ -123,6 +123,17 @@ impl Event {
     }
 }
 
+/// An event serialises as the person, auction or bid it carries (Beam's event JSON).
+impl Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Event::Person(p) => p.serialize(serializer),
+            Event::Auction(a) => a.serialize(serializer),
+            Event::Bid(b) => b.serialize(serializer),
+        }
+    }
+}
+
 impl Coder for Person {
     fn encode_to(&self, out: &mut Vec<u8>) -> Result<(), CoderError> {
         self.id.encode_to(out)?;

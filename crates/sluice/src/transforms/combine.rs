@@ -295,7 +295,11 @@ impl<K: Element, F: CombineFn> ShuffleReader for MergeAccumulators<K, F> {
                 });
             }
         }
-        self.fired = self.panes.fire();
+        let f = &self.combine_fn;
+        let ctx = &self.ctx;
+        self.fired = self
+            .panes
+            .fire(|a, b| guard(ctx, || f.merge_accumulators(a, b)));
         Ok(self.fired.len())
     }
 

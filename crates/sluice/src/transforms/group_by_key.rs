@@ -218,7 +218,10 @@ impl<K: Element, V: Element> ShuffleReader for GroupRead<K, V> {
                     .ensure(&key, hash, Window::Global, Group::default);
             }
         }
-        self.fired = self.panes.fire();
+        self.fired = self.panes.fire(|a, b| {
+            a.values.extend_from_slice(&b.values);
+            a.count += b.count;
+        });
         Ok(self.fired.len())
     }
 
