@@ -267,21 +267,33 @@ impl<C: Clone> Panes<C> {
         merge: impl FnMut(&mut C, C),
     ) -> Result<bool, E> {
         if !self.eager {
-            // Batch: windows merge once, when they fire; until then each key keeps its
-            // windows as they came (the same window twice in a row shares a slot).
+            // Batch: windows merge when they fire. Until then each key keeps its windows
+            // as they came, except that a window merging with the key's latest one joins
+            // it at once (as windows merge bundle by bundle in Beam), which keeps keys
+            // whose data arrives in order to one window.
             let slots = self.keys.entry(Box::from(key)).or_default();
-            match slots.last_mut() {
-                Some(last) if last.window == window => {
+            if let Some(last) = slots.last_mut() {
+                let joined = if last.window == window {
+                    Some(window)
+                } else {
+                    self.windowing
+                        .window_fn
+                        .merge(&[last.window, window])
+                        .into_iter()
+                        .find(|(_, members)| members.len() == 2)
+                        .map(|(merged, _)| merged)
+                };
+                if let Some(merged) = joined {
+                    last.window = merged;
                     add(&mut last.contents)?;
                     last.elements += 1;
-                }
-                _ => {
-                    let mut slot = Slot::new(window, Vec::new());
-                    add(&mut slot.contents)?;
-                    slot.elements = 1;
-                    slots.push(slot);
+                    return Ok(true);
                 }
             }
+            let mut slot = Slot::new(window, Vec::new());
+            add(&mut slot.contents)?;
+            slot.elements = 1;
+            slots.push(slot);
             return Ok(true);
         }
         let fresh = self.new_slot(window);

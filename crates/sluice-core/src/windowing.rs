@@ -199,6 +199,19 @@ impl WindowFn for Sessions {
 /// `MergeOverlappingIntervalWindows`; windows that only touch stay apart): the groups of
 /// two or more windows that merge.
 pub fn merge_overlapping(windows: &[Window]) -> Vec<(Window, Vec<usize>)> {
+    if let [a, b] = windows {
+        // Two windows (a new one against a key's latest): no sorting.
+        return match (a.bounds(), b.bounds()) {
+            (Some((s1, e1)), Some((s2, e2))) if s1 < e2 && s2 < e1 => vec![(
+                Window::Interval {
+                    start: s1.min(s2),
+                    end: e1.max(e2),
+                },
+                vec![0, 1],
+            )],
+            _ => Vec::new(),
+        };
+    }
     let mut order: Vec<usize> = (0..windows.len())
         .filter(|i| windows[*i].bounds().is_some())
         .collect();

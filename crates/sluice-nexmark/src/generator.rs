@@ -567,38 +567,52 @@ fn next_price(random: &mut JavaRandom) -> i64 {
 /// Up to `max_length - 1` letters and spaces, trimmed.
 fn next_string(random: &mut JavaRandom, max_length: i32) -> String {
     let len = MIN_STRING_LENGTH + random.next_int_bounded(max_length - MIN_STRING_LENGTH);
-    let mut s = String::with_capacity(len as usize);
+    let mut bytes = Vec::with_capacity(len as usize);
     for _ in 0..len {
         if random.next_int_bounded(13) == 0 {
-            s.push(' ');
+            bytes.push(b' ');
         } else {
-            s.push((b'a' + random.next_int_bounded(26) as u8) as char);
+            bytes.push(b'a' + random.next_int_bounded(26) as u8);
         }
     }
-    let trimmed = s.trim_matches(' ');
-    if trimmed.len() == s.len() {
-        s
-    } else {
-        trimmed.to_string()
-    }
+    let start = bytes.iter().position(|b| *b != b' ').unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| *b != b' ')
+        .map_or(start, |i| i + 1);
+    bytes.truncate(end);
+    bytes.drain(..start);
+    ascii(bytes)
+}
+
+/// A string of ASCII bytes.
+fn ascii(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
 /// Exactly `length` characters, six from each random int (Java's remainder semantics give
-/// the characters below `a` for negative ints).
+/// the characters below `a` for negative ints: all still ASCII, from `H` to `z`).
 fn next_exact_string(random: &mut JavaRandom, length: i32) -> String {
-    let mut s = String::with_capacity(length.max(0) as usize);
-    let mut rnd: i32 = 0;
-    let mut left = 0;
-    for _ in 0..length {
-        if left == 0 {
-            rnd = random.next_int();
-            left = 6;
+    let length = length.max(0) as usize;
+    let mut bytes = vec![0u8; length];
+    // Six characters per int: Java divides the int by 26 after each, and since dividing
+    // twice (truncating) is dividing by the product, the six are independent.
+    let char_of = |q: i32| (i32::from(b'a') + q % 26) as u8;
+    for chunk in bytes.chunks_mut(6) {
+        let rnd = random.next_int();
+        let chars = [
+            char_of(rnd),
+            char_of(rnd / 26),
+            char_of(rnd / 676),
+            char_of(rnd / 17_576),
+            char_of(rnd / 456_976),
+            char_of(rnd / 11_881_376),
+        ];
+        for (b, c) in chunk.iter_mut().zip(chars) {
+            *b = c;
         }
-        s.push((i32::from(b'a') + rnd % 26) as u8 as char);
-        rnd /= 26;
-        left -= 1;
     }
-    s
+    ascii(bytes)
 }
 
 /// Padding that brings an event of `current` bytes to `average` bytes on average.

@@ -26,8 +26,14 @@
 use std::sync::Arc;
 
 use sluice_core::coder::CoderError;
-use sluice_core::{Coder, Element};
-use sluice_plan::PCollectionId;
+use sluice_core::receiver::AnyReceiver;
+use sluice_core::shuffle::ShuffleWriter;
+use sluice_core::trigger::Windowing;
+use sluice_core::unit::{GroupByKeyFactory, ShuffleReader, UnitContext};
+use sluice_core::{Coder, Element, ExecError};
+use sluice_plan::{PCollectionId, Payload};
+
+use crate::transforms::group_by_key::{GroupRead, GroupValues, KeyedWrite, Pairs, check_key_coder};
 
 use crate::dofn::TupleTag;
 use crate::pcollection::PCollection;
@@ -86,7 +92,28 @@ impl Coder for CoGbkResult {
 pub type CoGrouped<K, V1, V2> = (K, (Vec<V1>, Vec<V2>));
 
 /// Applies the tagging of one input, inside the CoGroupByKey's composite.
-type Tagger<K> = Box<dyn FnOnce(u32) -> PCollection<(K, (u32, Vec<u8>))>>;
+type Tagger<K> = Box<dyn FnOnce(u32) -> PCollection<(K, (u32, Encoded))>>;
+
+/// A value already encoded: its length, then its bytes, copied whole.
+#[derive(Clone, Debug)]
+struct Encoded(Vec<u8>);
+
+impl Coder for Encoded {
+    fn encode_to(&self, out: &mut Vec<u8>) -> Result<(), CoderError> {
+        (self.0.len() as u64).encode_to(out)?;
+        out.extend_from_slice(&self.0);
+        Ok(())
+    }
+    fn decode_from(input: &mut &[u8]) -> Result<Self, CoderError> {
+        let len = u64::decode_from(input)? as usize;
+        if input.len() < len {
+            return Err(CoderError::truncated("Encoded"));
+        }
+        let (bytes, rest) = input.split_at(len);
+        *input = rest;
+        Ok(Encoded(bytes.to_vec()))
+    }
+}
 
 /// Groups several keyed PCollections by key (Beam's `CoGroupByKey`). Each input is added
 /// with a [`TupleTag`] naming it and its value type; each result's values are read back
@@ -127,7 +154,7 @@ impl<K: Element> CoGroupByKey<K> {
             input.try_map(&name, move |(k, v): (K, V)| -> Result<_, CoderError> {
                 let mut bytes = Vec::new();
                 v.encode_to(&mut bytes)?;
-                Ok((k, (index, bytes)))
+                Ok((k, (index, Encoded(bytes))))
             })
         }));
         self
@@ -150,21 +177,77 @@ impl<K: Element> CoGroupByKey<K> {
                 .map(|(i, t)| t(i as u32))
                 .collect();
             let all = pipeline.flatten("Flatten", &tagged);
-            all.group_by_key("GroupByKey").map(
-                "ToResult",
-                move |(k, values): (K, Vec<(u32, Vec<u8>)>)| {
-                    let mut parts: Vec<(String, Vec<u8>, u32)> =
-                        tags.iter().map(|t| (t.clone(), Vec::new(), 0)).collect();
-                    for (index, bytes) in values {
-                        if let Some(part) = parts.get_mut(index as usize) {
-                            part.1.extend_from_slice(&bytes);
-                            part.2 += 1;
-                        }
-                    }
-                    (k, CoGbkResult { parts })
-                },
-            )
+            check_key_coder::<K>(&all, "GroupByKey");
+            // A GroupByKey whose reader sorts each group's tagged values straight into the
+            // result's parts, without decoding them one by one.
+            let payload = CoGroupPayload::<K> {
+                tags,
+                windowing: all.windowing(),
+                _key: std::marker::PhantomData,
+            };
+            all.apply_leaf("GroupByKey", Payload::GroupByKey(Arc::new(payload)))
         })
+    }
+}
+
+/// The GroupByKey of a CoGroupByKey.
+struct CoGroupPayload<K> {
+    tags: Arc<Vec<String>>,
+    windowing: Arc<Windowing>,
+    _key: std::marker::PhantomData<fn(K)>,
+}
+
+impl<K: Element> GroupByKeyFactory for CoGroupPayload<K> {
+    fn writer(
+        &self,
+        ctx: &UnitContext,
+        shuffle: ShuffleWriter,
+    ) -> Result<AnyReceiver, Box<ExecError>> {
+        Ok(AnyReceiver::new::<(K, (u32, Encoded))>(Box::new(
+            KeyedWrite::<Pairs<K, (u32, Encoded)>>::new(ctx, shuffle),
+        )))
+    }
+
+    fn reader(&self, ctx: &UnitContext) -> Result<Box<dyn ShuffleReader>, Box<ExecError>> {
+        Ok(Box::new(GroupRead::<K, Parts>::new(
+            ctx,
+            &self.windowing,
+            None,
+            Parts(self.tags.clone()),
+        )))
+    }
+}
+
+/// Sorts a group of tagged values into the parts of a [`CoGbkResult`].
+struct Parts(Arc<Vec<String>>);
+
+impl GroupValues for Parts {
+    type Out = CoGbkResult;
+    fn decode(
+        &self,
+        ctx: &UnitContext,
+        values: &[u8],
+        count: usize,
+    ) -> Result<CoGbkResult, Box<ExecError>> {
+        let mut parts: Vec<(String, Vec<u8>, u32)> =
+            self.0.iter().map(|t| (t.clone(), Vec::new(), 0)).collect();
+        let mut input = values;
+        for _ in 0..count {
+            // Each value is a tagged union, (index, encoded value), as the tuple coder
+            // writes it: the index, then the length and the bytes (`Encoded`).
+            let index = u32::decode_from(&mut input).map_err(|e| ctx.error(e))?;
+            let len = u64::decode_from(&mut input).map_err(|e| ctx.error(e))? as usize;
+            if input.len() < len {
+                return Err(ctx.error("a CoGroupByKey value is truncated"));
+            }
+            let (bytes, rest) = input.split_at(len);
+            input = rest;
+            if let Some(part) = parts.get_mut(index as usize) {
+                part.1.extend_from_slice(bytes);
+                part.2 += 1;
+            }
+        }
+        Ok(CoGbkResult { parts })
     }
 }
 

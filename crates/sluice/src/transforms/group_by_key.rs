@@ -110,13 +110,12 @@ impl<S: KeySplit> GroupByKeyFactory for GroupByKeyPayload<S> {
     }
 
     fn reader(&self, ctx: &UnitContext) -> Result<Box<dyn ShuffleReader>, Box<ExecError>> {
-        Ok(Box::new(GroupRead::<S::Key, S::Value> {
-            ctx: ctx.clone(),
-            panes: Panes::new((*self.windowing).clone(), ctx.streaming),
-            fired: Vec::new(),
-            output: None,
-            default_key: self.default_key.clone(),
-        }))
+        Ok(Box::new(GroupRead::<S::Key, ValuesOf<S::Value>>::new(
+            ctx,
+            &self.windowing,
+            self.default_key.clone(),
+            ValuesOf(PhantomData),
+        )))
     }
 }
 
@@ -167,21 +166,74 @@ impl<S: KeySplit> Receiver<S::In> for KeyedWrite<S> {
 }
 
 #[derive(Clone, Default)]
-struct Group {
+pub(crate) struct Group {
     /// The encoded values, back to back (each coder reads exactly its own bytes).
     values: Vec<u8>,
     count: usize,
 }
 
-struct GroupRead<K, V> {
+/// What a grouping reader makes of one group's encoded values.
+pub(crate) trait GroupValues: 'static {
+    /// The grouped value it emits with each key.
+    type Out: Element;
+    /// Decodes `count` values encoded back to back in `values`.
+    fn decode(
+        &self,
+        ctx: &UnitContext,
+        values: &[u8],
+        count: usize,
+    ) -> Result<Self::Out, Box<ExecError>>;
+}
+
+/// The values, decoded into a list: a GroupByKey's output.
+pub(crate) struct ValuesOf<V>(PhantomData<fn() -> V>);
+
+impl<V: Element> GroupValues for ValuesOf<V> {
+    type Out = Vec<V>;
+    fn decode(
+        &self,
+        ctx: &UnitContext,
+        values: &[u8],
+        count: usize,
+    ) -> Result<Vec<V>, Box<ExecError>> {
+        let mut input = values;
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            out.push(V::decode_from(&mut input).map_err(|e| ctx.error(e))?);
+        }
+        Ok(out)
+    }
+}
+
+/// Groups values per key and window, and emits each pane as `(K, D::Out)`.
+pub(crate) struct GroupRead<K, D: GroupValues> {
     ctx: UnitContext,
     panes: Panes<Group>,
     fired: Vec<Firing<Group>>,
-    output: Option<Port<(K, Vec<V>)>>,
+    output: Option<Port<(K, D::Out)>>,
     default_key: Option<Vec<u8>>,
+    decoder: D,
 }
 
-impl<K: Element, V: Element> ShuffleReader for GroupRead<K, V> {
+impl<K, D: GroupValues> GroupRead<K, D> {
+    pub(crate) fn new(
+        ctx: &UnitContext,
+        windowing: &Windowing,
+        default_key: Option<Vec<u8>>,
+        decoder: D,
+    ) -> Self {
+        GroupRead {
+            ctx: ctx.clone(),
+            panes: Panes::new(windowing.clone(), ctx.streaming),
+            fired: Vec::new(),
+            output: None,
+            default_key,
+            decoder,
+        }
+    }
+}
+
+impl<K: Element, D: GroupValues> ShuffleReader for GroupRead<K, D> {
     fn advance(&mut self, watermark: Timestamp, now_ms: i64) {
         self.panes.advance(watermark, now_ms);
     }
@@ -255,14 +307,10 @@ impl<K: Element, V: Element> ShuffleReader for GroupRead<K, V> {
             );
             let k = sluice_core::coder::decode_exact::<K>(&firing.key)
                 .map_err(|e| self.ctx.error(e))?;
-            let mut values = Vec::new();
-            if let Some(group) = &firing.contents {
-                let mut input = &group.values[..];
-                values.reserve(group.count);
-                for _ in 0..group.count {
-                    values.push(V::decode_from(&mut input).map_err(|e| self.ctx.error(e))?);
-                }
-            }
+            let values = match &firing.contents {
+                Some(group) => self.decoder.decode(&self.ctx, &group.values, group.count)?,
+                None => self.decoder.decode(&self.ctx, &[], 0)?,
+            };
             output.emit(WindowedValue {
                 value: (k, values),
                 timestamp: firing.window.max_timestamp(),
