@@ -15,6 +15,7 @@
 //! assert_eq!(event_from_json(&line).unwrap(), event);
 //! ```
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
 
@@ -82,35 +83,73 @@ pub fn event_to_json(event: &Event) -> String {
 }
 
 /// A time: milliseconds, or an object holding them.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Millis {
-    Plain(i64),
-    Wrapped { millis: i64 },
+struct Millis(i64);
+
+impl<'de> Deserialize<'de> for Millis {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Millis;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("milliseconds since the epoch, or {\"millis\": n}")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Millis, E> {
+                Ok(Millis(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Millis, E> {
+                i64::try_from(v)
+                    .map(Millis)
+                    .map_err(|_| E::custom("a time beyond the range of i64 milliseconds"))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Millis, A::Error> {
+                let mut millis = None;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    if key == "millis" {
+                        millis = Some(map.next_value::<i64>()?);
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                millis
+                    .map(Millis)
+                    .ok_or_else(|| serde::de::Error::missing_field("millis"))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 impl Millis {
     fn get(self) -> i64 {
-        match self {
-            Millis::Plain(ms) | Millis::Wrapped { millis: ms } => ms,
-        }
+        self.0
     }
 }
 
 /// Every field any event has; which are present decides the kind.
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct AnyEvent {
+struct AnyEvent<'a> {
     id: Option<i64>,
-    name: Option<String>,
-    email_address: Option<String>,
-    credit_card: Option<String>,
-    city: Option<String>,
-    state: Option<String>,
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    email_address: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    credit_card: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    city: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    state: Option<Cow<'a, str>>,
     date_time: Option<Millis>,
-    extra: Option<String>,
-    item_name: Option<String>,
-    description: Option<String>,
+    #[serde(borrow)]
+    extra: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    item_name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    description: Option<Cow<'a, str>>,
     initial_bid: Option<i64>,
     reserve: Option<i64>,
     expires: Option<Millis>,
@@ -127,32 +166,35 @@ fn need<T>(value: Option<T>, kind: &str, field: &str) -> Result<T, String> {
 
 /// Parses one JSON line into an event.
 pub fn event_from_json(line: &str) -> Result<Event, String> {
-    let e: AnyEvent = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let e = match scan_flat(line) {
+        Some(e) => e,
+        None => serde_json::from_str(line).map_err(|e| e.to_string())?,
+    };
     if e.name.is_some() {
         let k = "person";
         Ok(Event::Person(Person {
             id: need(e.id, k, "id")?,
-            name: need(e.name, k, "name")?,
-            email_address: need(e.email_address, k, "emailAddress")?,
-            credit_card: need(e.credit_card, k, "creditCard")?,
-            city: need(e.city, k, "city")?,
-            state: need(e.state, k, "state")?,
+            name: need(e.name, k, "name")?.into_owned(),
+            email_address: need(e.email_address, k, "emailAddress")?.into_owned(),
+            credit_card: need(e.credit_card, k, "creditCard")?.into_owned(),
+            city: need(e.city, k, "city")?.into_owned(),
+            state: need(e.state, k, "state")?.into_owned(),
             date_time: need(e.date_time, k, "dateTime")?.get(),
-            extra: e.extra.unwrap_or_default(),
+            extra: e.extra.map(Cow::into_owned).unwrap_or_default(),
         }))
     } else if e.item_name.is_some() {
         let k = "auction";
         Ok(Event::Auction(Auction {
             id: need(e.id, k, "id")?,
-            item_name: need(e.item_name, k, "itemName")?,
-            description: need(e.description, k, "description")?,
+            item_name: need(e.item_name, k, "itemName")?.into_owned(),
+            description: need(e.description, k, "description")?.into_owned(),
             initial_bid: need(e.initial_bid, k, "initialBid")?,
             reserve: need(e.reserve, k, "reserve")?,
             date_time: need(e.date_time, k, "dateTime")?.get(),
             expires: need(e.expires, k, "expires")?.get(),
             seller: need(e.seller, k, "seller")?,
             category: need(e.category, k, "category")?,
-            extra: e.extra.unwrap_or_default(),
+            extra: e.extra.map(Cow::into_owned).unwrap_or_default(),
         }))
     } else if e.auction.is_some() {
         let k = "bid";
@@ -161,10 +203,148 @@ pub fn event_from_json(line: &str) -> Result<Event, String> {
             bidder: need(e.bidder, k, "bidder")?,
             price: need(e.price, k, "price")?,
             date_time: need(e.date_time, k, "dateTime")?.get(),
-            extra: e.extra.unwrap_or_default(),
+            extra: e.extra.map(Cow::into_owned).unwrap_or_default(),
         }))
     } else {
         Err("not a Nexmark event: it has none of \"name\" (person), \"itemName\" (auction) or \"auction\" (bid)".into())
+    }
+}
+
+/// The common shape, read directly: one flat object of integers and strings without
+/// escapes, each a known field once. Anything else (escapes, wrapped times, unknown or
+/// repeated fields, malformed text) gives `None`, and the line goes to the full parser,
+/// which reads or rejects it.
+fn scan_flat(line: &str) -> Option<AnyEvent<'_>> {
+    let b = line.as_bytes();
+    let mut i = 0;
+    let ws = |i: &mut usize| {
+        while *i < b.len() && matches!(b[*i], b' ' | b'\t' | b'\r' | b'\n') {
+            *i += 1;
+        }
+    };
+    // A string starting at its opening quote; simple escapes are decoded.
+    let string = |i: &mut usize| -> Option<Cow<'_, str>> {
+        if b.get(*i) != Some(&b'"') {
+            return None;
+        }
+        let start = *i + 1;
+        // Raw control characters are not allowed in JSON strings.
+        let plain = |s: &[u8]| s.iter().fold(true, |ok, c| ok & (*c >= 0x20));
+        let len = memchr::memchr2(b'"', b'\\', &b[start..])?;
+        if !plain(&b[start..start + len]) {
+            return None;
+        }
+        if b[start + len] == b'"' {
+            *i = start + len + 1;
+            // Quotes are ASCII, so the bytes between them are a whole UTF-8 slice.
+            return line.get(start..start + len).map(Cow::Borrowed);
+        }
+        let mut out = Vec::with_capacity(len + 16);
+        let mut j = start;
+        loop {
+            let run = memchr::memchr2(b'"', b'\\', &b[j..])?;
+            if !plain(&b[j..j + run]) {
+                return None;
+            }
+            out.extend_from_slice(&b[j..j + run]);
+            j += run;
+            match b[j] {
+                b'"' => break,
+                b'\\' => {
+                    out.push(match b.get(j + 1)? {
+                        b'"' => b'"',
+                        b'\\' => b'\\',
+                        b'/' => b'/',
+                        b'b' => 0x08,
+                        b'f' => 0x0c,
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        _ => return None,
+                    });
+                    j += 2;
+                }
+                _ => unreachable!("memchr2 finds a quote or a backslash"),
+            }
+        }
+        *i = j + 1;
+        String::from_utf8(out).ok().map(Cow::Owned)
+    };
+    let int = |i: &mut usize| -> Option<i64> {
+        let negative = b.get(*i) == Some(&b'-');
+        if negative {
+            *i += 1;
+        }
+        let start = *i;
+        let mut n: i64 = 0;
+        while let Some(d) = b.get(*i).filter(|c| c.is_ascii_digit()) {
+            n = n.checked_mul(10)?.checked_sub(i64::from(d - b'0'))?;
+            *i += 1;
+        }
+        let digits = *i - start;
+        if digits == 0 || (digits > 1 && b[start] == b'0') {
+            return None;
+        }
+        if matches!(b.get(*i), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        if negative { Some(n) } else { n.checked_neg() }
+    };
+    fn set<T>(slot: &mut Option<T>, value: Option<T>) -> Option<()> {
+        if slot.is_some() {
+            return None;
+        }
+        *slot = Some(value?);
+        Some(())
+    }
+    let mut e = AnyEvent::default();
+    ws(&mut i);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    loop {
+        ws(&mut i);
+        let key = string(&mut i)?;
+        let key: &str = &key;
+        ws(&mut i);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i += 1;
+        ws(&mut i);
+        let text = |i: &mut usize| string(i);
+        match key {
+            "id" => set(&mut e.id, int(&mut i))?,
+            "name" => set(&mut e.name, text(&mut i))?,
+            "emailAddress" => set(&mut e.email_address, text(&mut i))?,
+            "creditCard" => set(&mut e.credit_card, text(&mut i))?,
+            "city" => set(&mut e.city, text(&mut i))?,
+            "state" => set(&mut e.state, text(&mut i))?,
+            "dateTime" => set(&mut e.date_time, int(&mut i).map(Millis))?,
+            "extra" => set(&mut e.extra, text(&mut i))?,
+            "itemName" => set(&mut e.item_name, text(&mut i))?,
+            "description" => set(&mut e.description, text(&mut i))?,
+            "initialBid" => set(&mut e.initial_bid, int(&mut i))?,
+            "reserve" => set(&mut e.reserve, int(&mut i))?,
+            "expires" => set(&mut e.expires, int(&mut i).map(Millis))?,
+            "seller" => set(&mut e.seller, int(&mut i))?,
+            "category" => set(&mut e.category, int(&mut i))?,
+            "auction" => set(&mut e.auction, int(&mut i))?,
+            "bidder" => set(&mut e.bidder, int(&mut i))?,
+            "price" => set(&mut e.price, int(&mut i))?,
+            _ => return None,
+        }
+        ws(&mut i);
+        match b.get(i) {
+            Some(b',') => i += 1,
+            Some(b'}') => {
+                i += 1;
+                ws(&mut i);
+                return (i == b.len()).then_some(e);
+            }
+            _ => return None,
+        }
     }
 }
 
@@ -190,5 +370,66 @@ mod tests {
                 .contains("bidder")
         );
         assert!(event_from_json("{").is_err());
+    }
+
+    #[test]
+    fn the_direct_scan_reads_generated_lines_as_the_full_parser_does() {
+        let config = crate::generator::NexmarkConfig::default();
+        let mut escaped = 0;
+        for id in 0..3000 {
+            let (event, _) = config.event_at(id);
+            let line = event_to_json(&event);
+            escaped += usize::from(line.contains('\\'));
+            let scanned = scan_flat(&line).expect("a generated line takes the direct path");
+            let full: AnyEvent = serde_json::from_str(&line).unwrap();
+            assert_eq!(scanned.extra, full.extra, "{line}");
+            assert_eq!(event_from_json(&line).unwrap(), event, "{line}");
+        }
+        assert!(
+            escaped > 100,
+            "generated extras contain escaped backslashes"
+        );
+    }
+
+    #[test]
+    fn lines_the_direct_scan_leaves_go_to_the_full_parser() {
+        for (line, extra) in [
+            (
+                r#"{"auction":1,"bidder":2,"price":3,"dateTime":4,"extra":"a\u0041\"b"}"#,
+                "aA\"b",
+            ),
+            (
+                r#" { "auction" : 1 , "bidder":2,"price":3,"dateTime":{"millis":4},"more":[1]}"#,
+                "",
+            ),
+            (
+                r#"{"auction":1,"bidder":2,"price":3,"dateTime":4,"extra":"\t\\/"}"#,
+                "\t\\/",
+            ),
+        ] {
+            match event_from_json(line).unwrap() {
+                Event::Bid(b) => {
+                    assert_eq!((b.auction, b.bidder, b.price, b.date_time), (1, 2, 3, 4));
+                    assert_eq!(b.extra, extra);
+                }
+                other => panic!("{line} read as {other:?}"),
+            }
+        }
+        for bad in [
+            r#"{"auction":1,"auction":1,"bidder":2,"price":3,"dateTime":4}"#,
+            r#"{"auction":1,"bidder":2,"price":3.5,"dateTime":4}"#,
+            r#"{"auction":01,"bidder":2,"price":3,"dateTime":4}"#,
+            r#"{"auction":1,"bidder":2,"price":3,"dateTime":4} x"#,
+            r#"{"auction":99999999999999999999,"bidder":2,"price":3,"dateTime":4}"#,
+            "{\"auction\":1,\"bidder\":2,\"price\":3,\"dateTime\":4,\"extra\":\"a\u{1}\"}",
+        ] {
+            assert!(scan_flat(bad).is_none(), "{bad}");
+            assert!(event_from_json(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            scan_flat(r#"{"auction":-9223372036854775808,"bidder":2,"price":3,"dateTime":4}"#)
+                .and_then(|e| e.auction),
+            Some(i64::MIN)
+        );
     }
 }
