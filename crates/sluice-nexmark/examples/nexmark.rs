@@ -20,7 +20,9 @@
 //!
 //! It ends with a line `events=<n> results=<n> seconds=<s> events_per_sec=<r>`; a paced
 //! stream adds `latency_p50_ms=<ms> latency_p99_ms=<ms>`: how long after the end of a
-//! result's window was due in wall time the result arrived.
+//! result's window was due in wall time the result arrived, over the `latency_samples`
+//! results whose window closed while the stream ran (windows flushed early when a finite
+//! stream ends are not sampled).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -158,7 +160,10 @@ fn run() -> sluice::Result<()> {
     if let Output::Latency(probe) = &sink
         && let (Some(p50), Some(p99)) = (probe.percentile(50.0), probe.percentile(99.0))
     {
-        summary.push_str(&format!(" latency_p50_ms={p50} latency_p99_ms={p99}"));
+        let measured = probe.samples.lock().map_or(0, |s| s.len());
+        summary.push_str(&format!(
+            " latency_p50_ms={p50} latency_p99_ms={p99} latency_samples={measured}"
+        ));
     }
     println!("{summary}");
     Ok(())

@@ -107,6 +107,15 @@ pub fn validate(graph: &PipelineGraph) -> Result<(), ValidationErrors> {
                     problem: format!("side input #{} is not a view of this pipeline", side.0),
                     fix: "pass views made with as_singleton, as_iterable, as_map or as_multimap on this pipeline".into(),
                 });
+            } else if let Some(pc) = graph.pcollections.get(side.0).filter(|pc| !pc.bounded) {
+                errors.push(ValidationError {
+                    transform: t.name.clone(),
+                    problem: format!(
+                        "reads the side input {}, computed from an unbounded PCollection; a side input is read whole once complete, which an unbounded one never is",
+                        pc.name
+                    ),
+                    fix: "compute the side input from bounded data, or join the two streams per window with CoGroupByKey".into(),
+                });
             }
         }
         let expects_input = !matches!(

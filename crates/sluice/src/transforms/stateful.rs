@@ -5,12 +5,20 @@
 //! with typed cells — [`ValueState`], [`BagState`], [`CombiningState`], [`MapState`] — and
 //! [`Timer`]s call the DoFn back at an event time or a processing time.
 //!
-//! In a batch job each key's input is complete before its elements are processed: they
-//! are processed in arrival order (which is arbitrary), then the key's timers fire in time
-//! order — event-time timers first, as the input watermark is already at the end of time,
-//! then processing-time ones — and a timer callback may set further timers. After the
-//! last timer the key's window has expired and its state is dropped. A bundle that fails
-//! starts its keys over with empty state, so no failed attempt's state survives.
+//! State lives across bundles, per key and window, until the window expires (its end plus
+//! the allowed lateness has passed the input watermark): then its remaining timers fire
+//! and the state is dropped. Each firing processes the elements that arrived since the
+//! last one in arrival order (which is arbitrary), then the key's due timers in time
+//! order — event-time timers once the input watermark passes them, processing-time ones
+//! once the wall clock does — and a timer callback may set further timers. An unfired
+//! event-time timer holds the output watermark at its time.
+//!
+//! In a batch job every key's input is complete before any of it is processed (the
+//! watermark is already at the end of time, so every event-time timer is due). In a
+//! streaming job keys are processed as their elements arrive and timers fire as time
+//! passes. What a bundle does to state is applied only when the bundle commits: a failed
+//! attempt's changes are forgotten and its retry starts from the committed state with a
+//! fresh DoFn instance.
 //!
 //! ```
 //! use sluice::prelude::*;

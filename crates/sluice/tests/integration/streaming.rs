@@ -535,3 +535,30 @@ fn triggers_that_may_finish_are_refused_unless_allowed() {
     build(&p);
     p.run().unwrap().wait_until_finish().unwrap();
 }
+
+#[test]
+fn a_side_input_of_an_unbounded_collection_is_refused() {
+    #[derive(Clone)]
+    struct Tag(sluice::transforms::side_input::SideInput<Vec<(String, u64)>>);
+    impl DoFn for Tag {
+        type In = u64;
+        type Out = u64;
+        fn process(&mut self, x: u64, ctx: &mut Context<'_, u64>) -> Result<(), BoxError> {
+            let n = ctx.side_input(&self.0)?.len() as u64;
+            ctx.emit(x + n);
+            Ok(())
+        }
+    }
+    let p = pipeline(1);
+    let stream = TestStream::new().add_elements(vec![kv("k", 1, 0)]);
+    let view = p.test_stream("Events", stream).as_iterable("EventsView");
+    let _ = p
+        .create("Numbers", vec![1u64, 2])
+        .par_do_with_side_inputs("Tag", Tag(view.clone()), &[view.spec()])
+        .collect("Out");
+    let text = p.run().unwrap_err().to_string();
+    assert!(
+        text.contains("Tag") && text.contains("unbounded") && text.contains("CoGroupByKey"),
+        "{text}"
+    );
+}
