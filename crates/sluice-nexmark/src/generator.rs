@@ -403,9 +403,9 @@ impl Generator {
         let mut random = JavaRandom::new(id);
         let rem = id % PROPORTION_DENOMINATOR;
         let event = if rem < PERSON_PROPORTION {
-            Event::Person(self.person(id, &mut random, timestamp))
+            Event::Person(Box::new(self.person(id, &mut random, timestamp)))
         } else if rem < PERSON_PROPORTION + AUCTION_PROPORTION {
-            Event::Auction(self.auction(number, id, &mut random, timestamp))
+            Event::Auction(Box::new(self.auction(number, id, &mut random, timestamp)))
         } else {
             Event::Bid(self.bid(id, &mut random, timestamp))
         };

@@ -172,7 +172,7 @@ pub fn event_from_json(line: &str) -> Result<Event, String> {
     };
     if e.name.is_some() {
         let k = "person";
-        Ok(Event::Person(Person {
+        Ok(Event::Person(Box::new(Person {
             id: need(e.id, k, "id")?,
             name: need(e.name, k, "name")?.into_owned(),
             email_address: need(e.email_address, k, "emailAddress")?.into_owned(),
@@ -181,10 +181,10 @@ pub fn event_from_json(line: &str) -> Result<Event, String> {
             state: need(e.state, k, "state")?.into_owned(),
             date_time: need(e.date_time, k, "dateTime")?.get(),
             extra: e.extra.map(Cow::into_owned).unwrap_or_default(),
-        }))
+        })))
     } else if e.item_name.is_some() {
         let k = "auction";
-        Ok(Event::Auction(Auction {
+        Ok(Event::Auction(Box::new(Auction {
             id: need(e.id, k, "id")?,
             item_name: need(e.item_name, k, "itemName")?.into_owned(),
             description: need(e.description, k, "description")?.into_owned(),
@@ -195,7 +195,7 @@ pub fn event_from_json(line: &str) -> Result<Event, String> {
             seller: need(e.seller, k, "seller")?,
             category: need(e.category, k, "category")?,
             extra: e.extra.map(Cow::into_owned).unwrap_or_default(),
-        }))
+        })))
     } else if e.auction.is_some() {
         let k = "bid";
         Ok(Event::Bid(Bid {
@@ -239,36 +239,37 @@ fn scan_flat(line: &str) -> Option<AnyEvent<'_>> {
             // Quotes are ASCII, so the bytes between them are a whole UTF-8 slice.
             return line.get(start..start + len).map(Cow::Borrowed);
         }
-        let mut out = Vec::with_capacity(len + 16);
+        // Escaped: runs between escapes are short, so a plain loop finds their ends.
+        let mut out = String::with_capacity(len + 16);
         let mut j = start;
         loop {
-            let run = memchr::memchr2(b'"', b'\\', &b[j..])?;
-            if !plain(&b[j..j + run]) {
-                return None;
-            }
-            out.extend_from_slice(&b[j..j + run]);
+            let run = b[j..]
+                .iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+            // The run ends at an ASCII byte, so it is a whole UTF-8 slice of the line.
+            out.push_str(line.get(j..j + run)?);
             j += run;
             match b[j] {
                 b'"' => break,
                 b'\\' => {
                     out.push(match b.get(j + 1)? {
-                        b'"' => b'"',
-                        b'\\' => b'\\',
-                        b'/' => b'/',
-                        b'b' => 0x08,
-                        b'f' => 0x0c,
-                        b'n' => b'\n',
-                        b'r' => b'\r',
-                        b't' => b'\t',
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
                         _ => return None,
                     });
                     j += 2;
                 }
-                _ => unreachable!("memchr2 finds a quote or a backslash"),
+                _ => return None,
             }
         }
         *i = j + 1;
-        String::from_utf8(out).ok().map(Cow::Owned)
+        Some(Cow::Owned(out))
     };
     let int = |i: &mut usize| -> Option<i64> {
         let negative = b.get(*i) == Some(&b'-');
@@ -315,14 +316,18 @@ fn scan_flat(line: &str) -> Option<AnyEvent<'_>> {
         ws(&mut i);
         let text = |i: &mut usize| string(i);
         match key {
+            // Bids are most events: their fields first.
+            "auction" => set(&mut e.auction, int(&mut i))?,
+            "bidder" => set(&mut e.bidder, int(&mut i))?,
+            "price" => set(&mut e.price, int(&mut i))?,
+            "dateTime" => set(&mut e.date_time, int(&mut i).map(Millis))?,
+            "extra" => set(&mut e.extra, text(&mut i))?,
             "id" => set(&mut e.id, int(&mut i))?,
             "name" => set(&mut e.name, text(&mut i))?,
             "emailAddress" => set(&mut e.email_address, text(&mut i))?,
             "creditCard" => set(&mut e.credit_card, text(&mut i))?,
             "city" => set(&mut e.city, text(&mut i))?,
             "state" => set(&mut e.state, text(&mut i))?,
-            "dateTime" => set(&mut e.date_time, int(&mut i).map(Millis))?,
-            "extra" => set(&mut e.extra, text(&mut i))?,
             "itemName" => set(&mut e.item_name, text(&mut i))?,
             "description" => set(&mut e.description, text(&mut i))?,
             "initialBid" => set(&mut e.initial_bid, int(&mut i))?,
@@ -330,9 +335,6 @@ fn scan_flat(line: &str) -> Option<AnyEvent<'_>> {
             "expires" => set(&mut e.expires, int(&mut i).map(Millis))?,
             "seller" => set(&mut e.seller, int(&mut i))?,
             "category" => set(&mut e.category, int(&mut i))?,
-            "auction" => set(&mut e.auction, int(&mut i))?,
-            "bidder" => set(&mut e.bidder, int(&mut i))?,
-            "price" => set(&mut e.price, int(&mut i))?,
             _ => return None,
         }
         ws(&mut i);

@@ -75,10 +75,10 @@ pub struct Bid {
 /// One Nexmark event: exactly one of a new person, a new auction or a bid.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A person registered.
-    Person(Person),
-    /// An auction opened.
-    Auction(Auction),
+    /// A person registered (boxed: bids, the most frequent events, stay small to move).
+    Person(Box<Person>),
+    /// An auction opened (boxed, as a person is).
+    Auction(Box<Auction>),
     /// A bid was placed.
     Bid(Bid),
 }
@@ -234,8 +234,8 @@ impl Coder for Event {
             .ok_or_else(|| CoderError::truncated("Event"))?;
         *input = rest;
         match tag {
-            0 => Ok(Event::Person(Person::decode_from(input)?)),
-            1 => Ok(Event::Auction(Auction::decode_from(input)?)),
+            0 => Ok(Event::Person(Box::new(Person::decode_from(input)?))),
+            1 => Ok(Event::Auction(Box::new(Auction::decode_from(input)?))),
             2 => Ok(Event::Bid(Bid::decode_from(input)?)),
             t => Err(CoderError::decode(
                 "Event",
@@ -252,7 +252,7 @@ mod tests {
     #[test]
     fn events_round_trip_through_their_coder() {
         let events = [
-            Event::Person(Person {
+            Event::Person(Box::new(Person {
                 id: 1000,
                 name: "Peter Jones".into(),
                 email_address: "a@b.com".into(),
@@ -261,8 +261,8 @@ mod tests {
                 state: "WA".into(),
                 date_time: 1_436_918_400_000,
                 extra: "x".into(),
-            }),
-            Event::Auction(Auction {
+            })),
+            Event::Auction(Box::new(Auction {
                 id: 1001,
                 item_name: "i".into(),
                 description: "d".into(),
@@ -273,7 +273,7 @@ mod tests {
                 seller: 1000,
                 category: 10,
                 extra: String::new(),
-            }),
+            })),
             Event::Bid(Bid {
                 auction: 1001,
                 bidder: 1000,

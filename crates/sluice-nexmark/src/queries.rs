@@ -193,7 +193,7 @@ fn bids(events: &PCollection<Event>) -> PCollection<Bid> {
 /// The new auctions among the events.
 fn auctions(events: &PCollection<Event>) -> PCollection<Auction> {
     events.flat_map("JustAuctions", |e: Event| match e {
-        Event::Auction(a) => Some(a),
+        Event::Auction(a) => Some(*a),
         _ => None,
     })
 }
@@ -201,7 +201,7 @@ fn auctions(events: &PCollection<Event>) -> PCollection<Auction> {
 /// The new people among the events.
 fn people(events: &PCollection<Event>) -> PCollection<Person> {
     events.flat_map("JustPeople", |e: Event| match e {
-        Event::Person(p) => Some(p),
+        Event::Person(p) => Some(*p),
         _ => None,
     })
 }
@@ -338,12 +338,14 @@ pub fn query3(events: &PCollection<Event>, config: &NexmarkConfig) -> PCollectio
     events.composite("Query3", |events| {
         let auctions = auctions(&events)
             .filter("InCategory", |a: &Auction| a.category == 10)
-            .map("BySeller", |a: Auction| (a.seller, Event::Auction(a)));
+            .map("BySeller", |a: Auction| {
+                (a.seller, Event::Auction(Box::new(a)))
+            });
         let people = people(&events)
             .filter("InState", |p: &Person| {
                 matches!(p.state.as_str(), "OR" | "ID" | "CA")
             })
-            .map("ById", |p: Person| (p.id, Event::Person(p)));
+            .map("ById", |p: Person| (p.id, Event::Person(Box::new(p))));
         auctions
             .flatten_with("AuctionsAndPeople", &[people])
             .par_do_stateful(
