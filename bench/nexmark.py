@@ -97,7 +97,7 @@ def main():
     print()
     print("| query | results | 1 worker events/s | 2 workers events/s | per core (2 workers) | 2w / 1w | target per core |")
     print("|---|---|---|---|---|---|---|")
-    misses = []
+    misses, notes = [], []
     for q in queries:
         one, two = statistics.median(rates[(q, 1)]), statistics.median(rates[(q, 2)])
         target = TARGETS.get(q)
@@ -131,6 +131,12 @@ def main():
                     print(f"| q{q} | {err} | | {s['results']:,.0f} | {s1:,.0f} | {s2:,.0f} | | |")
                     continue
                 print(f"| q{q} | {b['results']:,} | {b['events_per_sec']:,.0f} | {s['results']:,.0f} | {s1:,.0f} | {s2:,.0f} | {s1 / b['events_per_sec']:.0f}x | {s2 / b['events_per_sec']:.0f}x |")
+                # Beam's launcher runs on one core; the target compares whole runs (sluice's
+                # default of one worker per core), and the per-worker ratio is shown too.
+                if s2 / b["events_per_sec"] < 50:
+                    misses.append(f"q{q} sluice {s2 / b['events_per_sec']:.0f}x Beam Python < 50x")
+                if s1 / b["events_per_sec"] < 50:
+                    notes.append(f"q{q} sluice on 1 worker {s1 / b['events_per_sec']:.0f}x Beam Python")
             print()
 
     # Streaming q5 at a fixed rate.
@@ -145,7 +151,9 @@ def main():
     if misses:
         print("below target: " + "; ".join(misses))
     else:
-        print("every per-core and scaling target met")
+        print("every per-core, scaling and Beam Python target met")
+    if notes:
+        print("per worker, below 50x: " + "; ".join(notes))
 
 
 if __name__ == "__main__":

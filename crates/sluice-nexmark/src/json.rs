@@ -239,13 +239,14 @@ fn scan_flat(line: &str) -> Option<AnyEvent<'_>> {
             // Quotes are ASCII, so the bytes between them are a whole UTF-8 slice.
             return line.get(start..start + len).map(Cow::Borrowed);
         }
-        // Escaped: runs between escapes are short, so a plain loop finds their ends.
+        // Escaped: decoded run by run.
         let mut out = String::with_capacity(len + 16);
         let mut j = start;
         loop {
-            let run = b[j..]
-                .iter()
-                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+            let run = memchr::memchr2(b'"', b'\\', &b[j..])?;
+            if !plain(&b[j..j + run]) {
+                return None;
+            }
             // The run ends at an ASCII byte, so it is a whole UTF-8 slice of the line.
             out.push_str(line.get(j..j + run)?);
             j += run;

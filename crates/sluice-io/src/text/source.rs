@@ -2,7 +2,7 @@
 
 use std::any::Any;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -257,16 +257,25 @@ impl TextReader {
     /// before `end`.
     fn emit_lines(
         &mut self,
-        mut reader: impl BufRead,
+        mut reader: BufReader<impl Read>,
         path: &Path,
         mut offset: u64,
         end: u64,
     ) -> UnitResult {
         while offset < end {
-            self.line.clear();
-            let n = reader
-                .read_until(b'\n', &mut self.line)
-                .map_err(|e| self.io_error(path, e))?;
+            // A line wholly inside the read buffer is taken from there; one that runs
+            // past it is gathered into `self.line` first.
+            let buffered = reader.fill_buf().map_err(|e| self.io_error(path, e))?;
+            let (n, whole) = match memchr::memchr(b'\n', buffered) {
+                Some(i) => (i + 1, true),
+                None => {
+                    self.line.clear();
+                    let n = reader
+                        .read_until(b'\n', &mut self.line)
+                        .map_err(|e| self.io_error(path, e))?;
+                    (n, false)
+                }
+            };
             if n == 0 {
                 break;
             }
@@ -276,7 +285,11 @@ impl TextReader {
                 .store(line_start, std::sync::atomic::Ordering::Relaxed);
             offset += n as u64;
             self.bytes_read += n as u64;
-            let mut text = &self.line[..];
+            let mut text = if whole {
+                &reader.buffer()[..n]
+            } else {
+                &self.line[..]
+            };
             if let Some(rest) = text.strip_suffix(b"\n") {
                 text = rest.strip_suffix(b"\r").unwrap_or(rest);
             }
@@ -290,6 +303,9 @@ impl TextReader {
                     )));
                 }
             };
+            if whole {
+                reader.consume(n);
+            }
             attached(&mut self.output, &self.ctx)?.emit(WindowedValue::in_global_window(line))?;
         }
         Ok(())
@@ -428,6 +444,25 @@ mod tests {
         ];
         for split in 1..=text.len() as u64 + 1 {
             assert_eq!(read_all(&source, split), expected, "split size {split}");
+        }
+    }
+
+    #[test]
+    fn lines_longer_than_the_read_buffer_or_across_its_end_are_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("long.txt");
+        // Short lines up to just before the buffer's end, one line across it, one line
+        // longer than the buffer, then short lines again.
+        let mut expected: Vec<String> = (0..READ_BUFFER / 10 - 1)
+            .map(|i| format!("{i:09}"))
+            .collect();
+        expected.push("x".repeat(25));
+        expected.push("y".repeat(READ_BUFFER * 2 + 7));
+        expected.extend((0..1000).map(|i| format!("tail {i}")));
+        std::fs::write(&path, expected.join("\n")).unwrap();
+        let source = TextSource::new("Read", path.to_str().unwrap()).unwrap();
+        for split in [u64::MAX, READ_BUFFER as u64 - 3, 4096] {
+            assert!(read_all(&source, split) == expected, "split size {split}");
         }
     }
 
