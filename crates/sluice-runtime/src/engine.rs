@@ -250,6 +250,9 @@ fn build_stage<'s>(
                         }
                     }
                 }
+                if let Some(delay) = work.retry_after {
+                    activator.activate_after(delay.max(Duration::from_millis(1)));
+                }
                 if work.more {
                     activator.activate();
                 } else if let Some(at) = work.wakeup_ms {
@@ -294,6 +297,8 @@ struct Work {
     hold: Option<Timestamp>,
     /// Processing time (ms) at which the stage has something due.
     wakeup_ms: Option<i64>,
+    /// A retry is backing off: come back after this long (wall time).
+    retry_after: Option<Duration>,
 }
 
 /// The input of a bundle.
@@ -324,6 +329,8 @@ struct WorkItem {
     /// Created by a failure (a retry, or the part of a failed bundle before its failing
     /// element).
     retry: bool,
+    /// In streaming, a retry of a failing element waits until then (exponential backoff).
+    not_before: Option<Instant>,
 }
 
 impl Pending {
@@ -635,6 +642,7 @@ impl StageRun {
                 attempt: 1,
                 suspect: None,
                 retry: false,
+                not_before: None,
             });
         }
         let mut work = self.attempt_next();
@@ -788,6 +796,15 @@ impl StageRun {
         let Some(item) = self.queue.front().cloned() else {
             return Work::default();
         };
+        if let Some(at) = item.not_before {
+            let now = Instant::now();
+            if at > now {
+                return Work {
+                    retry_after: Some(at - now),
+                    ..Work::default()
+                };
+            }
+        }
         let stage = self.layout.index;
         let description = match &item.pending {
             Pending::Split(split) => format!("{split:?}"),
@@ -871,24 +888,37 @@ impl StageRun {
                     }
                 }
                 let max = self.job.config.max_bundle_attempts;
-                let retry = match item.pending.divide(position) {
+                let unlimited = max == u32::MAX;
+                // Streaming retries a failing element without limit, waiting longer each
+                // time (50 ms, doubling, at most a minute) so a stalled pipeline neither
+                // spins nor hides: every failure is counted and logged.
+                let backoff = |attempt: u32| {
+                    self.job.config.streaming.then(|| {
+                        let ms = 50u64.saturating_mul(1 << attempt.saturating_sub(2).min(20));
+                        Duration::from_millis(ms.min(60_000))
+                    })
+                };
+                let (retry, wait) = match item.pending.divide(position) {
                     // The failing element was not the first: what came before it runs
                     // again as a bundle of its own, and the rest starts at the element
                     // that failed, on its second attempt.
                     Some((before, rest)) => {
+                        let wait = backoff(2);
                         self.queue.push_front(WorkItem {
                             pending: rest,
                             attempt: 2,
                             suspect: Some(position),
                             retry: true,
+                            not_before: wait.map(|d| Instant::now() + d),
                         });
                         self.queue.push_front(WorkItem {
                             pending: before,
                             attempt: 1,
                             suspect: None,
                             retry: true,
+                            not_before: None,
                         });
-                        2
+                        (2, wait)
                     }
                     None if item.attempt >= max => {
                         self.fail(error, item.attempt);
@@ -898,17 +928,25 @@ impl StageRun {
                         };
                     }
                     None => {
+                        let wait = backoff(item.attempt + 1);
                         self.queue.push_front(WorkItem {
                             attempt: item.attempt + 1,
                             suspect: Some(position),
                             retry: true,
+                            not_before: wait.map(|d| Instant::now() + d),
                             ..item
                         });
-                        item.attempt + 1
+                        (item.attempt + 1, wait)
                     }
                 };
+                let limit = if unlimited {
+                    "without limit".to_string()
+                } else {
+                    format!("of {max}")
+                };
+                let after = wait.map_or(String::new(), |d| format!(" in {} ms", d.as_millis()));
                 log::warn!(
-                    "stage {} on worker {}: bundle ({description}) failed, retrying its failing element (attempt {retry} of {max}): {error}",
+                    "stage {} on worker {}: bundle ({description}) failed, retrying its failing element{after} (attempt {retry} {limit}): {error}",
                     self.job.stage_label(stage),
                     self.worker,
                 );

@@ -61,6 +61,8 @@ pub struct Emit<'a, T> {
     ctx: &'a UnitContext,
     emitted: u64,
     first_position: u64,
+    /// A failure downstream of the source, kept with its own transform's name.
+    downstream: Option<Box<ExecError>>,
 }
 
 impl<T: Element> Emit<'_, T> {
@@ -70,6 +72,9 @@ impl<T: Element> Emit<'_, T> {
             .position
             .store(self.first_position + self.emitted, Ordering::Relaxed);
         self.emitted += 1;
+        if self.downstream.is_some() {
+            return Err("a transform after this source failed".into());
+        }
         self.port
             .emit(WindowedValue {
                 value,
@@ -77,7 +82,11 @@ impl<T: Element> Emit<'_, T> {
                 window: Window::Global,
                 pane: PaneInfo::NO_FIRING,
             })
-            .map_err(|e| e.into())
+            .map_err(|e| {
+                let message = e.to_string();
+                self.downstream = Some(e);
+                message.into()
+            })
     }
 
     /// How many elements were emitted through this emitter.
@@ -304,10 +313,14 @@ impl<S: BoundedSource> SourceReader for BoundedReader<S> {
             ctx: &self.ctx,
             emitted: 0,
             first_position: 0,
+            downstream: None,
         };
-        self.source
-            .read(at, &mut out)
-            .map_err(|e| self.ctx.error(e))
+        let result = self.source.read(at, &mut out);
+        match out.downstream.take() {
+            // The failure belongs to the transform that failed, not to the source.
+            Some(e) => Err(e),
+            None => result.map_err(|e| self.ctx.error(e)),
+        }
     }
     fn finish_bundle(&mut self) -> UnitResult {
         attached(&mut self.output, &self.ctx)?.finish_bundle()
@@ -351,12 +364,14 @@ impl<S: UnboundedSource> SourceReader for UnboundedReader<S> {
             ctx: &self.ctx,
             emitted: 0,
             first_position: 0,
+            downstream: None,
         };
         let job = ReadContext { ctx: &self.ctx };
-        let progress = self
-            .source
-            .read(at, max_elements, &job, &mut out)
-            .map_err(|e| self.ctx.error(e))?;
+        let result = self.source.read(at, max_elements, &job, &mut out);
+        if let Some(e) = out.downstream.take() {
+            return Err(e);
+        }
+        let progress = result.map_err(|e| self.ctx.error(e))?;
         Ok(Continuation {
             rest: progress
                 .next

@@ -562,3 +562,61 @@ fn a_side_input_of_an_unbounded_collection_is_refused() {
         "{text}"
     );
 }
+
+#[test]
+fn streaming_retries_a_failing_element_past_the_batch_limit_with_backoff() {
+    /// Fails on value 3 until it has failed `times` times.
+    #[derive(Clone)]
+    struct FailsAtFirst {
+        failures: std::sync::Arc<std::sync::atomic::AtomicU32>,
+        times: u32,
+    }
+    impl DoFn for FailsAtFirst {
+        type In = (String, u64);
+        type Out = (String, u64);
+        fn process(
+            &mut self,
+            (k, v): (String, u64),
+            ctx: &mut Context<'_, Self::Out>,
+        ) -> Result<(), BoxError> {
+            use std::sync::atomic::Ordering;
+            if v == 3 && self.failures.load(Ordering::SeqCst) < self.times {
+                self.failures.fetch_add(1, Ordering::SeqCst);
+                return Err("flaky downstream".into());
+            }
+            ctx.emit((k, v));
+            Ok(())
+        }
+    }
+    let failures = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let stream = TestStream::new()
+        .add_elements((1..=5).map(|v| kv("k", v, v as i64)).collect())
+        .advance_watermark_to_infinity();
+    let p = pipeline(1);
+    let sums = p
+        .test_stream("Events", stream)
+        .par_do(
+            "Flaky",
+            FailsAtFirst {
+                failures: failures.clone(),
+                times: 5,
+            },
+        )
+        .window_into("Windows", FixedWindows::of_millis(100))
+        .sum_per_key("Sum")
+        .collect("Out");
+    let started = std::time::Instant::now();
+    let result = p.run().unwrap();
+    let failed_attempts = result.metrics().transform("Flaky").unwrap().failed_attempts;
+    result.wait_until_finish().unwrap();
+    // Five failures, more than batch's four attempts, and then the element succeeds.
+    assert_eq!(sums.values(), [("k".to_string(), 15)]);
+    assert_eq!(failures.load(std::sync::atomic::Ordering::SeqCst), 5);
+    assert_eq!(failed_attempts, 5);
+    // The retries waited 50, 100, 200, 400 and 800 ms.
+    assert!(
+        started.elapsed() >= Duration::from_millis(1_550),
+        "{:?}",
+        started.elapsed()
+    );
+}
