@@ -68,3 +68,58 @@ fn an_event_is_the_same_whoever_generates_it() {
         }
     }
 }
+
+/// Each event as JSON with the event time the pipeline gave it.
+#[derive(Clone)]
+struct Stamped;
+
+impl sluice::DoFn for Stamped {
+    type In = sluice_nexmark::model::Event;
+    type Out = (String, i64);
+    fn process(
+        &mut self,
+        e: sluice_nexmark::model::Event,
+        ctx: &mut sluice::Context<'_, (String, i64)>,
+    ) -> Result<(), sluice::BoxError> {
+        let at = ctx.timestamp().as_millis();
+        ctx.emit((event_to_json(&e), at));
+        Ok(())
+    }
+}
+
+#[test]
+fn the_pipeline_sources_give_the_same_events_and_times_on_any_workers() {
+    use sluice::{Pipeline, PipelineOptions};
+    use sluice_nexmark::source::NexmarkRead;
+    let config = NexmarkConfig {
+        num_events: 20_000,
+        ..NexmarkConfig::default()
+    };
+    let mut expected: Vec<(String, i64)> = (0..config.num_events)
+        .map(|id| {
+            let (event, at) = config.event_at(id);
+            (event_to_json(&event), at)
+        })
+        .collect();
+    expected.sort();
+    for (workers, streaming) in [(1, false), (2, false), (1, true), (2, true)] {
+        let mut flags = vec![format!("--direct_num_workers={workers}")];
+        if streaming {
+            flags.push("--streaming".into());
+        }
+        let p = Pipeline::with_options(PipelineOptions::parse(flags).unwrap());
+        let events = if streaming {
+            p.nexmark_stream("Events", &config, None)
+        } else {
+            p.nexmark_events("Events", &config)
+        };
+        let got = events.par_do("Stamp", Stamped).collect("Out");
+        p.run().unwrap().wait_until_finish().unwrap();
+        let mut got = got.values();
+        got.sort();
+        assert!(
+            got == expected,
+            "{workers} workers, streaming {streaming}: events differ"
+        );
+    }
+}
