@@ -418,6 +418,10 @@ impl<C: Clone> Panes<C> {
                 continue;
             };
             let mut deadlines = Vec::new();
+            if !self.eager {
+                // Batch: every key of the window fires now.
+                out.reserve(table.len());
+            }
             table.retain(|key, _, slot| {
                 evaluate(
                     &self.machine,
@@ -528,6 +532,8 @@ impl<C: Clone> Panes<C> {
         if self.watermark < Timestamp::MAX {
             return;
         }
+        // About one firing per key: reserved at once rather than grown by doubling.
+        out.reserve(self.keys.len());
         for (key, mut slots) in std::mem::take(&mut self.keys) {
             // The same window more than once: one slot.
             slots.sort_by_key(|s| s.window);

@@ -45,10 +45,32 @@ pub struct RecordBatch {
     pub bytes: Vec<u8>,
 }
 
+/// A destination's buffer is sealed into a batch of its own once it holds this many
+/// bytes, so a large bundle's output travels as several moderate batches: buffers of
+/// this size are recycled by the allocator, where ever-larger ones would be fresh
+/// memory, zeroed by the kernel, for every bundle.
+const SEAL_BYTES: usize = 256 << 10;
+
 #[derive(Debug)]
 struct Buffers {
     per_dest: Vec<RecordBatch>,
+    /// Full batches of the current bundle, in the order they filled.
+    sealed: Vec<RecordBatch>,
     next_spread: usize,
+}
+
+impl Buffers {
+    fn seal_if_full(&mut self, dest: usize) {
+        let batch = &mut self.per_dest[dest];
+        if batch.bytes.len() >= SEAL_BYTES {
+            let full = RecordBatch {
+                dest,
+                records: std::mem::take(&mut batch.records),
+                bytes: std::mem::replace(&mut batch.bytes, Vec::with_capacity(SEAL_BYTES * 5 / 4)),
+            };
+            self.sealed.push(full);
+        }
+    }
 }
 
 /// Where the execution units of a stage write records bound for a shuffle. Cloning the
@@ -67,6 +89,7 @@ impl ShuffleWriter {
                     ..RecordBatch::default()
                 })
                 .collect(),
+            sealed: Vec::new(),
             next_spread: fastrand::usize(..workers),
         })))
     }
@@ -90,7 +113,9 @@ impl ShuffleWriter {
             window,
             timestamp,
             encode_value,
-        )
+        )?;
+        buffers.seal_if_full(dest);
+        Ok(())
     }
 
     /// Writes an unkeyed record to the next worker in turn (a reshuffle).
@@ -109,7 +134,9 @@ impl ShuffleWriter {
             window,
             timestamp,
             encode_value,
-        )
+        )?;
+        buffers.seal_if_full(dest);
+        Ok(())
     }
 
     /// Writes a record to every worker (a side input, which each worker reads whole).
@@ -130,27 +157,36 @@ impl ShuffleWriter {
             other.bytes.extend_from_slice(&first.bytes[start..]);
             other.records += 1;
         }
+        for dest in 0..buffers.per_dest.len() {
+            buffers.seal_if_full(dest);
+        }
         Ok(())
     }
 
     /// Takes the non-empty batches written since the last call.
     pub fn take_batches(&self) -> Vec<RecordBatch> {
         let mut buffers = self.0.borrow_mut();
-        buffers
-            .per_dest
-            .iter_mut()
-            .filter(|b| b.records > 0)
-            .map(|b| RecordBatch {
-                dest: b.dest,
-                records: std::mem::take(&mut b.records),
-                bytes: std::mem::take(&mut b.bytes),
-            })
-            .collect()
+        let buffers = &mut *buffers;
+        let mut batches = std::mem::take(&mut buffers.sealed);
+        batches.extend(
+            buffers
+                .per_dest
+                .iter_mut()
+                .filter(|b| b.records > 0)
+                .map(|b| RecordBatch {
+                    dest: b.dest,
+                    records: std::mem::take(&mut b.records),
+                    bytes: std::mem::take(&mut b.bytes),
+                }),
+        );
+        batches
     }
 
     /// Drops everything written since the last [`ShuffleWriter::take_batches`] (a failed bundle).
     pub fn discard(&self) {
-        for b in self.0.borrow_mut().per_dest.iter_mut() {
+        let mut buffers = self.0.borrow_mut();
+        buffers.sealed.clear();
+        for b in buffers.per_dest.iter_mut() {
             b.records = 0;
             b.bytes.clear();
         }
@@ -487,6 +523,41 @@ mod tests {
         assert_eq!(t.len(), 60);
         let total: usize = t.drain().map(|(_, _, v)| v).sum();
         assert_eq!(total, (0..2000).sum::<usize>());
+    }
+
+    #[test]
+    fn a_large_bundle_leaves_in_moderate_batches_and_a_discard_drops_them_all() {
+        let writer = ShuffleWriter::new(2);
+        let value = vec![7u8; 1000];
+        let write = |n: u64| {
+            for i in 0..n {
+                let key = i.to_le_bytes();
+                writer
+                    .write_keyed(&key, key_hash(&key), Window::Global, Timestamp(0), |o| {
+                        o.extend_from_slice(&value);
+                        Ok(())
+                    })
+                    .unwrap();
+            }
+        };
+        write(2_000);
+        writer.discard();
+        assert!(
+            writer.take_batches().is_empty(),
+            "a discarded bundle leaves nothing"
+        );
+        write(2_000);
+        let batches = writer.take_batches();
+        assert!(batches.len() > 4, "{} batches", batches.len());
+        assert!(batches.iter().all(|b| b.bytes.len() < SEAL_BYTES + 2_000));
+        let mut per_dest = [0u64; 2];
+        for b in &batches {
+            let n = records(&b.bytes).map(|r| r.unwrap()).count() as u64;
+            assert_eq!(n, b.records);
+            per_dest[b.dest] += n;
+        }
+        assert_eq!(per_dest[0] + per_dest[1], 2_000);
+        assert!(writer.take_batches().is_empty());
     }
 
     #[test]
