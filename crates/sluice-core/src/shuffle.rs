@@ -552,7 +552,11 @@ mod tests {
         assert!(batches.iter().all(|b| b.bytes.len() < SEAL_BYTES + 2_000));
         let mut per_dest = [0u64; 2];
         for b in &batches {
-            let n = records(&b.bytes).map(|r| r.unwrap()).count() as u64;
+            let mut n = 0u64;
+            for r in records(&b.bytes) {
+                assert_eq!(r.unwrap().value, &value[..]);
+                n += 1;
+            }
             assert_eq!(n, b.records);
             per_dest[b.dest] += n;
         }
