@@ -84,8 +84,10 @@ pub(crate) fn execute(job: Arc<JobShared>) -> Result<WorkerReport, String> {
         state.borrow_mut().report.worker = index;
         job.progress[index].attach_thread(job.epoch, current_step::handle());
         // User code cannot panic past its stage (bundles are guarded); a panic here is a
-        // bug in the runner. Catch it to report its message, and drop the dataflow so that
-        // timely does not keep stepping it.
+        // bug in the runner. Catch it to report its message and drop the dataflow so that
+        // timely does not keep stepping it; the other workers, which would wait for the
+        // dead one's progress forever, see the job abandoned and drop theirs too (they
+        // park for at most a moment at a time, so they notice).
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             worker.dataflow::<u64, _, _>(|scope| {
                 let mut shuffles: HashMap<EdgeId, Vec<Stream<'_, u64, Batches>>> = HashMap::new();
@@ -93,15 +95,22 @@ pub(crate) fn execute(job: Arc<JobShared>) -> Result<WorkerReport, String> {
                     build_stage(scope, &job, layout, index, peers, &state, &mut shuffles);
                 }
             });
-            while worker.has_dataflows() {
-                worker.step_or_park(None);
+            let mut steps = 0u64;
+            while worker.has_dataflows() && !job.is_abandoned() {
+                if job.config.panic_worker_for_test == Some(index) && steps == 2 {
+                    panic!("injected engine failure (test hook)");
+                }
+                worker.step_or_park(Some(Duration::from_millis(50)));
+                steps += 1;
             }
         }));
         if let Err(panic) = ran {
-            job.fail(JobError::Engine(format!(
+            job.abandon(JobError::Engine(format!(
                 "worker {index} panicked: {}",
                 panic_message(&*panic)
             )));
+        }
+        if job.is_abandoned() {
             for dataflow in worker.installed_dataflows() {
                 worker.drop_dataflow(dataflow);
             }

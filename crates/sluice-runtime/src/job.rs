@@ -140,6 +140,10 @@ pub struct RunnerConfig {
     pub clock: Clock,
     /// Set to drain the job: unbounded sources stop, every window fires, sinks commit.
     pub drain: Arc<AtomicBool>,
+    /// Test hook: this worker panics inside the engine (not in user code) once its
+    /// dataflow runs, so tests can check that the other workers stop and the job fails.
+    #[doc(hidden)]
+    pub panic_worker_for_test: Option<usize>,
 }
 
 impl RunnerConfig {
@@ -156,6 +160,7 @@ impl RunnerConfig {
             unbounded_bundle_elements: 10_000,
             clock: Clock::wall(),
             drain: Arc::default(),
+            panic_worker_for_test: None,
         }
     }
 }
@@ -198,6 +203,8 @@ pub(crate) struct JobShared {
     pub acted: Vec<Vec<Acted>>,
     failed: AtomicBool,
     failure: Mutex<Option<JobError>>,
+    /// A worker died in the engine: the others stop stepping rather than wait for it.
+    abandoned: AtomicBool,
 }
 
 /// How far one stage on one worker has caught up.
@@ -246,6 +253,17 @@ impl JobShared {
     /// Whether the job has failed; every worker stops at its next activation.
     pub fn has_failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)
+    }
+
+    /// A worker died in the engine; the others are to stop.
+    pub fn abandon(&self, error: JobError) {
+        self.fail(error);
+        self.abandoned.store(true, Ordering::Release);
+    }
+
+    /// Whether a worker died in the engine.
+    pub fn is_abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::Acquire)
     }
 
     /// Records a failure; the first one is the one reported.
@@ -365,6 +383,7 @@ pub fn run(
         sinks,
         failed: AtomicBool::new(false),
         failure: Mutex::new(None),
+        abandoned: AtomicBool::new(false),
     });
 
     let watchdog = Watchdog::start(

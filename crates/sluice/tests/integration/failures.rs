@@ -174,3 +174,39 @@ fn a_successful_job_after_a_failed_one_writes_normally() {
         listing(dir.path())
     );
 }
+
+#[test]
+fn a_worker_dying_in_the_engine_fails_the_job_instead_of_hanging_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out/sums");
+    let out = output.to_str().unwrap().to_string();
+    let (done, finished) = std::sync::mpsc::channel();
+    // Run on a thread: a regression would hang, and the test must fail instead.
+    std::thread::spawn(move || {
+        let p = crate::kit::pipeline_with(2, &["--test_engine_panic_on_worker=1"]);
+        p.create("Numbers", (0..200_000u64).collect())
+            .map("Key", |x: u64| (x % 100, x))
+            .sum_per_key("Sum")
+            .map("Format", |(k, v): (u64, u64)| format!("{k}: {v}"))
+            .write_text("Write", &out)
+            .unwrap();
+        let result = p.run().unwrap();
+        let _ = done.send((result.state(), result.error().map(|e| e.to_string())));
+    });
+    let (state, error) = finished
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the job ended rather than waiting for the dead worker");
+    assert_eq!(state, JobState::Failed);
+    let text = error.unwrap_or_default();
+    assert!(
+        text.contains("worker 1 panicked") && text.contains("injected engine failure"),
+        "{text}"
+    );
+    assert_eq!(
+        listing(dir.path())
+            .into_iter()
+            .filter(|f| f != "out")
+            .collect::<Vec<_>>(),
+        Vec::<String>::new()
+    );
+}
