@@ -400,23 +400,26 @@ pub fn run(
         }
     };
     drop(watchdog);
-    let metrics = JobMetrics::from_report(
+    let mut metrics = JobMetrics::from_report(
         &pipeline,
         &graph,
         &report,
         shared.config.workers,
         started.elapsed(),
     );
+    let mut warnings = metrics.fan_out_warnings(&pipeline, &graph, shared.config.workers);
     for stage in &metrics.stages {
         if !stage.stragglers.is_empty() {
-            log::warn!(
+            warnings.push(format!(
                 "stage {} ({}): worker(s) {:?} took much longer than the others; see the stage's workerWallTime",
-                stage.id,
-                stage.name,
-                stage.stragglers
-            );
+                stage.id, stage.name, stage.stragglers
+            ));
         }
     }
+    for warning in &warnings {
+        log::warn!("{warning}");
+    }
+    metrics.warnings = warnings;
 
     let failure = shared.failure.lock().ok().and_then(|mut f| f.take());
     if let Some(error) = failure {

@@ -190,6 +190,10 @@ pub struct JobMetrics {
     /// From the start of execution to its end.
     #[serde(serialize_with = "millis")]
     pub wall_time: Duration,
+    /// Advice found in the measurements (also logged): high fan-out that fusion kept from
+    /// spreading, straggling workers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl JobMetrics {
@@ -374,9 +378,66 @@ impl JobMetrics {
             user,
             stages,
             wall_time,
+            warnings: Vec::new(),
         }
     }
 }
+
+impl JobMetrics {
+    /// ParDos whose high fan-out stayed inside a stage that ran in too few bundles to
+    /// spread over the workers: what follows them in the stage is bounded by their input's
+    /// parallelism. Each warning names the transform and the fix (a Reshuffle after it).
+    pub fn fan_out_warnings(
+        &self,
+        pipeline: &PipelineGraph,
+        graph: &ExecutionGraph,
+        workers: usize,
+    ) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if workers < 2 {
+            return warnings;
+        }
+        for (stage, metrics) in graph.stages.iter().zip(&self.stages) {
+            if metrics.bundles as usize >= 2 * workers {
+                continue;
+            }
+            for step in &stage.steps {
+                let step = graph.step(*step);
+                let transform = pipeline.transform(step.original);
+                if transform.kind() != TransformKind::ParDo {
+                    continue;
+                }
+                // Only further DoFns fused after it suffer; output that goes straight to
+                // a shuffle (a GroupByKey, a Reshuffle, a lifted combine) is spread by it.
+                let fused_after = graph.steps.iter().any(|consumer| {
+                    consumer.op == StepOp::ParDo
+                        && consumer.inputs.iter().any(|e| step.outputs.contains(e))
+                });
+                let Some(m) = self.transform(&transform.name) else {
+                    continue;
+                };
+                let (Some(inputs), Some(outputs)) = (m.elements_in, m.elements_out) else {
+                    continue;
+                };
+                if fused_after
+                    && outputs >= FAN_OUT_MIN_ELEMENTS
+                    && outputs >= FAN_OUT_RATIO * inputs.max(1)
+                {
+                    warnings.push(format!(
+                        "transform '{}' emitted {outputs} elements from {inputs} inside stage {} ({}), which ran as {} bundle(s) on {workers} workers: the work fused after it cannot spread over them; add a Reshuffle after '{}'",
+                        transform.name, metrics.id, metrics.name, metrics.bundles, transform.name
+                    ));
+                }
+            }
+        }
+        warnings
+    }
+}
+
+/// A ParDo emitting at least this many elements, and this many per input, has a high
+/// fan-out.
+const FAN_OUT_MIN_ELEMENTS: u64 = 100_000;
+const FAN_OUT_RATIO: u64 = 100;
 
 /// Workers whose time is at least 1.5 times the median of the others' and 100 ms more.
 fn stragglers(times_ms: &[f64]) -> Vec<usize> {

@@ -485,3 +485,42 @@ fn regression_one_stage_feeding_several_shuffles() {
         assert_eq!(total.values(), [3_000]);
     }
 }
+
+#[test]
+fn high_fan_out_kept_in_few_bundles_is_reported_with_the_reshuffle_fix() {
+    let build = |reshuffle: bool| {
+        let p = pipeline(2);
+        let exploded = p
+            .create("Seeds", vec![0u64, 1])
+            .flat_map("Explode", |seed: u64| {
+                (0..150_000u64).map(move |i| seed * 1_000_000 + i)
+            });
+        let exploded = if reshuffle {
+            exploded.reshuffle("Spread")
+        } else {
+            exploded
+        };
+        let total = exploded
+            .map("Work", |x: u64| x % 7)
+            .sum_globally("Total")
+            .collect("Out");
+        let result = p.run().unwrap();
+        let warnings = result.metrics().warnings.clone();
+        result.wait_until_finish().unwrap();
+        assert_eq!(total.values().len(), 1);
+        warnings
+    };
+    let warnings = build(false);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("'Explode' emitted 300000 elements from 2")
+                && w.contains("add a Reshuffle after 'Explode'")),
+        "{warnings:?}"
+    );
+    let warnings = build(true);
+    assert!(
+        !warnings.iter().any(|w| w.contains("Reshuffle")),
+        "{warnings:?}"
+    );
+}
