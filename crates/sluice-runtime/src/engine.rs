@@ -437,11 +437,9 @@ impl StageRun {
     fn finish(&mut self) {
         self.finished = true;
         // Dropping the units runs each DoFn's teardown.
-        if let Some(mut instance) = self.instance.take() {
-            let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                instance.discard_chain();
-                instance.take_step_report(false)
-            }));
+        if let Some(instance) = self.instance.take() {
+            let dropped =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| instance.close()));
             match dropped {
                 Ok(report) => self.record_steps(report),
                 Err(panic) => log::warn!(

@@ -267,6 +267,22 @@ impl StageInstance {
         self.chain = None;
     }
 
+    /// Tears the whole instance down, root included, and reports what its units did
+    /// since the last report (the root's teardown among it).
+    pub fn close(mut self) -> StepReport {
+        self.discard_chain();
+        let counters = self.builder.counters.clone();
+        let mut report = self.take_step_report(false);
+        drop(self);
+        for (step, c) in counters {
+            let teardowns = c.teardowns.replace(0);
+            if teardowns > 0 {
+                report.teardowns.push((step, teardowns));
+            }
+        }
+        report
+    }
+
     /// What the units reported since the last call; teardowns are always reported,
     /// dead letters only with `committed` (a failed bundle's do not count).
     pub fn take_step_report(&mut self, committed: bool) -> StepReport {

@@ -579,6 +579,13 @@ mod state_and_timers {
                 result.error().map(|e| e.to_string())
             );
             assert!(result.metrics().stages.iter().any(|s| s.retries > 0));
+            // The instance each of the six failures discarded, then each worker's at
+            // the end (every worker owns some of the 60 keys).
+            assert_eq!(
+                result.metrics().transform("Count").unwrap().teardowns,
+                6 + workers as u64,
+                "{workers} workers"
+            );
             let mut per_key: BTreeMap<String, Vec<u64>> = BTreeMap::new();
             for (k, n) in out.values() {
                 per_key.entry(k).or_default().push(n);
