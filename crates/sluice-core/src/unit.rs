@@ -432,8 +432,14 @@ pub trait SinkJob: Send + Sync {
     /// A writer for this worker.
     fn open(&self, worker: usize) -> Result<Box<dyn SinkWriter>, BoxError>;
     /// The job succeeded: makes every closed writer's output visible, atomically as far as
-    /// the storage allows. Returns a short description of what was written.
+    /// the storage allows (a commit that fails leaves what was there before). Returns a
+    /// short description of what was written.
     fn commit(&self) -> Result<String, BoxError>;
+    /// Another sink of the job failed to commit after this one did: restores what was
+    /// there before this commit. Only possible until [`SinkJob::finalize`].
+    fn undo(&self);
+    /// Every sink of the job committed: drops what `undo` would have needed.
+    fn finalize(&self) {}
     /// The job failed: removes all temporary output.
     fn abort(&self);
 }

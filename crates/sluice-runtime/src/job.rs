@@ -433,13 +433,18 @@ pub fn run(
             committed: Vec::new(),
         };
     }
+    // Two phases across sinks: each commit can be undone until every sink has committed,
+    // so a failure in one leaves none of the job's output.
     let mut committed = Vec::new();
     for (i, (id, sink)) in shared.sinks.iter().enumerate() {
         match sink.commit() {
             Ok(description) => committed.push(description),
             Err(source) => {
-                for (_, rest) in &shared.sinks[i + 1..] {
-                    rest.abort();
+                for (_, done) in shared.sinks[..i].iter().rev() {
+                    done.undo();
+                }
+                for (_, any) in &shared.sinks {
+                    any.abort();
                 }
                 return JobOutcome {
                     state: JobState::Failed,
@@ -448,10 +453,13 @@ pub fn run(
                         source,
                     }),
                     metrics,
-                    committed,
+                    committed: Vec::new(),
                 };
             }
         }
+    }
+    for (_, sink) in &shared.sinks {
+        sink.finalize();
     }
     JobOutcome {
         state: JobState::Done,

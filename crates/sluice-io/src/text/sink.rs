@@ -155,6 +155,7 @@ impl SinkFactory for TextSink {
             temp_dir,
             next_file: AtomicUsize::new(0),
             closed: Arc::default(),
+            renamed: Mutex::default(),
         }))
     }
 }
@@ -165,6 +166,8 @@ struct TextSinkJob {
     next_file: AtomicUsize,
     /// Temporary files of closed writers, with their worker.
     closed: Arc<Mutex<Vec<(usize, PathBuf)>>>,
+    /// The renames a commit made, in order, so that it can be undone until finalised.
+    renamed: Mutex<Vec<(PathBuf, PathBuf)>>,
 }
 
 impl TextSinkJob {
@@ -174,12 +177,13 @@ impl TextSinkJob {
         files
     }
 
-    /// Removes shards of earlier runs that this commit does not overwrite.
-    fn remove_stale_shards(&self, count: usize) {
+    /// Shards of earlier runs under this prefix (any shard count).
+    fn existing_shards(&self) -> Vec<PathBuf> {
         let Ok(entries) = std::fs::read_dir(&self.sink.dir) else {
-            return;
+            return Vec::new();
         };
         let prefix = format!("{}-", self.sink.file_prefix);
+        let mut found = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
@@ -193,11 +197,44 @@ impl TextSinkJob {
                 && rest.as_bytes()[5..9] == *b"-of-"
                 && rest[..5].bytes().all(|b| b.is_ascii_digit())
                 && rest[9..].bytes().all(|b| b.is_ascii_digit());
-            if is_shard && rest[9..].parse::<usize>().ok() != Some(count) {
-                log::info!("removing {} from an earlier run", entry.path().display());
-                let _ = std::fs::remove_file(entry.path());
+            if is_shard {
+                found.push(entry.path());
             }
         }
+        found.sort();
+        found
+    }
+
+    /// Renames `from` to `to`, noting it for [`SinkJob::undo`].
+    fn rename(&self, from: &Path, to: &Path) -> Result<(), BoxError> {
+        std::fs::rename(from, to)
+            .map_err(|e| format!("cannot rename {} to {}: {e}", from.display(), to.display()))?;
+        if let Ok(mut renamed) = self.renamed.lock() {
+            renamed.push((from.to_path_buf(), to.to_path_buf()));
+        }
+        Ok(())
+    }
+
+    /// Moves the earlier shards aside and the new ones into place.
+    fn publish(&self, files: &[(usize, PathBuf)]) -> Result<(), BoxError> {
+        let count = files.len();
+        let existing = self.existing_shards();
+        if !existing.is_empty() {
+            // Kept until the job is final, so that a failed commit can put them back.
+            let aside = self.temp_dir.join("replaced");
+            std::fs::create_dir_all(&aside)
+                .map_err(|e| format!("cannot create {}: {e}", aside.display()))?;
+            for old in existing {
+                if let Some(name) = old.file_name() {
+                    log::info!("replacing {} from an earlier run", old.display());
+                    self.rename(&old, &aside.join(name))?;
+                }
+            }
+        }
+        for (i, (_, temp)) in files.iter().enumerate() {
+            self.rename(temp, &self.sink.shard_path(i, count))?;
+        }
+        Ok(())
     }
 }
 
@@ -224,18 +261,11 @@ impl SinkJob for TextSinkJob {
             files.push((0, path));
         }
         let count = files.len();
-        self.remove_stale_shards(count);
-        for (i, (_, temp)) in files.iter().enumerate() {
-            let target = self.sink.shard_path(i, count);
-            std::fs::rename(temp, &target).map_err(|e| {
-                format!(
-                    "cannot rename {} to {}: {e}",
-                    temp.display(),
-                    target.display()
-                )
-            })?;
+        if let Err(e) = self.publish(&files) {
+            // Nothing half done: the renames made so far are reversed.
+            self.undo();
+            return Err(e);
         }
-        let _ = std::fs::remove_dir_all(&self.temp_dir);
         Ok(format!(
             "{}: {} shard{} at {}",
             self.sink.transform,
@@ -249,6 +279,31 @@ impl SinkJob for TextSinkJob {
                 ))
                 .display()
         ))
+    }
+
+    fn undo(&self) {
+        let renamed = self
+            .renamed
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default();
+        for (from, to) in renamed.into_iter().rev() {
+            if let Err(e) = std::fs::rename(&to, &from) {
+                log::error!(
+                    "could not undo the commit of {}: renaming {} back to {} failed: {e}",
+                    self.sink.transform,
+                    to.display(),
+                    from.display()
+                );
+            }
+        }
+    }
+
+    fn finalize(&self) {
+        if let Ok(mut renamed) = self.renamed.lock() {
+            renamed.clear();
+        }
+        let _ = std::fs::remove_dir_all(&self.temp_dir);
     }
 
     fn abort(&self) {
@@ -334,6 +389,7 @@ mod tests {
                 .all(|n| n.starts_with(".temp-sluice"))
         );
         job.commit().unwrap();
+        job.finalize();
         assert_eq!(
             listing(&dir.path().join("out")),
             ["counts-00000-of-00002", "counts-00001-of-00002"]
@@ -362,9 +418,69 @@ mod tests {
         write(&first, 0, "a\n");
         write(&first, 1, "b\n");
         first.commit().unwrap();
-        job(&sink, "j4").commit().unwrap();
+        first.finalize();
+        let second = job(&sink, "j4");
+        second.commit().unwrap();
+        second.finalize();
         assert_eq!(listing(dir.path()), ["x-00000-of-00001"]);
         assert_eq!(std::fs::read_to_string(sink.shard_path(0, 1)).unwrap(), "");
+    }
+
+    /// A committed run of `lines` (one shard per line), made final.
+    fn committed_run(sink: &TextSink, id: &str, lines: &[&str]) {
+        let run = job(sink, id);
+        for (worker, line) in lines.iter().enumerate() {
+            write(&run, worker, line);
+        }
+        run.commit().unwrap();
+        run.finalize();
+    }
+
+    fn contents(dir: &Path) -> Vec<(String, String)> {
+        listing(dir)
+            .into_iter()
+            .map(|name| {
+                let text = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
+                (name, text)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_commit_that_fails_leaves_the_earlier_output_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = TextSink::new("Write", dir.path().join("x").to_str().unwrap()).unwrap();
+        committed_run(&sink, "old", &["a\n", "b\n"]);
+        let before = contents(dir.path());
+        assert_eq!(before.len(), 2);
+        let failing = job(&sink, "new");
+        write(&failing, 0, "c\n");
+        write(&failing, 1, "d\n");
+        // The second of the new files vanishes before the commit renames it.
+        let temp = dir.path().join(".temp-sluice-x-new");
+        let mut temps = listing(&temp);
+        temps.sort();
+        std::fs::remove_file(temp.join(&temps[1])).unwrap();
+        let err = failing.commit().unwrap_err().to_string();
+        assert!(err.contains("cannot rename"), "{err}");
+        failing.abort();
+        assert_eq!(contents(dir.path()), before);
+    }
+
+    #[test]
+    fn a_commit_undone_for_another_sink_restores_the_earlier_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = TextSink::new("Write", dir.path().join("x").to_str().unwrap()).unwrap();
+        committed_run(&sink, "old", &["a\n"]);
+        let before = contents(dir.path());
+        let run = job(&sink, "new");
+        write(&run, 0, "c\n");
+        write(&run, 1, "d\n");
+        run.commit().unwrap();
+        assert!(listing(dir.path()).contains(&"x-00001-of-00002".to_string()));
+        run.undo();
+        run.abort();
+        assert_eq!(contents(dir.path()), before);
     }
 
     #[test]

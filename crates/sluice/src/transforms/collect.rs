@@ -104,6 +104,7 @@ impl<T: Element> SinkFactory for CollectSink<T> {
         Ok(Arc::new(CollectJob {
             committed: self.committed.clone(),
             pending: Arc::default(),
+            before: Mutex::default(),
         }))
     }
 }
@@ -112,6 +113,8 @@ struct CollectJob {
     committed: Arc<Mutex<Vec<u8>>>,
     /// Bytes of closed writers, visible only on commit.
     pending: Arc<Mutex<Vec<u8>>>,
+    /// How many committed bytes there were before this job's commit (for an undo).
+    before: Mutex<Option<usize>>,
 }
 
 impl SinkJob for CollectJob {
@@ -130,11 +133,23 @@ impl SinkJob for CollectJob {
                 .map_err(|_| "a collect writer panicked")?,
         );
         let n = pending.len();
-        self.committed
+        let mut committed = self
+            .committed
             .lock()
-            .map_err(|_| "a collect reader panicked")?
-            .extend(pending);
+            .map_err(|_| "a collect reader panicked")?;
+        if let Ok(mut before) = self.before.lock() {
+            *before = Some(committed.len());
+        }
+        committed.extend(pending);
         Ok(format!("{n} bytes collected in memory"))
+    }
+
+    fn undo(&self) {
+        if let (Ok(mut before), Ok(mut committed)) = (self.before.lock(), self.committed.lock())
+            && let Some(len) = before.take()
+        {
+            committed.truncate(len);
+        }
     }
 
     fn abort(&self) {

@@ -210,3 +210,69 @@ fn a_worker_dying_in_the_engine_fails_the_job_instead_of_hanging_the_others() {
         Vec::<String>::new()
     );
 }
+
+/// Passes elements through; when torn down, deletes the temporary output of the sink
+/// writing `victim` (as a storage failure would), so that sink's commit fails.
+#[derive(Clone)]
+struct LoseTemporaryOutput {
+    dir: std::path::PathBuf,
+    victim: String,
+}
+
+impl DoFn for LoseTemporaryOutput {
+    type In = String;
+    type Out = String;
+    fn process(&mut self, x: String, ctx: &mut Context<'_, String>) -> Result<(), BoxError> {
+        ctx.emit(x);
+        Ok(())
+    }
+    fn teardown(&mut self) {
+        let prefix = format!(".temp-sluice-{}-", self.victim);
+        for entry in std::fs::read_dir(&self.dir).unwrap().flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+#[test]
+fn a_sink_failing_to_commit_undoes_the_sinks_committed_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first");
+    let second = dir.path().join("second");
+    // An earlier run's output of the first sink.
+    let p = pipeline(1);
+    p.create("Old", vec!["old".to_string()])
+        .write_text("WriteFirst", first.to_str().unwrap())
+        .unwrap();
+    p.run().unwrap().wait_until_finish().unwrap();
+    let before = listing(dir.path());
+    let old = std::fs::read_to_string(dir.path().join(&before[0])).unwrap();
+
+    let p = pipeline(1);
+    p.create("New", vec!["new".to_string()])
+        .write_text("WriteFirst", first.to_str().unwrap())
+        .unwrap();
+    p.create("Other", vec!["other".to_string()])
+        .par_do(
+            "Lose",
+            LoseTemporaryOutput {
+                dir: dir.path().to_path_buf(),
+                victim: "second".into(),
+            },
+        )
+        .write_text("WriteSecond", second.to_str().unwrap())
+        .unwrap();
+    let result = p.run().unwrap();
+    assert_eq!(result.state(), JobState::Failed);
+    let text = result.error().unwrap().to_string();
+    assert!(text.contains("WriteSecond"), "{text}");
+    // The first sink's commit was undone: its earlier output is back, and nothing of
+    // this job remains.
+    assert_eq!(listing(dir.path()), before);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(&before[0])).unwrap(),
+        old
+    );
+}
