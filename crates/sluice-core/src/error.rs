@@ -42,7 +42,23 @@ impl fmt::Display for ExecError {
         if let Some(element) = &self.element {
             write!(f, " on element {element}")?;
         }
-        write!(f, ": {}", self.source)
+        write!(f, ": {}", display_safely(&*self.source))
+    }
+}
+
+/// `value.to_string()`, or a note saying its `Display` panicked: a user error whose
+/// formatting panics must not take down the code that reports it.
+pub fn display_safely(value: &(dyn fmt::Display + '_)) -> String {
+    let mut out = String::new();
+    let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = write!(out, "{value}");
+    }));
+    match written {
+        Ok(()) => out,
+        Err(panic) => format!(
+            "(the error's message could not be formatted: its Display panicked: {})",
+            panic_message(&*panic)
+        ),
     }
 }
 

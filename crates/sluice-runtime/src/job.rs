@@ -268,13 +268,37 @@ impl JobShared {
 
     /// Records a failure; the first one is the one reported.
     pub fn fail(&self, error: JobError) {
-        if let Ok(mut slot) = self.failure.lock()
-            && slot.is_none()
-        {
-            log::error!("{error}");
-            *slot = Some(error);
-        }
+        // Flagged first: whatever happens below, no sink commits.
         self.failed.store(true, Ordering::Release);
+        // Formatted outside the lock (a user error's message is user code), and a lock
+        // poisoned by a panic elsewhere is still used: its contents are a plain Option.
+        let message = sluice_core::error::display_safely(&error);
+        let mut slot = self
+            .failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(error);
+            drop(slot);
+            log::error!("{message}");
+        }
+    }
+
+    /// The recorded failure, if the job failed. A failure flagged without an error (which
+    /// should not happen) still counts: the job must not commit.
+    fn take_failure(&self) -> Option<JobError> {
+        let recorded = self
+            .failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        match recorded {
+            Some(error) => Some(error),
+            None if self.has_failed() => Some(JobError::Engine(
+                "a failure was flagged but its error was not recorded".into(),
+            )),
+            None => None,
+        }
     }
 
     /// The job of the sink written by `transform`.
@@ -421,8 +445,7 @@ pub fn run(
     }
     metrics.warnings = warnings;
 
-    let failure = shared.failure.lock().ok().and_then(|mut f| f.take());
-    if let Some(error) = failure {
+    if let Some(error) = shared.take_failure() {
         for (_, sink) in &shared.sinks {
             sink.abort();
         }

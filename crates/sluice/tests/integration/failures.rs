@@ -276,3 +276,52 @@ fn a_sink_failing_to_commit_undoes_the_sinks_committed_before_it() {
         old
     );
 }
+
+/// An error whose `Display` panics.
+#[derive(Debug)]
+struct Unprintable;
+
+impl std::fmt::Display for Unprintable {
+    fn fmt(&self, _f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        panic!("this error cannot be printed")
+    }
+}
+
+impl std::error::Error for Unprintable {}
+
+#[derive(Clone)]
+struct FailUnprintably;
+
+impl DoFn for FailUnprintably {
+    type In = u64;
+    type Out = u64;
+    fn process(&mut self, x: u64, ctx: &mut Context<'_, u64>) -> Result<(), BoxError> {
+        if x == 3 {
+            return Err(Box::new(Unprintable));
+        }
+        ctx.emit(x);
+        Ok(())
+    }
+}
+
+/// Regression: formatting a failure panicked while the failure lock was held; the
+/// poisoned lock then read as "no failure" and the job committed its output as DONE.
+#[test]
+fn regression_an_error_whose_message_panics_still_fails_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("numbers");
+    let p = crate::kit::pipeline_with(2, &["--max_bundle_attempts=1"]);
+    p.create("Numbers", (0..10u64).collect())
+        .par_do("Check", FailUnprintably)
+        .map("Format", |x: u64| x.to_string())
+        .write_text("Write", output.to_str().unwrap())
+        .unwrap();
+    let result = p.run().unwrap();
+    assert_eq!(result.state(), JobState::Failed);
+    let text = result.error().unwrap().to_string();
+    assert!(
+        text.contains("'Check'") && text.contains("Display panicked"),
+        "{text}"
+    );
+    assert!(crate::kit::shards(&output).is_empty(), "nothing committed");
+}
