@@ -625,8 +625,13 @@ mod tests {
         }
 
         #[test]
-        fn equal_keys_encode_equally(s in ".{0,30}", n in any::<i64>()) {
-            prop_assert_eq!(encode_to_vec(&(s.clone(), n)).unwrap(), encode_to_vec(&(s, n)).unwrap());
+        fn equal_keys_built_apart_encode_equally(s in ".{0,30}", n in any::<i64>()) {
+            // The same key, built once as given and once rebuilt char by char, with its
+            // map entries inserted in opposite orders.
+            let rebuilt: String = s.chars().collect();
+            let forward: BTreeMap<i64, String> = [(n, s.clone()), (n.wrapping_add(1), String::new())].into();
+            let backward: BTreeMap<i64, String> = [(n.wrapping_add(1), String::new()), (n, rebuilt.clone())].into();
+            prop_assert_eq!(encode_to_vec(&(s, n, forward)).unwrap(), encode_to_vec(&(rebuilt, n, backward)).unwrap());
         }
 
         #[test]
@@ -642,6 +647,16 @@ mod tests {
         assert_eq!(encode_to_vec(&-1i64).unwrap(), [1]);
         assert_eq!(encode_to_vec(&"ab".to_string()).unwrap(), [2, b'a', b'b']);
         assert_eq!(encode_to_vec(&()).unwrap(), [0u8; 0]);
+    }
+
+    #[test]
+    fn encodings_are_pinned() {
+        // A change here changes every shuffle key and every stored accumulator.
+        let value = ("hello".to_string(), -3i64, Some(300u32), vec![1u8, 2]);
+        assert_eq!(
+            encode_to_vec(&value).unwrap(),
+            [5, b'h', b'e', b'l', b'l', b'o', 5, 1, 172, 2, 2, 1, 2]
+        );
     }
 
     #[test]
