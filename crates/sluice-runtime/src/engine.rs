@@ -95,13 +95,18 @@ pub(crate) fn execute(job: Arc<JobShared>) -> Result<WorkerReport, String> {
                     build_stage(scope, &job, layout, index, peers, &state, &mut shuffles);
                 }
             });
+            #[cfg(feature = "test-hooks")]
             let mut steps = 0u64;
             while worker.has_dataflows() && !job.is_abandoned() {
+                #[cfg(feature = "test-hooks")]
                 if job.config.panic_worker_for_test == Some(index) && steps == 2 {
                     panic!("injected engine failure (test hook)");
                 }
                 worker.step_or_park(Some(Duration::from_millis(50)));
-                steps += 1;
+                #[cfg(feature = "test-hooks")]
+                {
+                    steps += 1;
+                }
             }
         }));
         if let Err(panic) = ran {

@@ -142,7 +142,7 @@ pub struct RunnerConfig {
     pub drain: Arc<AtomicBool>,
     /// Test hook: this worker panics inside the engine (not in user code) once its
     /// dataflow runs, so tests can check that the other workers stop and the job fails.
-    #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     pub panic_worker_for_test: Option<usize>,
 }
 
@@ -160,6 +160,7 @@ impl RunnerConfig {
             unbounded_bundle_elements: 10_000,
             clock: Clock::wall(),
             drain: Arc::default(),
+            #[cfg(feature = "test-hooks")]
             panic_worker_for_test: None,
         }
     }

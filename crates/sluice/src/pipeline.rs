@@ -328,10 +328,13 @@ impl Pipeline {
             }
         }
         config.stuck_bundle_warning = std::time::Duration::from_secs_f64(options.stuck_bundle_secs);
-        // Test hook (not a user flag): a worker dies inside the engine.
-        config.panic_worker_for_test = options
-            .get("test_engine_panic_on_worker")
-            .and_then(|w| w.parse().ok());
+        // Test hook (built only for sluice's own tests): a worker dies inside the engine.
+        #[cfg(feature = "test-hooks")]
+        {
+            config.panic_worker_for_test = options
+                .get("test_engine_panic_on_worker")
+                .and_then(|w| w.parse().ok());
+        }
         let outcome = sluice_runtime::run(graph.clone(), plan.clone(), config);
         match (&outcome.state, &outcome.error) {
             (JobState::Done, _) => log::info!(
