@@ -407,6 +407,17 @@ fn call<R>(transform: &str, f: impl FnOnce() -> Result<R, BoxError>) -> Result<R
     }
 }
 
+/// Runs a DoFn's `teardown`: a failure there is logged, never fatal (as in Beam,
+/// teardown is best effort), and it never unwinds into the runner.
+pub(crate) fn teardown_guarded(transform: &str, teardown: impl FnOnce()) {
+    if let Err(e) = call(transform, || {
+        teardown();
+        Ok(())
+    }) {
+        log::warn!("{e} (in teardown)");
+    }
+}
+
 /// A fresh, set-up instance of the DoFn given at construction.
 fn instantiate<D: DoFn>(prototype: &Mutex<D>, transform: &str) -> Result<D, Box<ExecError>> {
     let mut dofn = prototype
@@ -493,10 +504,7 @@ impl<D: DoFn> ParDoUnit<D> {
                 self.counters
                     .teardowns
                     .set(self.counters.teardowns.get() + 1);
-                let _ = call(&self.transform, || {
-                    old.teardown();
-                    Ok(())
-                });
+                teardown_guarded(&self.transform, || old.teardown());
                 Some(format!("panicked: {}", panic_message(&*panic)))
             }
         };
@@ -641,12 +649,7 @@ impl<D: DoFn> Drop for ParDoUnit<D> {
         self.counters
             .teardowns
             .set(self.counters.teardowns.get() + 1);
-        if let Err(e) = call(&self.transform, || {
-            dofn.teardown();
-            Ok(())
-        }) {
-            log::warn!("{e} (in teardown)");
-        }
+        teardown_guarded(&self.transform, || dofn.teardown());
     }
 }
 

@@ -835,7 +835,7 @@ impl<D: StatefulDoFn> ShuffleReader for StatefulRead<D> {
         // committed state with a fresh instance.
         self.changes.clear();
         if let Some(mut dofn) = self.dofn.take() {
-            dofn.teardown();
+            crate::dofn::teardown_guarded(&self.ctx.transform, || dofn.teardown());
             self.ctx
                 .counters
                 .teardowns
@@ -847,7 +847,7 @@ impl<D: StatefulDoFn> ShuffleReader for StatefulRead<D> {
 impl<D: StatefulDoFn> Drop for StatefulRead<D> {
     fn drop(&mut self) {
         if let Some(mut dofn) = self.dofn.take() {
-            dofn.teardown();
+            crate::dofn::teardown_guarded(&self.ctx.transform, || dofn.teardown());
             self.ctx
                 .counters
                 .teardowns

@@ -556,6 +556,61 @@ mod state_and_timers {
         }
     }
 
+    /// Counts per key like [`RunningCount`], and panics in every teardown.
+    #[derive(Clone)]
+    struct PanickyTeardown(RunningCount);
+
+    impl StatefulDoFn for PanickyTeardown {
+        type Key = String;
+        type Value = u32;
+        type Out = (String, u64);
+        fn process(
+            &mut self,
+            key: &String,
+            v: u32,
+            state: &mut State<'_>,
+            ctx: &mut Context<'_, Self::Out>,
+        ) -> Result<(), BoxError> {
+            self.0.process(key, v, state, ctx)
+        }
+        fn teardown(&mut self) {
+            panic!("teardown fails");
+        }
+    }
+
+    /// Regression: a panic in a stateful DoFn's teardown (after a failed bundle, and at
+    /// the end of the stage) was taken for a crash of the runner and abandoned the job.
+    #[test]
+    fn regression_a_panicking_stateful_teardown_is_logged_not_fatal() {
+        for workers in [1, 2] {
+            let p = pipeline(workers);
+            let dofn = PanickyTeardown(RunningCount {
+                seen: ValueState::new("seen"),
+                fail_once: Arc::default(),
+            });
+            let out = p
+                .create(
+                    "Pairs",
+                    (0..600u32).map(|i| (format!("k{}", i % 60), i)).collect(),
+                )
+                .par_do_stateful("Count", dofn)
+                .collect("Out");
+            let result = p.run().unwrap();
+            assert_eq!(
+                result.state(),
+                JobState::Done,
+                "{:?}",
+                result.error().map(|e| e.to_string())
+            );
+            assert_eq!(
+                result.metrics().transform("Count").unwrap().teardowns,
+                6 + workers as u64,
+                "{workers} workers"
+            );
+            assert_eq!(out.values().len(), 600, "{workers} workers");
+        }
+    }
+
     #[test]
     fn value_state_counts_per_key_and_failed_attempts_leave_no_state() {
         for workers in WORKERS {
