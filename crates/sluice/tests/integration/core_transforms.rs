@@ -53,6 +53,46 @@ fn distinct_keeps_each_element_once() {
 }
 
 #[test]
+fn top_by_comparator_ranks_floats_and_records() {
+    for workers in WORKERS {
+        let p = pipeline(workers);
+        let prices = p.create(
+            "Prices",
+            (0..1_000u32)
+                .map(|i| (format!("k{}", i % 2), f64::from((i * 7919) % 1000) / 10.0))
+                .collect(),
+        );
+        let best = prices
+            .top_per_key_by("Best", 2, |a: &f64, b: &f64| a.total_cmp(b))
+            .collect("BestOut");
+        let cheapest = prices
+            .values("Values")
+            .top_by("Cheapest", 3, |a: &f64, b: &f64| b.total_cmp(a))
+            .collect("CheapestOut");
+        let longest = p
+            .create("Words", vec!["a".to_string(), "ccc".into(), "bb".into()])
+            .top_by_key("Longest", 1, |w: &String| w.len())
+            .collect("LongestOut");
+        p.run().unwrap().wait_until_finish().unwrap();
+        assert_eq!(
+            sorted_by_key(best.values()),
+            [
+                ("k0".to_string(), vec![99.8, 99.6]),
+                ("k1".to_string(), vec![99.9, 99.7])
+            ],
+            "{workers} workers"
+        );
+        assert_eq!(cheapest.values(), [vec![0.0, 0.1, 0.2]]);
+        assert_eq!(longest.values(), [vec!["ccc".to_string()]]);
+    }
+}
+
+fn sorted_by_key<V>(mut v: Vec<(String, V)>) -> Vec<(String, V)> {
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
 fn to_list_and_top() {
     for workers in WORKERS {
         let p = pipeline(workers);
