@@ -68,6 +68,54 @@ impl std::error::Error for ExecError {
     }
 }
 
+/// A file-system operation failed: what was being done, on which path, and the
+/// operating system's error — so that a caller can tell a full disk
+/// (`source.kind() == StorageFull`) from a permission error.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} {}: {source}", path.display())]
+pub struct FileError {
+    /// What was being done: "create", "write", "rename ... to", "sync", ...
+    pub action: String,
+    /// The file or directory.
+    pub path: std::path::PathBuf,
+    /// The cause.
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl FileError {
+    /// An error of `action` on `path`.
+    pub fn new(
+        action: impl Into<String>,
+        path: impl Into<std::path::PathBuf>,
+        source: std::io::Error,
+    ) -> FileError {
+        FileError {
+            action: action.into(),
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// The first `std::io::Error` among `error` and its sources, if any: how a caller tells
+/// what kind of I/O failure ended a job.
+pub fn find_io_error<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a std::io::Error> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        if let Some(file) = e.downcast_ref::<FileError>() {
+            return Some(&file.source);
+        }
+        current = e.source();
+    }
+    None
+}
+
 /// The message of a caught panic's payload.
 pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {

@@ -51,22 +51,38 @@ pub struct RecordBatch {
 /// memory, zeroed by the kernel, for every bundle.
 const SEAL_BYTES: usize = 256 << 10;
 
+/// What one writer's open buffers may hold in all: with many workers each destination's
+/// buffer is sealed smaller, so a writer's memory does not grow with the worker count
+/// (and a job's with its square).
+const OPEN_BYTES: usize = 8 << 20;
+
+/// The smallest size a destination's buffer is sealed at.
+const MIN_SEAL_BYTES: usize = 16 << 10;
+
+/// The sealing size for a writer with `workers` destinations.
+fn seal_bytes(workers: usize) -> usize {
+    (OPEN_BYTES / workers.max(1)).clamp(MIN_SEAL_BYTES, SEAL_BYTES)
+}
+
 #[derive(Debug)]
 struct Buffers {
     per_dest: Vec<RecordBatch>,
     /// Full batches of the current bundle, in the order they filled.
     sealed: Vec<RecordBatch>,
     next_spread: usize,
+    /// Size at which a destination's buffer is sealed.
+    seal_at: usize,
 }
 
 impl Buffers {
     fn seal_if_full(&mut self, dest: usize) {
+        let seal_at = self.seal_at;
         let batch = &mut self.per_dest[dest];
-        if batch.bytes.len() >= SEAL_BYTES {
+        if batch.bytes.len() >= seal_at {
             let full = RecordBatch {
                 dest,
                 records: std::mem::take(&mut batch.records),
-                bytes: std::mem::replace(&mut batch.bytes, Vec::with_capacity(SEAL_BYTES * 5 / 4)),
+                bytes: std::mem::replace(&mut batch.bytes, Vec::with_capacity(seal_at * 5 / 4)),
             };
             self.sealed.push(full);
         }
@@ -91,6 +107,7 @@ impl ShuffleWriter {
                 .collect(),
             sealed: Vec::new(),
             next_spread: fastrand::usize(..workers),
+            seal_at: seal_bytes(workers),
         })))
     }
 
@@ -562,6 +579,38 @@ mod tests {
         }
         assert_eq!(per_dest[0] + per_dest[1], 2_000);
         assert!(writer.take_batches().is_empty());
+    }
+
+    #[test]
+    fn open_buffers_do_not_grow_with_the_worker_count() {
+        assert_eq!(seal_bytes(1), SEAL_BYTES);
+        assert_eq!(seal_bytes(2), SEAL_BYTES);
+        assert_eq!(seal_bytes(512), MIN_SEAL_BYTES);
+        for workers in [1, 2, 8, 64, 512] {
+            // Every destination's buffer nearly full: what the writer holds open.
+            let writer = ShuffleWriter::new(workers);
+            let value = vec![1u8; 100];
+            for i in 0..200_000u64 {
+                let key = i.to_le_bytes();
+                writer
+                    .write_keyed(&key, key_hash(&key), Window::Global, Timestamp(0), |o| {
+                        o.extend_from_slice(&value);
+                        Ok(())
+                    })
+                    .unwrap();
+            }
+            let open: usize = writer
+                .0
+                .borrow()
+                .per_dest
+                .iter()
+                .map(|b| b.bytes.capacity())
+                .sum();
+            assert!(
+                open <= (OPEN_BYTES * 5 / 4).max(workers * MIN_SEAL_BYTES * 5 / 4) + workers * 256,
+                "{workers} workers: {open} bytes open"
+            );
+        }
     }
 
     #[test]

@@ -436,8 +436,9 @@ pub trait SinkJob: Send + Sync {
     /// short description of what was written.
     fn commit(&self) -> Result<String, BoxError>;
     /// Another sink of the job failed to commit after this one did: restores what was
-    /// there before this commit. Only possible until [`SinkJob::finalize`].
-    fn undo(&self);
+    /// there before this commit. Only possible until [`SinkJob::finalize`]. An error
+    /// says what could not be restored; [`SinkJob::abort`] then keeps it.
+    fn undo(&self) -> Result<(), BoxError>;
     /// Every sink of the job committed: drops what `undo` would have needed.
     fn finalize(&self) {}
     /// The job failed: removes all temporary output.

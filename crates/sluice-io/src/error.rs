@@ -1,12 +1,11 @@
+use std::fmt;
 use std::path::PathBuf;
 
 /// A connector's resources are missing or unusable.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
+#[non_exhaustive]
 pub enum IoError {
     /// An input pattern matched nothing.
-    #[error(
-        "transform '{transform}': the input pattern '{pattern}' matches no file; check the path (and quote patterns with * in the shell)"
-    )]
     NoMatch {
         /// The Read transform.
         transform: String,
@@ -14,7 +13,6 @@ pub enum IoError {
         pattern: String,
     },
     /// An input pattern is not a valid glob.
-    #[error("transform '{transform}': '{pattern}' is not a valid file pattern: {reason}")]
     BadPattern {
         /// The Read transform.
         transform: String,
@@ -24,7 +22,6 @@ pub enum IoError {
         reason: String,
     },
     /// An input file cannot be read.
-    #[error("transform '{transform}': cannot read '{}': {source}; check that it exists and is readable", path.display())]
     Unreadable {
         /// The Read transform.
         transform: String,
@@ -34,7 +31,6 @@ pub enum IoError {
         source: std::io::Error,
     },
     /// An output location cannot be written.
-    #[error("transform '{transform}': cannot write output '{}': {reason}", prefix.display())]
     Unwritable {
         /// The Write transform.
         transform: String,
@@ -43,4 +39,65 @@ pub enum IoError {
         /// Why, and what to do.
         reason: String,
     },
+}
+
+impl IoError {
+    /// The transform whose resource is unusable.
+    pub fn transform(&self) -> &str {
+        match self {
+            IoError::NoMatch { transform, .. }
+            | IoError::BadPattern { transform, .. }
+            | IoError::Unreadable { transform, .. }
+            | IoError::Unwritable { transform, .. } => transform,
+        }
+    }
+
+    /// What is wrong, without the transform's name.
+    pub fn problem(&self) -> String {
+        match self {
+            IoError::NoMatch { pattern, .. } => {
+                format!("the input pattern '{pattern}' matches no file")
+            }
+            IoError::BadPattern {
+                pattern, reason, ..
+            } => format!("'{pattern}' is not a valid file pattern: {reason}"),
+            IoError::Unreadable { path, source, .. } => {
+                format!("cannot read '{}': {source}", path.display())
+            }
+            IoError::Unwritable { prefix, reason, .. } => {
+                format!("cannot write output '{}': {reason}", prefix.display())
+            }
+        }
+    }
+
+    /// What to do about it, where the problem does not already say.
+    pub fn fix(&self) -> Option<&'static str> {
+        match self {
+            IoError::NoMatch { .. } => {
+                Some("check the path, and quote patterns with * in the shell")
+            }
+            IoError::BadPattern { .. } => Some("use *, ? and [...] as in a shell glob"),
+            IoError::Unreadable { .. } => Some("check that it exists and is readable"),
+            IoError::Unwritable { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for IoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "transform '{}': {}", self.transform(), self.problem())?;
+        match self.fix() {
+            Some(fix) => write!(f, "; {fix}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for IoError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            IoError::Unreadable { source, .. } => Some(source),
+            _ => None,
+        }
+    }
 }

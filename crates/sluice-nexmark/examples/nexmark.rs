@@ -124,9 +124,10 @@ fn run() -> sluice::Result<()> {
         None if streaming => p.nexmark_stream("Events", &config, pacing),
         None => p.nexmark_events("Events", &config),
     };
-    let shards = output.as_ref().map(|path| shard_prefix(path));
-    let sink = match (&shards, pacing) {
-        (Some(prefix), _) => Output::Text(prefix.to_string_lossy().into_owned()),
+    // One file, written under a temporary name and renamed into place only if the job
+    // succeeds; whether it can be written is checked before anything runs.
+    let sink = match (&output, pacing) {
+        (Some(path), _) => Output::Text(path.to_string_lossy().into_owned()),
         (None, Some(wall_base_ms)) => Output::Latency(LatencyProbe {
             wall_base_ms,
             base_time_ms: config.base_time_ms,
@@ -151,14 +152,7 @@ fn run() -> sluice::Result<()> {
             .unwrap_or(0),
         _ => metrics.counter("Results", "results").unwrap_or(0) as u64,
     };
-    if let (Some(prefix), Some(path)) = (&shards, &output) {
-        concatenate_shards(prefix, path).map_err(|e| {
-            sluice::Error::from(sluice::OptionsError::Invalid {
-                flag: "output".into(),
-                value: path.display().to_string(),
-                expected: format!("a writable file path ({e})"),
-            })
-        })?;
+    if let Some(path) = &output {
         println!("wrote {n_results} results to {}", path.display());
     }
     let mut summary = format!(
@@ -174,49 +168,5 @@ fn run() -> sluice::Result<()> {
         ));
     }
     println!("{summary}");
-    Ok(())
-}
-
-/// Where the result shards go before they are joined into `path`.
-fn shard_prefix(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "results".into());
-    path.with_file_name(format!(".{name}.shards"))
-}
-
-/// Joins the shards written under `prefix` into `path` (through a temporary file), and
-/// removes them.
-fn concatenate_shards(prefix: &Path, path: &Path) -> std::io::Result<()> {
-    let dir = prefix
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let stem = prefix
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut shards: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&format!("{stem}-")) && n.contains("-of-"))
-        })
-        .collect();
-    shards.sort();
-    let temp = prefix.with_extension("joined");
-    {
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&temp)?);
-        for shard in &shards {
-            std::io::copy(&mut std::fs::File::open(shard)?, &mut out)?;
-        }
-        std::io::Write::flush(&mut out)?;
-    }
-    std::fs::rename(&temp, path)?;
-    for shard in shards {
-        std::fs::remove_file(shard)?;
-    }
     Ok(())
 }

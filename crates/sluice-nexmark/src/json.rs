@@ -28,7 +28,7 @@ use crate::model::{Auction, Bid, Event, Person};
 /// Reads events from JSON-lines files matching `pattern`, stamped with their event
 /// times. A line that is not an event fails the job with the line and what is wrong.
 pub fn read_events(p: &Pipeline, name: &str, pattern: &str) -> sluice::Result<PCollection<Event>> {
-    let lines = p.read_text(name, pattern)?;
+    let lines = p.read_text(name, pattern);
     Ok(lines.composite("Parse", |lines| {
         lines
             .try_map("FromJson", |line: String| {

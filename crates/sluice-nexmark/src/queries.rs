@@ -30,6 +30,7 @@ use sluice::transforms::cogroup::{CoGbkResult, CoGroupByKey};
 use sluice::transforms::stateful::{
     BagState, FiredTimer, State, StatefulDoFn, TimeDomain, Timer, ValueState,
 };
+use sluice::transforms::text::WriteText;
 use sluice::transforms::windowing::WindowInto;
 use sluice::trigger::Trigger;
 use sluice::windowing::{FixedWindows, GlobalWindows, Sessions, SlidingWindows, WindowFn};
@@ -143,10 +144,10 @@ fn finish<T: Element + Serialize>(
             None
         }
         Output::Collect => Some(results.map("Format", |r: T| to_json(&r)).collect("Results")),
-        Output::Text(prefix) => {
+        Output::Text(path) => {
             results
                 .map("Format", |r: T| to_json(&r))
-                .write_text("Results", prefix)?;
+                .write_text_with("Results", WriteText::to(path).without_sharding());
             None
         }
     })

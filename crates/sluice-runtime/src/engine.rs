@@ -98,6 +98,9 @@ pub(crate) fn execute(job: Arc<JobShared>) -> Result<WorkerReport, String> {
             #[cfg(feature = "test-hooks")]
             let mut steps = 0u64;
             while worker.has_dataflows() && !job.is_abandoned() {
+                // A cancelled job fails everywhere: operators stop at their next
+                // activation and release their capabilities.
+                job.check_cancelled();
                 #[cfg(feature = "test-hooks")]
                 if job.config.panic_worker_for_test == Some(index) && steps == 2 {
                     panic!("injected engine failure (test hook)");

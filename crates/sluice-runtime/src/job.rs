@@ -68,6 +68,7 @@ impl fmt::Display for JobState {
 
 /// Why a job failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum JobError {
     /// A source could not be split (before any data moved).
     #[error("could not split the input of '{transform}': {source}")]
@@ -114,6 +115,42 @@ pub enum JobError {
     /// The execution engine itself failed.
     #[error("the execution engine failed: {0}")]
     Engine(String),
+    /// The job was cancelled before it finished; no output was committed.
+    #[error("the job was cancelled ({reason}); no output was committed")]
+    Cancelled {
+        /// Who cancelled it: `SIGTERM`, `SIGINT`, a request.
+        reason: String,
+    },
+}
+
+impl JobError {
+    /// The operating system's error behind this failure, if an I/O operation failed:
+    /// tells a full disk (`StorageFull`) from a permission error (`PermissionDenied`).
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            JobError::Split { source, .. }
+            | JobError::SinkBegin { source, .. }
+            | JobError::SinkWrite { source, .. }
+            | JobError::Commit { source, .. } => sluice_core::error::find_io_error(source.as_ref()),
+            JobError::Bundle { error, .. } => {
+                sluice_core::error::find_io_error(error.source.as_ref())
+            }
+            JobError::Engine(_) | JobError::Cancelled { .. } => None,
+        }
+    }
+}
+
+/// The value of [`RunnerConfig::cancel`] when a caller, not a signal, cancelled the job.
+pub const CANCEL_REQUESTED: usize = usize::MAX;
+
+/// Why a job was cancelled, from the value of [`RunnerConfig::cancel`].
+fn cancel_reason(code: usize) -> String {
+    match code {
+        2 => "interrupted by SIGINT".into(),
+        15 => "terminated by SIGTERM".into(),
+        CANCEL_REQUESTED => "cancel requested".into(),
+        n => format!("signal {n}"),
+    }
 }
 
 /// How to run a job.
@@ -140,6 +177,11 @@ pub struct RunnerConfig {
     pub clock: Clock,
     /// Set to drain the job: unbounded sources stop, every window fires, sinks commit.
     pub drain: Arc<AtomicBool>,
+    /// Set to cancel the job: every worker stops, nothing is committed, temporary
+    /// output is removed, and the job ends `JOB_STATE_CANCELLED`. The value says why:
+    /// a signal's number (set from a signal handler, hence an atomic), or
+    /// [`CANCEL_REQUESTED`].
+    pub cancel: Arc<AtomicUsize>,
     /// Test hook: this worker panics inside the engine (not in user code) once its
     /// dataflow runs, so tests can check that the other workers stop and the job fails.
     #[cfg(feature = "test-hooks")]
@@ -160,6 +202,7 @@ impl RunnerConfig {
             unbounded_bundle_elements: 10_000,
             clock: Clock::wall(),
             drain: Arc::default(),
+            cancel: Arc::default(),
             #[cfg(feature = "test-hooks")]
             panic_worker_for_test: None,
         }
@@ -169,7 +212,7 @@ impl RunnerConfig {
 /// How a job ended.
 #[derive(Debug)]
 pub struct JobOutcome {
-    /// `Done` or `Failed`.
+    /// `Done`, `Failed` or `Cancelled`.
     pub state: JobState,
     /// Why it failed.
     pub error: Option<JobError>,
@@ -260,6 +303,22 @@ impl JobShared {
     pub fn abandon(&self, error: JobError) {
         self.fail(error);
         self.abandoned.store(true, Ordering::Release);
+    }
+
+    /// Fails the job as cancelled if someone asked to cancel it; returns whether it
+    /// was.
+    pub fn check_cancelled(&self) -> bool {
+        match self.config.cancel.load(Ordering::Acquire) {
+            0 => false,
+            code => {
+                if !self.has_failed() {
+                    self.fail(JobError::Cancelled {
+                        reason: cancel_reason(code),
+                    });
+                }
+                true
+            }
+        }
     }
 
     /// Whether a worker died in the engine.
@@ -450,8 +509,12 @@ pub fn run(
         for (_, sink) in &shared.sinks {
             sink.abort();
         }
+        let state = match error {
+            JobError::Cancelled { .. } => JobState::Cancelled,
+            _ => JobState::Failed,
+        };
         return JobOutcome {
-            state: JobState::Failed,
+            state,
             error: Some(error),
             metrics,
             committed: Vec::new(),
@@ -464,8 +527,14 @@ pub fn run(
         match sink.commit() {
             Ok(description) => committed.push(description),
             Err(source) => {
-                for (_, done) in shared.sinks[..i].iter().rev() {
-                    done.undo();
+                for (done_id, done) in shared.sinks[..i].iter().rev() {
+                    if let Err(e) = done.undo() {
+                        log::error!(
+                            "could not undo the commit of '{}': {}",
+                            pipeline.transform(*done_id).name,
+                            sluice_core::error::display_safely(&*e)
+                        );
+                    }
                 }
                 for (_, any) in &shared.sinks {
                     any.abort();

@@ -150,14 +150,14 @@ fn main() -> sluice::Result<()> {
                     d.element, d.transform, d.attempts, d.error
                 )
             })
-            .write_text("WriteDeadLetters", &format!("{output}-dead-letters"))?;
+            .write_text("WriteDeadLetters", &format!("{output}-dead-letters"));
         checked
     } else {
         squares.par_do("Check", check)
     };
     checked
         .map("Format", |x: u64| x.to_string())
-        .write_text("Write", &output)?;
+        .write_text("Write", &output);
 
     let result = p.run()?;
     let m = result.metrics();

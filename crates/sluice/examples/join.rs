@@ -112,9 +112,14 @@ fn main() -> sluice::Result<()> {
     };
     grouped
         .par_do_with_side_inputs("Spend", spend, &[rates.spec()])
-        .write_text("Write", &output)?;
+        .write_text("Write", &output);
 
     let result = p.run()?;
+    if let Some(error) = result.error() {
+        // Counts of a failed job are partial: the failure is the result.
+        println!("job {}: {}: {error}", result.job_id(), result.state());
+        return result.wait_until_finish();
+    }
     let m = result.metrics();
     println!(
         "job {}: {} in {:.2}s",

@@ -23,10 +23,13 @@ fn main() -> sluice::Result<()> {
     let default_output = std::env::temp_dir().join("sluice-wordcount").join("counts");
     let output = p.arg_or("output", &default_output.to_string_lossy());
 
-    build(&p, &input, &output)?;
+    build(&p, &input, &output);
 
     let result = p.run()?;
-    if !result.is_dry_run() {
+    if let Some(error) = result.error() {
+        // Counts of a failed job are partial: the failure is the result.
+        println!("job {}: {}: {error}", result.job_id(), result.state());
+    } else if !result.is_dry_run() {
         let metrics = result.metrics();
         let out = |name: &str| {
             metrics
@@ -60,14 +63,14 @@ fn main() -> sluice::Result<()> {
 
 /// The pipeline: lines of `input`, their words, each word's count, `word: count` lines
 /// written to `output`-SSSSS-of-NNNNN.
-pub fn build(p: &Pipeline, input: &str, output: &str) -> sluice::Result<()> {
-    p.read_text("ReadLines", input)?
+pub fn build(p: &Pipeline, input: &str, output: &str) {
+    p.read_text("ReadLines", input)
         .par_do("ExtractWords", ExtractWords::new())
         .count_per_element("CountWords")
         .map("Format", |(word, count): (String, u64)| {
             format!("{word}: {count}")
         })
-        .write_text("Write", output)
+        .write_text("Write", output);
 }
 
 /// Emits every word of a line, as Beam's `WordExtractingDoFn` does.

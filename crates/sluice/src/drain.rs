@@ -1,23 +1,92 @@
-//! Draining a streaming job on Ctrl-C or SIGTERM.
+//! Stopping a job on Ctrl-C or SIGTERM: a streaming job drains, a batch job is
+//! cancelled.
 //!
-//! The first signal sets the job's drain flag: unbounded sources stop reading, their
+//! Streaming: the first signal drains the job: unbounded sources stop reading, their
 //! watermark goes to the end of time, every open window fires, in-flight bundles finish
-//! and sinks commit. A second signal while draining ends the process at once (exit code
-//! 130), as an impatient user expects.
+//! and sinks commit.
+//!
+//! Batch: the first signal cancels the job: every worker stops at its next bundle, no
+//! output is committed, temporary output is removed, and the job ends
+//! `JOB_STATE_CANCELLED`; [`crate::PipelineResult::wait_until_finish`] then ends the
+//! process with the signal's conventional exit code (130 for SIGINT, 143 for SIGTERM).
+//!
+//! In both, a second signal ends the process at once (exit code 130), as an impatient
+//! user expects. While no job runs, the signals do what they would have done without
+//! sluice: they end the process.
+//!
+//! The handlers are installed once per process and only touch atomics (all a signal
+//! handler may safely do); each job points its runner's flags at them while it runs.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 
-/// Sets `drain` on the first SIGINT or SIGTERM; exits on the second.
-pub(crate) fn on_signals(drain: &Arc<AtomicBool>) {
-    for signal in [SIGINT, SIGTERM] {
-        // Registered first, so that it sees the flag before the first signal sets it.
-        let exit = signal_hook::flag::register_conditional_shutdown(signal, 130, drain.clone());
-        let set = signal_hook::flag::register(signal, drain.clone());
-        if let Err(e) = exit.and(set) {
-            log::warn!("cannot drain on signal {signal}: {e}; stopping the job will kill it");
+/// What the process's signal handlers share with the jobs it runs.
+struct Signals {
+    /// Jobs running in this process.
+    running: AtomicUsize,
+    /// The first signal received while jobs ran (0: none): batch jobs cancel on it.
+    stop: Arc<AtomicUsize>,
+    /// Set by the first signal: streaming jobs drain on it.
+    drain: Arc<AtomicBool>,
+}
+
+fn signals() -> &'static Signals {
+    static SIGNALS: OnceLock<&'static Signals> = OnceLock::new();
+    SIGNALS.get_or_init(|| {
+        let shared: &'static Signals = Box::leak(Box::new(Signals {
+            running: AtomicUsize::new(0),
+            stop: Arc::default(),
+            drain: Arc::default(),
+        }));
+        for signal in [SIGINT, SIGTERM] {
+            let action = move || {
+                if shared.running.load(Ordering::SeqCst) == 0 {
+                    let _ = signal_hook::low_level::emulate_default_handler(signal);
+                    return;
+                }
+                if shared.stop.swap(signal as usize, Ordering::SeqCst) != 0 {
+                    signal_hook::low_level::exit(130);
+                }
+                shared.drain.store(true, Ordering::SeqCst);
+            };
+            // SAFETY: the action only loads and stores atomics, and ends the process
+            // with the async-signal-safe `emulate_default_handler` and `exit`.
+            if let Err(e) = unsafe { signal_hook::low_level::register(signal, action) } {
+                log::warn!(
+                    "cannot stop jobs cleanly on signal {signal}: {e}; a signal will kill them"
+                );
+            }
         }
+        shared
+    })
+}
+
+/// A job's hold on the process's signal handlers, from its start to its end.
+pub(crate) struct OnSignals(());
+
+impl OnSignals {
+    /// Points the job's `drain` flag (streaming) or `cancel` flag (batch) at the signal
+    /// handlers' for as long as the returned value lives.
+    pub(crate) fn install(config: &mut sluice_runtime::RunnerConfig) -> Self {
+        let s = signals();
+        if s.running.fetch_add(1, Ordering::SeqCst) == 0 {
+            // No job was running: a signal that came before this one belongs to nobody.
+            s.stop.store(0, Ordering::SeqCst);
+            s.drain.store(false, Ordering::SeqCst);
+        }
+        if config.streaming {
+            config.drain = s.drain.clone();
+        } else {
+            config.cancel = s.stop.clone();
+        }
+        OnSignals(())
+    }
+}
+
+impl Drop for OnSignals {
+    fn drop(&mut self) {
+        signals().running.fetch_sub(1, Ordering::SeqCst);
     }
 }

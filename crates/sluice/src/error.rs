@@ -10,6 +10,7 @@ use crate::options::OptionsError;
 
 /// Everything that can go wrong building or running a pipeline.
 #[derive(thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A command-line flag is missing or malformed.
     #[error(transparent)]
@@ -27,6 +28,12 @@ pub enum Error {
         job_id: String,
         /// What failed.
         error: JobError,
+    },
+    /// The job was cancelled before it finished; no output was committed.
+    #[error("job {job_id} was cancelled (JOB_STATE_CANCELLED); no output was committed")]
+    Cancelled {
+        /// The job's id.
+        job_id: String,
     },
     /// The plan could not be written where `--plan_out` asked.
     #[error("cannot write the plan to {} (--plan_out): {source}", path.display())]

@@ -16,11 +16,11 @@
 //!     let output = dir.path().join("counts");
 //!
 //!     let p = Pipeline::from_flags([format!("--input={}", input.display()), format!("--output={}", output.display())])?;
-//!     p.read_text("ReadLines", &p.arg("input")?)?
+//!     p.read_text("ReadLines", &p.arg("input")?)
 //!         .flat_map("ExtractWords", |line: String| line.split_whitespace().map(str::to_string).collect::<Vec<_>>())
 //!         .count_per_element("CountWords")
 //!         .map("Format", |(w, n): (String, u64)| format!("{w}: {n}"))
-//!         .write_text("Write", &p.arg("output")?)?;
+//!         .write_text("Write", &p.arg("output")?);
 //!     p.run()?.wait_until_finish()?;
 //!
 //!     let text = std::fs::read_to_string(dir.path().join("counts-00000-of-00001"))

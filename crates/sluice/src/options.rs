@@ -10,7 +10,7 @@
 //! | flag | meaning | default |
 //! |---|---|---|
 //! | `--runner` | `DirectRunner` (any case, "Runner" suffix optional): the embedded runner | `DirectRunner` |
-//! | `--direct_num_workers` | worker threads; 0 means one per core | 0 |
+//! | `--direct_num_workers` | worker threads; 0 means one per core; at most 16 per core | 0 |
 //! | `--job_name` | the job's name | `<program>-<timestamp>` |
 //! | `--labels` | a JSON object of strings, or repeated `key=value` | none |
 //! | `--streaming` | run as a streaming job: triggers fire as data arrives, unbounded sources run until drained (Ctrl-C or SIGTERM), failed bundles are retried without limit | off (on if a source is unbounded) |
@@ -86,6 +86,17 @@ pub struct PipelineOptions {
 /// Flags with no value of their own: `--flag` followed by another argument does not
 /// consume it.
 const BOOLEAN_FLAGS: &[&str] = &["streaming", "dry_run", "allow_unsafe_triggers"];
+
+/// Most worker threads per core `--direct_num_workers` accepts.
+pub const MAX_WORKERS_PER_CORE: usize = 16;
+
+/// The most worker threads this machine accepts, and its cores.
+fn max_workers() -> (usize, usize) {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    (cores * MAX_WORKERS_PER_CORE, cores)
+}
 
 /// Converts `jobName` to `job_name`; leaves snake_case alone.
 fn snake_case(name: &str) -> String {
@@ -169,12 +180,24 @@ impl PipelineOptions {
                 "runner" => options.runner = value,
                 "job_name" => options.job_name = Some(value),
                 "direct_num_workers" => {
-                    options.direct_num_workers =
-                        value.parse().map_err(|_| OptionsError::Invalid {
+                    let n: usize = value.parse().map_err(|_| OptionsError::Invalid {
+                        flag: name.clone(),
+                        value: value.clone(),
+                        expected: "a number of worker threads (0 = one per core)".into(),
+                    })?;
+                    let (max, cores) = max_workers();
+                    if n > max {
+                        return Err(OptionsError::Invalid {
                             flag: name.clone(),
                             value: value.clone(),
-                            expected: "a number of worker threads (0 = one per core)".into(),
-                        })?
+                            expected: format!(
+                                "at most {max} worker threads ({MAX_WORKERS_PER_CORE} per core; this machine has {cores} cores): \
+                                 threads beyond the cores only add overhead, and every worker exchanges data with every other. \
+                                 Use 0 for one thread per core"
+                            ),
+                        });
+                    }
+                    options.direct_num_workers = n;
                 }
                 "streaming" => options.streaming = parse_bool(&name, &value)?,
                 "allow_unsafe_triggers" => {
@@ -364,6 +387,26 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("--n")
+        );
+    }
+
+    /// Regression: `--direct_num_workers=10000` ran until the kernel killed it for
+    /// memory.
+    #[test]
+    fn regression_a_worker_count_far_beyond_the_cores_is_refused() {
+        let err = PipelineOptions::parse(["--direct_num_workers=10000"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--direct_num_workers") && err.contains("per core"),
+            "{err}"
+        );
+        let (max, _) = max_workers();
+        assert_eq!(
+            PipelineOptions::parse([format!("--direct_num_workers={max}")])
+                .unwrap()
+                .workers(),
+            max
         );
     }
 

@@ -323,10 +323,10 @@ impl Pipeline {
                 _ => None,
             }) {
                 config.clock = clock;
-            } else {
-                crate::drain::on_signals(&config.drain);
             }
         }
+        // Ctrl-C or SIGTERM drains a streaming job and cancels a batch one.
+        let signals = crate::drain::OnSignals::install(&mut config);
         config.stuck_bundle_warning = std::time::Duration::from_secs_f64(options.stuck_bundle_secs);
         // Test hook (built only for sluice's own tests): a worker dies inside the engine.
         #[cfg(feature = "test-hooks")]
@@ -335,7 +335,14 @@ impl Pipeline {
                 .get("test_engine_panic_on_worker")
                 .and_then(|w| w.parse().ok());
         }
+        let cancel = config.cancel.clone();
         let outcome = sluice_runtime::run(graph.clone(), plan.clone(), config);
+        drop(signals);
+        let cancel_signal = match cancel.load(std::sync::atomic::Ordering::SeqCst) {
+            0 | sluice_runtime::job::CANCEL_REQUESTED => None,
+            n => i32::try_from(n).ok(),
+        }
+        .filter(|_| outcome.state == JobState::Cancelled);
         match (&outcome.state, &outcome.error) {
             (JobState::Done, _) => log::info!(
                 "job {job_id} finished: {} in {:.2}s{}",
@@ -357,7 +364,12 @@ impl Pipeline {
             fill_measured_sizes(&mut job_json, &outcome.metrics);
             write_json(path, &job_json)?;
         }
-        Ok(PipelineResult::finished(job_id, job_name, outcome))
+        Ok(PipelineResult::finished(
+            job_id,
+            job_name,
+            outcome,
+            cancel_signal,
+        ))
     }
 }
 

@@ -15,10 +15,17 @@ pub struct PipelineResult {
     metrics: JobMetrics,
     committed: Vec<String>,
     dry_run: bool,
+    /// The signal that cancelled the job, if one did.
+    cancel_signal: Option<i32>,
 }
 
 impl PipelineResult {
-    pub(crate) fn finished(job_id: String, job_name: String, outcome: JobOutcome) -> Self {
+    pub(crate) fn finished(
+        job_id: String,
+        job_name: String,
+        outcome: JobOutcome,
+        cancel_signal: Option<i32>,
+    ) -> Self {
         PipelineResult {
             job_id,
             job_name,
@@ -27,6 +34,7 @@ impl PipelineResult {
             metrics: outcome.metrics,
             committed: outcome.committed,
             dry_run: false,
+            cancel_signal,
         }
     }
 
@@ -39,6 +47,7 @@ impl PipelineResult {
             metrics: JobMetrics::default(),
             committed: Vec::new(),
             dry_run: true,
+            cancel_signal: None,
         }
     }
 
@@ -52,7 +61,8 @@ impl PipelineResult {
         &self.job_name
     }
 
-    /// `JOB_STATE_DONE` or `JOB_STATE_FAILED` (`JOB_STATE_PENDING` after `--dry_run`).
+    /// `JOB_STATE_DONE`, `JOB_STATE_FAILED` or `JOB_STATE_CANCELLED`
+    /// (`JOB_STATE_PENDING` after `--dry_run`).
     pub fn state(&self) -> JobState {
         self.state
     }
@@ -77,10 +87,36 @@ impl PipelineResult {
         self.dry_run
     }
 
+    /// The signal (2 for SIGINT, 15 for SIGTERM) that cancelled the job, if one did.
+    pub fn cancel_signal(&self) -> Option<i32> {
+        self.cancel_signal
+    }
+
     /// Waits for the job to end; `Ok` if it succeeded (or was a dry run), the job's error
     /// otherwise. The embedded runner has already finished when `run` returns.
+    ///
+    /// A job cancelled by SIGINT or SIGTERM ends the process here, once its temporary
+    /// output is removed, with the exit code the signal stands for (130 or 143), as the
+    /// signal would have.
     pub fn wait_until_finish(self) -> Result<()> {
+        if let Some(signal) = self.cancel_signal {
+            eprintln!(
+                "job {} was cancelled ({}): no output was committed",
+                self.job_id,
+                if signal == 2 {
+                    "SIGINT"
+                } else if signal == 15 {
+                    "SIGTERM"
+                } else {
+                    "a signal"
+                }
+            );
+            std::process::exit(128 + signal);
+        }
         match (self.state, self.error) {
+            (JobState::Cancelled, _) => Err(Error::Cancelled {
+                job_id: self.job_id,
+            }),
             (JobState::Failed, Some(error)) => Err(Error::JobFailed {
                 job_id: self.job_id,
                 error,

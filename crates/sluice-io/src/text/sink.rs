@@ -1,19 +1,44 @@
 //! Writing lines to sharded text files, committed atomically when the job succeeds.
 //!
 //! Every worker appends its committed bundles to its own temporary file in a hidden
-//! directory next to the output (`.temp-sluice-<job id>`). Only when the whole job has
-//! succeeded are the temporary files renamed to their final names,
-//! `PREFIX-00000-of-00002` and so on — one shard per worker that wrote anything, and one
-//! empty shard if none did. A failed job removes the temporary directory, so it leaves no
-//! output at all. Shards of an earlier run with the same prefix but another shard count
-//! are removed at commit, so the output never mixes two runs.
+//! directory next to the output (`.temp-sluice-<prefix>-<job id>`). Only when the whole
+//! job has succeeded are the temporary files renamed to their final names,
+//! `PREFIX-00000-of-00002` and so on — one shard per worker that wrote anything (one
+//! empty shard if none did), exactly `num_shards` shards if the user chose a count, or
+//! exactly `PREFIX` without sharding. A failed job removes the temporary directory (and
+//! any output directory it created), so it leaves no output at all. Shards of an earlier
+//! run with the same prefix, whatever their count, are replaced at commit, so the output
+//! never mixes two runs.
+//!
+//! # What holds across a crash
+//!
+//! Temporary files are synced to disk when their writer closes. A commit first writes
+//! a journal of the renames it will make (synced), moves the earlier run's shards aside
+//! into the temporary directory, renames the new shards into place and syncs the output
+//! directory; the job then finalises by deleting the journal and the temporary
+//! directory. The temporary directory holds a lock file that its job keeps locked while
+//! it runs, so a later job can tell a dead job's leftovers from a running job's. When a
+//! job at the same prefix starts, it recovers what a dead job left:
+//!
+//! | the process died | it left | the next run at this prefix |
+//! |---|---|---|
+//! | before the commit | the earlier output, untouched; a temporary directory | removes the temporary directory |
+//! | during the commit | a journal, some earlier shards moved aside, some new shards in place | undoes the renames by the journal — the earlier output is back — and removes the temporary directory |
+//! | after the commit, before finalising | the new output in place; the journal | undoes the commit (the job never reported success) |
+//! | while finalising | the new output | removes what is left of the temporary directory |
+//!
+//! Across several sinks of one job the commit is two-phase (every sink commits, then
+//! every sink finalises): a failure before all have committed undoes them all. A crash
+//! while the sinks finalise — a window of a few file deletions — can leave the sinks
+//! that finalised with the new output and the others, once recovered, with the earlier.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
+use sluice_core::error::FileError;
 use sluice_core::receiver::AnyReceiver;
 use sluice_core::unit::{
     JobInfo, SinkBuffer, SinkBytes, SinkFactory, SinkJob, SinkWriter, UnitContext,
@@ -22,13 +47,34 @@ use sluice_core::{BoxError, ExecError, Receiver, UnitResult, WindowedValue};
 
 use crate::error::IoError;
 
+/// The name of a job's temporary directory begins with this, then the file prefix.
+const TEMP_MARK: &str = ".temp-sluice-";
+/// The lock file in a temporary directory: locked by its job while it runs.
+const LOCK_FILE: &str = "lock";
+/// The journal of a commit's renames, present from before the first rename until the
+/// job is final.
+const JOURNAL: &str = "commit-journal";
+/// Where a commit moves the earlier run's shards until the job is final.
+const REPLACED: &str = "replaced";
+
+/// How a text sink names and counts its files.
+#[derive(Clone, Debug, Default)]
+pub struct ShardOptions {
+    /// Appended to every file name (e.g. `.txt`).
+    pub suffix: String,
+    /// Exactly this many shards; `None` (or 0): one per worker that wrote anything.
+    pub num_shards: Option<usize>,
+    /// One file named exactly `PREFIX` + suffix (Beam's `withoutSharding`).
+    pub unsharded: bool,
+}
+
 /// Writes each `String` element as one line.
 #[derive(Clone, Debug)]
 pub struct TextSink {
     transform: String,
     dir: PathBuf,
     file_prefix: String,
-    suffix: String,
+    options: ShardOptions,
 }
 
 impl TextSink {
@@ -36,6 +82,15 @@ impl TextSink {
     /// must exist and be writable, or be creatable under a writable ancestor. Nothing is
     /// created until the job runs.
     pub fn new(transform: &str, prefix: &str) -> Result<TextSink, IoError> {
+        TextSink::with_options(transform, prefix, ShardOptions::default())
+    }
+
+    /// As [`TextSink::new`], naming and counting files as `options` say.
+    pub fn with_options(
+        transform: &str,
+        prefix: &str,
+        options: ShardOptions,
+    ) -> Result<TextSink, IoError> {
         let unwritable = |reason: String| IoError::Unwritable {
             transform: transform.into(),
             prefix: PathBuf::from(prefix),
@@ -84,26 +139,74 @@ impl TextSink {
                 _ => break,
             }
         }
+        let mut options = options;
+        if options.num_shards == Some(0) {
+            options.num_shards = None;
+        }
+        if options.unsharded {
+            options.num_shards = Some(1);
+            let target = dir.join(format!("{file_prefix}{}", options.suffix));
+            if target.is_dir() {
+                return Err(unwritable(format!(
+                    "{} is a directory; an unsharded output is one file — choose a file name",
+                    target.display()
+                )));
+            }
+        }
         Ok(TextSink {
             transform: transform.into(),
             dir,
             file_prefix,
-            suffix: String::new(),
+            options,
         })
     }
 
     /// Appends `suffix` (e.g. `.txt`) to every shard's name.
     pub fn with_suffix(mut self, suffix: &str) -> TextSink {
-        self.suffix = suffix.into();
+        self.options.suffix = suffix.into();
         self
     }
 
     /// The final name of shard `index` of `count`.
     pub fn shard_path(&self, index: usize, count: usize) -> PathBuf {
+        let suffix = &self.options.suffix;
+        if self.options.unsharded {
+            return self.dir.join(format!("{}{suffix}", self.file_prefix));
+        }
         self.dir.join(format!(
-            "{}-{index:05}-of-{count:05}{}",
-            self.file_prefix, self.suffix
+            "{}-{index:05}-of-{count:05}{suffix}",
+            self.file_prefix
         ))
+    }
+
+    /// How the committed files are described: `PREFIX-*-of-00004` or the single file.
+    fn pattern(&self, count: usize) -> PathBuf {
+        if self.options.unsharded {
+            return self.shard_path(0, 1);
+        }
+        self.dir.join(format!(
+            "{}-*-of-{count:05}{}",
+            self.file_prefix, self.options.suffix
+        ))
+    }
+
+    /// Whether `name` is a file of this sink's output (of any run, any shard count).
+    fn is_output(&self, name: &str) -> bool {
+        let suffix = self.options.suffix.as_str();
+        if self.options.unsharded {
+            return name.strip_suffix(suffix) == Some(self.file_prefix.as_str());
+        }
+        let Some(rest) = name
+            .strip_prefix(self.file_prefix.as_str())
+            .and_then(|r| r.strip_prefix('-'))
+            .and_then(|r| r.strip_suffix(suffix))
+        else {
+            return false;
+        };
+        rest.len() == 14
+            && rest.as_bytes()[5..9] == *b"-of-"
+            && rest[..5].bytes().all(|b| b.is_ascii_digit())
+            && rest[9..].bytes().all(|b| b.is_ascii_digit())
     }
 }
 
@@ -129,112 +232,396 @@ impl Receiver<String> for LineUnit {
     }
 }
 
+/// Syncs a directory, so that the renames and creations in it survive a crash.
+fn sync_dir(dir: &Path) -> Result<(), FileError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| FileError::new("sync the directory", dir, e))
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), FileError> {
+    std::fs::rename(from, to)
+        .map_err(|e| FileError::new(format!("rename {} to", from.display()), to.to_path_buf(), e))
+}
+
 impl SinkFactory for TextSink {
     fn unit(&self, _ctx: &UnitContext, buffer: SinkBuffer) -> Result<AnyReceiver, Box<ExecError>> {
         Ok(AnyReceiver::new::<String>(Box::new(LineUnit { buffer })))
     }
 
     fn begin(&self, job: &JobInfo) -> Result<Arc<dyn SinkJob>, BoxError> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| {
-            format!(
-                "cannot create the output directory {}: {e}",
-                self.dir.display()
-            )
-        })?;
+        // The directories this job creates, outermost first: a failed job removes them
+        // again if they are empty, so it leaves no trace.
+        let mut created = Vec::new();
+        let mut missing = self.dir.as_path();
+        while !missing.exists() {
+            created.push(missing.to_path_buf());
+            match missing.parent() {
+                Some(p) if !p.as_os_str().is_empty() => missing = p,
+                _ => break,
+            }
+        }
+        created.reverse();
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| FileError::new("create the output directory", &self.dir, e))?;
+        clean_stale(&self.dir, &self.file_prefix);
         let temp_dir = self
             .dir
-            .join(format!(".temp-sluice-{}-{}", self.file_prefix, job.job_id));
-        std::fs::create_dir_all(&temp_dir).map_err(|e| {
-            format!(
-                "cannot create the temporary directory {}: {e}",
-                temp_dir.display()
-            )
-        })?;
+            .join(format!("{TEMP_MARK}{}-{}", self.file_prefix, job.job_id));
+        std::fs::create_dir_all(&temp_dir)
+            .map_err(|e| FileError::new("create the temporary directory", &temp_dir, e))?;
+        let lock = lock_temp_dir(&temp_dir, &self.file_prefix, &job.job_id)?;
         Ok(Arc::new(TextSinkJob {
             sink: self.clone(),
             temp_dir,
+            created,
+            lock: Mutex::new(Some(lock)),
             next_file: AtomicUsize::new(0),
             closed: Arc::default(),
             renamed: Mutex::default(),
+            undo_failed: AtomicBool::new(false),
         }))
     }
+}
+
+/// Creates and locks the lock file of a job's temporary directory. The lock lasts as long
+/// as the returned file is open — until the job ends or its process dies, however.
+fn lock_temp_dir(temp_dir: &Path, file_prefix: &str, job_id: &str) -> Result<File, FileError> {
+    let path = temp_dir.join(LOCK_FILE);
+    let mut file = File::create(&path).map_err(|e| FileError::new("create", &path, e))?;
+    file.try_lock()
+        .map_err(|e| FileError::new("lock", &path, std::io::Error::other(e.to_string())))?;
+    writeln!(
+        file,
+        "sluice temporary output\nprefix={file_prefix}\njob={job_id}\npid={}",
+        std::process::id()
+    )
+    .map_err(|e| FileError::new("write", &path, e))?;
+    Ok(file)
+}
+
+/// Removes what jobs that are no longer running left under this prefix in `dir`:
+/// their temporary directories, after undoing any commit they had begun.
+fn clean_stale(dir: &Path, file_prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mark = format!("{TEMP_MARK}{file_prefix}-");
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with(&mark) || !entry.path().is_dir() {
+            continue;
+        }
+        let temp_dir = entry.path();
+        let lock_path = temp_dir.join(LOCK_FILE);
+        let Ok(text) = std::fs::read_to_string(&lock_path) else {
+            // No lock file yet: a job may be creating it this moment. A directory left
+            // without one for a minute is a job that died starting.
+            let young = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_none_or(|age| age.as_secs() < 60);
+            if young {
+                continue;
+            }
+            remove_stale(&temp_dir, "a job that died starting");
+            continue;
+        };
+        // `.temp-sluice-out-...` also begins `.temp-sluice-out-2-...`'s name: only this
+        // prefix's own directories are touched.
+        if !text.lines().any(|l| l == format!("prefix={file_prefix}")) {
+            continue;
+        }
+        let Ok(lock) = File::open(&lock_path) else {
+            continue;
+        };
+        if lock.try_lock().is_err() {
+            continue; // its job is running
+        }
+        let job = text
+            .lines()
+            .find_map(|l| l.strip_prefix("job="))
+            .unwrap_or("unknown")
+            .to_string();
+        let journal = temp_dir.join(JOURNAL);
+        if journal.exists() {
+            match roll_back(&temp_dir) {
+                Ok(0) => {}
+                Ok(n) => log::warn!(
+                    "job {job} died while committing its output under {}: undid its {n} rename(s), so the earlier output is back",
+                    dir.join(file_prefix).display()
+                ),
+                Err(e) => {
+                    log::error!(
+                        "job {job} died while committing its output under {}, and undoing its commit failed: {e}; its temporary directory {} is kept",
+                        dir.join(file_prefix).display(),
+                        temp_dir.display()
+                    );
+                    continue;
+                }
+            }
+        }
+        drop(lock);
+        remove_stale(&temp_dir, &format!("job {job}, which is no longer running"));
+    }
+}
+
+fn remove_stale(temp_dir: &Path, whose: &str) {
+    match std::fs::remove_dir_all(temp_dir) {
+        Ok(()) => log::info!(
+            "removed the temporary output {} of {whose}",
+            temp_dir.display()
+        ),
+        Err(e) => log::warn!(
+            "could not remove the temporary output {} of {whose}: {e}",
+            temp_dir.display()
+        ),
+    }
+}
+
+/// One line of a commit journal: a rename to make, `from` and `to` as file names in the
+/// directories the journal's header names.
+fn journal_line(from: &Path, to: &Path) -> Result<String, FileError> {
+    let text = |p: &Path| {
+        p.to_str().map(str::to_string).ok_or_else(|| {
+            FileError::new(
+                "journal a rename of",
+                p,
+                std::io::Error::other("the path is not valid UTF-8"),
+            )
+        })
+    };
+    let (from, to) = (text(from)?, text(to)?);
+    if from.contains(['\t', '\n']) || to.contains(['\t', '\n']) {
+        return Err(FileError::new(
+            "journal a rename of",
+            from,
+            std::io::Error::other("the path contains a tab or a newline"),
+        ));
+    }
+    Ok(format!("{from}\t{to}\n"))
+}
+
+/// Undoes the renames a commit journal in `temp_dir` lists, last first: each one that
+/// happened (its target exists, its source does not) is reversed. Returns how many were.
+fn roll_back(temp_dir: &Path) -> Result<usize, FileError> {
+    let journal = temp_dir.join(JOURNAL);
+    let text =
+        std::fs::read_to_string(&journal).map_err(|e| FileError::new("read", &journal, e))?;
+    let mut undone = 0;
+    let mut dirs = Vec::new();
+    for line in text.lines().rev() {
+        let Some((from, to)) = line.split_once('\t') else {
+            continue;
+        };
+        let (from, to) = (Path::new(from), Path::new(to));
+        if to.exists() && !from.exists() {
+            rename(to, from)?;
+            undone += 1;
+            for d in [from.parent(), to.parent()].into_iter().flatten() {
+                if !dirs.contains(&d.to_path_buf()) {
+                    dirs.push(d.to_path_buf());
+                }
+            }
+        }
+    }
+    for d in dirs {
+        sync_dir(&d)?;
+    }
+    std::fs::remove_file(&journal).map_err(|e| FileError::new("remove", &journal, e))?;
+    Ok(undone)
 }
 
 struct TextSinkJob {
     sink: TextSink,
     temp_dir: PathBuf,
+    /// Output directories this job created, outermost first.
+    created: Vec<PathBuf>,
+    /// The temporary directory's lock, held until the job is final.
+    lock: Mutex<Option<File>>,
     next_file: AtomicUsize,
     /// Temporary files of closed writers, with their worker.
     closed: Arc<Mutex<Vec<(usize, PathBuf)>>>,
     /// The renames a commit made, in order, so that it can be undone until finalised.
     renamed: Mutex<Vec<(PathBuf, PathBuf)>>,
+    /// An undo could not restore everything: what it could not is kept.
+    undo_failed: AtomicBool,
 }
 
 impl TextSinkJob {
     fn closed(&self) -> Vec<(usize, PathBuf)> {
-        let mut files = self.closed.lock().map(|c| c.clone()).unwrap_or_default();
+        let mut files = self
+            .closed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         files.sort();
         files
     }
 
-    /// Shards of earlier runs under this prefix (any shard count).
-    fn existing_shards(&self) -> Vec<PathBuf> {
+    /// Files of earlier runs under this prefix (any shard count).
+    fn existing_outputs(&self) -> Vec<PathBuf> {
         let Ok(entries) = std::fs::read_dir(&self.sink.dir) else {
             return Vec::new();
         };
-        let prefix = format!("{}-", self.sink.file_prefix);
-        let mut found = Vec::new();
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let Some(rest) = name
-                .strip_prefix(&prefix)
-                .and_then(|r| r.strip_suffix(self.sink.suffix.as_str()))
-            else {
-                continue;
-            };
-            let is_shard = rest.len() == 14
-                && rest.as_bytes()[5..9] == *b"-of-"
-                && rest[..5].bytes().all(|b| b.is_ascii_digit())
-                && rest[9..].bytes().all(|b| b.is_ascii_digit());
-            if is_shard {
-                found.push(entry.path());
-            }
-        }
+        let mut found: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| self.sink.is_output(n))
+            })
+            .map(|e| e.path())
+            .collect();
         found.sort();
         found
     }
 
-    /// Renames `from` to `to`, noting it for [`SinkJob::undo`].
-    fn rename(&self, from: &Path, to: &Path) -> Result<(), BoxError> {
-        std::fs::rename(from, to)
-            .map_err(|e| format!("cannot rename {} to {}: {e}", from.display(), to.display()))?;
-        if let Ok(mut renamed) = self.renamed.lock() {
-            renamed.push((from.to_path_buf(), to.to_path_buf()));
+    /// The files the commit will rename into place, one per shard: the workers' files,
+    /// or — when the shard count is fixed and differs — those files' lines redivided
+    /// into that many files of about equal size.
+    fn shard_files(&self) -> Result<Vec<PathBuf>, FileError> {
+        let files: Vec<PathBuf> = self.closed().into_iter().map(|(_, p)| p).collect();
+        let wanted = match self.sink.options.num_shards {
+            Some(n) => n,
+            None => files.len().max(1),
+        };
+        if files.len() == wanted {
+            return Ok(files);
         }
+        let mut sizes = Vec::with_capacity(files.len());
+        for f in &files {
+            sizes.push(
+                std::fs::metadata(f)
+                    .map_err(|e| FileError::new("read the size of", f, e))?
+                    .len(),
+            );
+        }
+        let total: u64 = sizes.iter().sum();
+        let mut inputs = files.iter();
+        let mut current: Option<(BufReader<File>, &PathBuf)> = None;
+        let mut written = 0u64;
+        let mut shards = Vec::with_capacity(wanted);
+        for shard in 0..wanted {
+            let path = self.temp_dir.join(format!("shard-{shard:05}"));
+            let file = File::create(&path).map_err(|e| FileError::new("create", &path, e))?;
+            let mut out = BufWriter::with_capacity(1 << 20, file);
+            // Shard i ends at the first line end at or after i+1 n-ths of the bytes.
+            let target = total * (shard as u64 + 1) / wanted as u64;
+            let mut line = Vec::new();
+            while written < target {
+                if current.is_none() {
+                    let Some(next) = inputs.next() else { break };
+                    let f = File::open(next).map_err(|e| FileError::new("open", next, e))?;
+                    current = Some((BufReader::with_capacity(1 << 20, f), next));
+                }
+                let Some((reader, from)) = current.as_mut() else {
+                    break;
+                };
+                line.clear();
+                let n = reader
+                    .read_until(b'\n', &mut line)
+                    .map_err(|e| FileError::new("read", from.as_path(), e))?;
+                if n == 0 {
+                    current = None;
+                    continue;
+                }
+                out.write_all(&line)
+                    .map_err(|e| FileError::new("write", &path, e))?;
+                written += n as u64;
+            }
+            let file = out
+                .into_inner()
+                .map_err(|e| FileError::new("write", &path, e.into_error()))?;
+            file.sync_all()
+                .map_err(|e| FileError::new("sync", &path, e))?;
+            shards.push(path);
+        }
+        // Anything after the last target (nothing, unless a file grew) goes on the last.
+        if let Some((mut reader, from)) = current.take() {
+            let mut rest = Vec::new();
+            reader
+                .read_to_end(&mut rest)
+                .map_err(|e| FileError::new("read", from.as_path(), e))?;
+            if !rest.is_empty()
+                && let Some(last) = shards.last()
+            {
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(last)
+                    .map_err(|e| FileError::new("open", last, e))?;
+                f.write_all(&rest)
+                    .and_then(|()| f.sync_all())
+                    .map_err(|e| FileError::new("write", last, e))?;
+            }
+        }
+        for f in &files {
+            std::fs::remove_file(f).map_err(|e| FileError::new("remove", f, e))?;
+        }
+        sync_dir(&self.temp_dir)?;
+        Ok(shards)
+    }
+
+    /// Renames `from` to `to`, noting it for [`SinkJob::undo`].
+    fn rename(&self, from: &Path, to: &Path) -> Result<(), FileError> {
+        rename(from, to)?;
+        self.renamed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((from.to_path_buf(), to.to_path_buf()));
         Ok(())
     }
 
-    /// Moves the earlier shards aside and the new ones into place.
-    fn publish(&self, files: &[(usize, PathBuf)]) -> Result<(), BoxError> {
-        let count = files.len();
-        let existing = self.existing_shards();
-        if !existing.is_empty() {
-            // Kept until the job is final, so that a failed commit can put them back.
-            let aside = self.temp_dir.join("replaced");
-            std::fs::create_dir_all(&aside)
-                .map_err(|e| format!("cannot create {}: {e}", aside.display()))?;
-            for old in existing {
-                if let Some(name) = old.file_name() {
-                    log::info!("replacing {} from an earlier run", old.display());
-                    self.rename(&old, &aside.join(name))?;
-                }
+    /// Journals, then makes, the renames of the commit: the earlier output aside, the
+    /// new shards into place.
+    fn publish(&self, shards: &[PathBuf]) -> Result<(), FileError> {
+        let count = shards.len();
+        let aside = self.temp_dir.join(REPLACED);
+        let mut plan = Vec::new();
+        for old in self.existing_outputs() {
+            if let Some(name) = old.file_name() {
+                plan.push((old.clone(), aside.join(name)));
             }
         }
-        for (i, (_, temp)) in files.iter().enumerate() {
-            self.rename(temp, &self.sink.shard_path(i, count))?;
+        let replacing = !plan.is_empty();
+        for (i, temp) in shards.iter().enumerate() {
+            plan.push((temp.clone(), self.sink.shard_path(i, count)));
         }
-        Ok(())
+        let mut journal = String::new();
+        for (from, to) in &plan {
+            journal.push_str(&journal_line(from, to)?);
+        }
+        let journal_path = self.temp_dir.join(JOURNAL);
+        let mut file =
+            File::create(&journal_path).map_err(|e| FileError::new("create", &journal_path, e))?;
+        file.write_all(journal.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| FileError::new("write", &journal_path, e))?;
+        if replacing {
+            std::fs::create_dir_all(&aside).map_err(|e| FileError::new("create", &aside, e))?;
+        }
+        sync_dir(&self.temp_dir)?;
+        for (from, to) in &plan {
+            if to.starts_with(&aside) {
+                log::info!("replacing {} from an earlier run", from.display());
+            }
+            self.rename(from, to)?;
+        }
+        sync_dir(&self.sink.dir)?;
+        if replacing {
+            sync_dir(&aside)?;
+        }
+        sync_dir(&self.temp_dir)
+    }
+
+    fn release_lock(&self) {
+        self.lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
     }
 }
 
@@ -242,8 +629,7 @@ impl SinkJob for TextSinkJob {
     fn open(&self, worker: usize) -> Result<Box<dyn SinkWriter>, BoxError> {
         let n = self.next_file.fetch_add(1, Ordering::Relaxed);
         let path = self.temp_dir.join(format!("worker-{worker:05}-{n:05}"));
-        let file =
-            File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let file = File::create(&path).map_err(|e| FileError::new("create", &path, e))?;
         Ok(Box::new(TextWriter {
             closed: Arc::clone(&self.closed),
             worker,
@@ -253,60 +639,99 @@ impl SinkJob for TextSinkJob {
     }
 
     fn commit(&self) -> Result<String, BoxError> {
-        let mut files = self.closed();
-        if files.is_empty() {
-            // A job that wrote nothing still produces one (empty) shard, as Beam does.
-            let path = self.temp_dir.join("empty");
-            File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-            files.push((0, path));
-        }
-        let count = files.len();
-        if let Err(e) = self.publish(&files) {
+        let shards = self.shard_files()?;
+        let count = shards.len();
+        if let Err(e) = self.publish(&shards) {
             // Nothing half done: the renames made so far are reversed.
-            self.undo();
-            return Err(e);
+            if let Err(undo) = self.undo() {
+                return Err(
+                    format!("{e}; undoing the renames made so far failed too: {undo}").into(),
+                );
+            }
+            return Err(e.into());
         }
         Ok(format!(
             "{}: {} shard{} at {}",
             self.sink.transform,
             count,
             if count == 1 { "" } else { "s" },
-            self.sink
-                .shard_path(0, count)
-                .with_file_name(format!(
-                    "{}-*-of-{count:05}{}",
-                    self.sink.file_prefix, self.sink.suffix
-                ))
-                .display()
+            self.sink.pattern(count).display()
         ))
     }
 
-    fn undo(&self) {
-        let renamed = self
-            .renamed
-            .lock()
-            .map(|mut r| std::mem::take(&mut *r))
-            .unwrap_or_default();
+    fn undo(&self) -> Result<(), BoxError> {
+        let renamed =
+            std::mem::take(&mut *self.renamed.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut failures = Vec::new();
         for (from, to) in renamed.into_iter().rev() {
-            if let Err(e) = std::fs::rename(&to, &from) {
-                log::error!(
-                    "could not undo the commit of {}: renaming {} back to {} failed: {e}",
-                    self.sink.transform,
-                    to.display(),
-                    from.display()
-                );
+            if let Err(e) = rename(&to, &from) {
+                failures.push(e.to_string());
             }
         }
+        let synced = sync_dir(&self.sink.dir);
+        if failures.is_empty() {
+            // Undone: the journal no longer describes anything to recover.
+            let journal = self.temp_dir.join(JOURNAL);
+            if journal.exists() {
+                std::fs::remove_file(&journal)
+                    .map_err(|e| FileError::new("remove", &journal, e))?;
+            }
+            synced?;
+            return Ok(());
+        }
+        self.undo_failed.store(true, Ordering::Release);
+        Err(format!(
+            "could not undo the commit of '{}': {}; the earlier output that could not be put back is kept in {}",
+            self.sink.transform,
+            failures.join("; "),
+            self.temp_dir.join(REPLACED).display()
+        )
+        .into())
     }
 
     fn finalize(&self) {
-        if let Ok(mut renamed) = self.renamed.lock() {
-            renamed.clear();
+        self.renamed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        // Deleting the journal makes the commit final; the rest is cleaning up.
+        let journal = self.temp_dir.join(JOURNAL);
+        if let Err(e) = std::fs::remove_file(&journal)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            log::warn!("could not remove {}: {e}", journal.display());
         }
-        let _ = std::fs::remove_dir_all(&self.temp_dir);
+        let _ = sync_dir(&self.temp_dir);
+        self.release_lock();
+        if let Err(e) = std::fs::remove_dir_all(&self.temp_dir) {
+            log::warn!(
+                "could not remove the temporary directory {}: {e}",
+                self.temp_dir.display()
+            );
+        }
     }
 
     fn abort(&self) {
+        if self.undo_failed.load(Ordering::Acquire) {
+            // Keep the earlier output that could not be restored, and the journal, so
+            // that the next run at this prefix can try again; drop only the new files.
+            if let Ok(entries) = std::fs::read_dir(&self.temp_dir) {
+                for e in entries.flatten() {
+                    let name = e.file_name();
+                    if name != REPLACED && name != JOURNAL && name != LOCK_FILE {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
+            }
+            log::error!(
+                "the earlier output of '{}' that could not be put back is in {}",
+                self.sink.transform,
+                self.temp_dir.join(REPLACED).display()
+            );
+            self.release_lock();
+            return;
+        }
+        self.release_lock();
         if let Err(e) = std::fs::remove_dir_all(&self.temp_dir)
             && e.kind() != std::io::ErrorKind::NotFound
         {
@@ -314,6 +739,12 @@ impl SinkJob for TextSinkJob {
                 "could not remove temporary output {}: {e}",
                 self.temp_dir.display()
             );
+        }
+        // Output directories this job created go too, if nothing else is in them.
+        for dir in self.created.iter().rev() {
+            if std::fs::remove_dir(dir).is_err() {
+                break;
+            }
         }
     }
 }
@@ -329,16 +760,21 @@ impl SinkWriter for TextWriter {
     fn write_bundle(&mut self, bundle: SinkBytes) -> Result<(), BoxError> {
         self.out
             .write_all(&bundle.bytes)
-            .map_err(|e| format!("cannot write {}: {e}", self.path.display()).into())
+            .map_err(|e| FileError::new("write", &self.path, e).into())
     }
 
     fn close(mut self: Box<Self>) -> Result<(), BoxError> {
         self.out
             .flush()
-            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
+            .map_err(|e| FileError::new("write", &self.path, e))?;
+        // On disk before the job may commit it.
+        self.out
+            .get_ref()
+            .sync_all()
+            .map_err(|e| FileError::new("sync", &self.path, e))?;
         self.closed
             .lock()
-            .map_err(|_| "a writer of this sink panicked")?
+            .unwrap_or_else(PoisonError::into_inner)
             .push((self.worker, self.path.clone()));
         Ok(())
     }
@@ -401,13 +837,18 @@ mod tests {
     }
 
     #[test]
-    fn abort_leaves_nothing() {
+    fn abort_leaves_nothing_not_even_the_directories_it_created() {
         let dir = tempfile::tempdir().unwrap();
         let sink = TextSink::new("Write", dir.path().join("x").to_str().unwrap()).unwrap();
-        let job = job(&sink, "j2");
-        write(&job, 0, "a\n");
-        job.abort();
+        let job1 = job(&sink, "j2");
+        write(&job1, 0, "a\n");
+        job1.abort();
         assert!(listing(dir.path()).is_empty());
+        let nested = TextSink::new("Write", dir.path().join("a/b/x").to_str().unwrap()).unwrap();
+        let job2 = job(&nested, "j3");
+        write(&job2, 0, "a\n");
+        job2.abort();
+        assert!(listing(dir.path()).is_empty(), "{:?}", listing(dir.path()));
     }
 
     #[test]
@@ -426,6 +867,79 @@ mod tests {
         assert_eq!(std::fs::read_to_string(sink.shard_path(0, 1)).unwrap(), "");
     }
 
+    fn sink_with(dir: &Path, name: &str, options: ShardOptions) -> TextSink {
+        TextSink::with_options("Write", dir.join(name).to_str().unwrap(), options).unwrap()
+    }
+
+    #[test]
+    fn a_fixed_shard_count_redivides_the_lines_evenly() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in [1, 2, 3, 7] {
+            let sink = sink_with(
+                dir.path(),
+                &format!("n{n}"),
+                ShardOptions {
+                    num_shards: Some(n),
+                    ..ShardOptions::default()
+                },
+            );
+            let run = job(&sink, &format!("j{n}"));
+            let lines: Vec<String> = (0..100).map(|i| format!("line {i}\n")).collect();
+            write(&run, 0, &lines[..30].concat());
+            write(&run, 1, &lines[30..95].concat());
+            write(&run, 2, &lines[95..].concat());
+            run.commit().unwrap();
+            run.finalize();
+            let mut all = String::new();
+            for i in 0..n {
+                let text = std::fs::read_to_string(sink.shard_path(i, n)).unwrap();
+                assert!(text.is_empty() || text.ends_with('\n'));
+                let count = text.lines().count();
+                if n != 3 {
+                    assert!(count >= 100 / n - 2 && count <= 100 / n + 2, "{n}: {count}");
+                }
+                all.push_str(&text);
+            }
+            if n != 3 {
+                assert_eq!(all, lines.concat(), "{n} shards");
+            } else {
+                // Three workers' files, three shards: each file is a shard as it is.
+                assert_eq!(all.lines().count(), 100);
+            }
+        }
+    }
+
+    #[test]
+    fn without_sharding_the_output_is_exactly_the_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = ShardOptions {
+            unsharded: true,
+            suffix: ".json".into(),
+            ..ShardOptions::default()
+        };
+        let sink = sink_with(dir.path(), "results", options.clone());
+        let run = job(&sink, "j1");
+        write(&run, 0, "a\n");
+        write(&run, 1, "b\n");
+        let described = run.commit().unwrap();
+        run.finalize();
+        assert!(described.ends_with("results.json"), "{described}");
+        assert_eq!(listing(dir.path()), ["results.json"]);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("results.json")).unwrap(),
+            "a\nb\n"
+        );
+        std::fs::create_dir(dir.path().join("taken.json")).unwrap();
+        let err =
+            TextSink::with_options("Write", dir.path().join("taken").to_str().unwrap(), options)
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("'Write'") && err.contains("is a directory"),
+            "{err}"
+        );
+    }
+
     /// A committed run of `lines` (one shard per line), made final.
     fn committed_run(sink: &TextSink, id: &str, lines: &[&str]) {
         let run = job(sink, id);
@@ -439,6 +953,7 @@ mod tests {
     fn contents(dir: &Path) -> Vec<(String, String)> {
         listing(dir)
             .into_iter()
+            .filter(|name| !dir.join(name).is_dir())
             .map(|name| {
                 let text = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
                 (name, text)
@@ -458,13 +973,18 @@ mod tests {
         write(&failing, 1, "d\n");
         // The second of the new files vanishes before the commit renames it.
         let temp = dir.path().join(".temp-sluice-x-new");
-        let mut temps = listing(&temp);
-        temps.sort();
+        let temps: Vec<String> = listing(&temp)
+            .into_iter()
+            .filter(|n| n.starts_with("worker-"))
+            .collect();
         std::fs::remove_file(temp.join(&temps[1])).unwrap();
-        let err = failing.commit().unwrap_err().to_string();
-        assert!(err.contains("cannot rename"), "{err}");
+        let err = failing.commit().unwrap_err();
+        assert!(err.to_string().contains("cannot rename"), "{err}");
+        let file_error = err.downcast_ref::<FileError>().expect("a typed file error");
+        assert_eq!(file_error.source.kind(), std::io::ErrorKind::NotFound);
         failing.abort();
         assert_eq!(contents(dir.path()), before);
+        assert_eq!(listing(dir.path()).len(), 2, "no temporary directory left");
     }
 
     #[test]
@@ -478,9 +998,99 @@ mod tests {
         write(&run, 1, "d\n");
         run.commit().unwrap();
         assert!(listing(dir.path()).contains(&"x-00001-of-00002".to_string()));
-        run.undo();
+        run.undo().unwrap();
         run.abort();
         assert_eq!(contents(dir.path()), before);
+    }
+
+    #[test]
+    fn an_undo_that_cannot_restore_keeps_the_earlier_output_and_says_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = TextSink::new("Write", dir.path().join("x").to_str().unwrap()).unwrap();
+        committed_run(&sink, "old", &["a\n"]);
+        let run = job(&sink, "new");
+        write(&run, 0, "c\n");
+        write(&run, 1, "d\n");
+        run.commit().unwrap();
+        // Something takes the name a new shard would be renamed back to: that rename
+        // fails, the others go through.
+        let temp = dir.path().join(".temp-sluice-x-new");
+        std::fs::create_dir(temp.join("worker-00000-00000")).unwrap();
+        std::fs::write(temp.join("worker-00000-00000").join("blocker"), "").unwrap();
+        let err = run.undo().unwrap_err().to_string();
+        assert!(
+            err.contains("could not undo") && err.contains("replaced"),
+            "{err}"
+        );
+        run.abort();
+        // The earlier shard is still somewhere: back in place, or kept aside.
+        let kept = temp.join(REPLACED).join("x-00000-of-00001");
+        let restored = dir.path().join("x-00000-of-00001");
+        assert!(
+            kept.exists() || std::fs::read_to_string(&restored).unwrap_or_default() == "a\n",
+            "{:?}",
+            listing(dir.path())
+        );
+    }
+
+    #[test]
+    fn a_dead_jobs_temporary_output_is_removed_by_the_next_run_but_a_live_ones_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = TextSink::new("Write", dir.path().join("x").to_str().unwrap()).unwrap();
+        // A job that died mid-write: its directory and lock file, unlocked.
+        let dead = dir.path().join(".temp-sluice-x-dead");
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::write(dead.join("worker-00000-00000"), "partial").unwrap();
+        std::fs::write(
+            dead.join(LOCK_FILE),
+            "sluice temporary output\nprefix=x\njob=dead\n",
+        )
+        .unwrap();
+        // Another prefix's dead job, whose name begins the same way, is not ours.
+        let other = dir.path().join(".temp-sluice-x-2-dead");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(
+            other.join(LOCK_FILE),
+            "sluice temporary output\nprefix=x-2\njob=dead\n",
+        )
+        .unwrap();
+        let live = job(&sink, "live");
+        let second = job(&sink, "second");
+        assert!(!dead.exists(), "the dead job's leftovers are removed");
+        assert!(other.exists(), "another prefix's leftovers are not touched");
+        assert!(
+            dir.path().join(".temp-sluice-x-live").exists(),
+            "a running job's directory is kept"
+        );
+        second.abort();
+        live.abort();
+    }
+
+    #[test]
+    fn a_commit_interrupted_by_a_crash_is_undone_by_the_next_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = TextSink::new("Write", dir.path().join("x").to_str().unwrap()).unwrap();
+        committed_run(&sink, "old", &["a\n", "b\n"]);
+        let before = contents(dir.path());
+        // Simulate a crash after the commit renamed everything but before finalising:
+        // commit, then forget the job without finalising or aborting (its lock goes
+        // with it, as a dead process's would).
+        let crashed = job(&sink, "crashed");
+        write(&crashed, 0, "c\n");
+        crashed.commit().unwrap();
+        assert_ne!(contents(dir.path()), before);
+        std::mem::forget(crashed);
+        // Forgetting keeps the lock file open and locked: a fresh lock file (a new,
+        // unlocked inode) stands for the lock a dead process no longer holds.
+        let temp = dir.path().join(".temp-sluice-x-crashed");
+        let lock_path = temp.join(LOCK_FILE);
+        let text = std::fs::read_to_string(&lock_path).unwrap();
+        std::fs::remove_file(&lock_path).unwrap();
+        std::fs::write(&lock_path, text).unwrap();
+        let next = job(&sink, "next");
+        assert!(!temp.exists());
+        assert_eq!(contents(dir.path()), before, "the earlier output is back");
+        next.abort();
     }
 
     #[test]

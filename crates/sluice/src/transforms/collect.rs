@@ -2,7 +2,7 @@
 //! results read back by the launching program.
 
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use sluice_core::coder::CoderError;
 use sluice_core::receiver::AnyReceiver;
@@ -144,12 +144,16 @@ impl SinkJob for CollectJob {
         Ok(format!("{n} bytes collected in memory"))
     }
 
-    fn undo(&self) {
-        if let (Ok(mut before), Ok(mut committed)) = (self.before.lock(), self.committed.lock())
-            && let Some(len) = before.take()
-        {
+    fn undo(&self) -> Result<(), BoxError> {
+        let mut before = self.before.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut committed = self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(len) = before.take() {
             committed.truncate(len);
         }
+        Ok(())
     }
 
     fn abort(&self) {

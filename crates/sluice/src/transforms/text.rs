@@ -1,46 +1,165 @@
 //! Text files in and out.
+//!
+//! Both ends check their files when the pipeline is built — an input pattern that
+//! matches nothing, an output location that cannot be written — and record what is wrong;
+//! [`Pipeline::run`] then reports every such problem together, before anything runs.
+//!
+//! ```
+//! use sluice::prelude::*;
+//! use sluice::transforms::text::WriteText;
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let p = Pipeline::for_test();
+//! p.create("Lines", vec!["a".to_string(), "b".to_string()])
+//!     .write_text_with("Write", WriteText::to(dir.path().join("out").to_str().unwrap()).with_num_shards(1).with_suffix(".txt"));
+//! p.run().unwrap().wait_until_finish().unwrap();
+//! let text = std::fs::read_to_string(dir.path().join("out-00000-of-00001.txt")).unwrap();
+//! assert_eq!(text.lines().count(), 2);
+//! ```
 
 use std::sync::Arc;
 
-use sluice_io::{TextSink, TextSource};
+use sluice_core::BoxError;
+use sluice_core::ExecError;
+use sluice_core::unit::{SourceFactory, SourceReader, SourceSplit, SplitHint, UnitContext};
+use sluice_io::text::sink::ShardOptions;
+use sluice_io::{IoError, TextSink, TextSource};
 use sluice_plan::Payload;
 
-use crate::error::Result;
 use crate::pcollection::PCollection;
 use crate::pipeline::Pipeline;
 
+/// Where and how [`PCollection::write_text_with`] writes (Beam's `TextIO.write()`).
+#[derive(Clone, Debug)]
+pub struct WriteText {
+    prefix: String,
+    options: ShardOptions,
+}
+
+impl WriteText {
+    /// Files named `prefix-SSSSS-of-NNNNN`, one shard per worker that wrote anything.
+    pub fn to(prefix: &str) -> WriteText {
+        WriteText {
+            prefix: prefix.into(),
+            options: ShardOptions::default(),
+        }
+    }
+
+    /// Exactly `n` shards, whatever the number of workers (Beam's `withNumShards`); 0
+    /// lets the runner choose. Lines are redivided at commit into `n` files of about
+    /// equal size.
+    pub fn with_num_shards(mut self, n: usize) -> WriteText {
+        self.options.num_shards = Some(n);
+        self
+    }
+
+    /// Appends `suffix` (e.g. `.txt`) to every file name (Beam's `withSuffix`).
+    pub fn with_suffix(mut self, suffix: &str) -> WriteText {
+        self.options.suffix = suffix.into();
+        self
+    }
+
+    /// One file named exactly the prefix (plus any suffix), not `-00000-of-00001`
+    /// (Beam's `withoutSharding`).
+    pub fn without_sharding(mut self) -> WriteText {
+        self.options.unsharded = true;
+        self
+    }
+}
+
+/// The source of a Read whose files were unusable: the pipeline is invalid and never
+/// runs, so this is never read.
+struct Unusable;
+
+impl SourceFactory for Unusable {
+    fn splits(&self, _hint: &SplitHint) -> Result<Vec<Arc<dyn SourceSplit>>, BoxError> {
+        Err("internal error: an invalid Read ran".into())
+    }
+    fn reader(&self, ctx: &UnitContext) -> Result<Box<dyn SourceReader>, Box<ExecError>> {
+        Err(ctx.error("internal error: an invalid Read ran"))
+    }
+}
+
 impl Pipeline {
+    /// Records a connector's problem, reported by `run` with every other.
+    pub(crate) fn io_problem(&self, error: &IoError) {
+        let mut problem = error.problem();
+        let fix = match error.fix() {
+            Some(fix) => fix.to_string(),
+            None => match problem.split_once("; ") {
+                // The problem's own advice is the fix.
+                Some((what, advice)) => {
+                    let advice = advice.to_string();
+                    problem = what.to_string();
+                    advice
+                }
+                None => "see the problem".to_string(),
+            },
+        };
+        self.inner
+            .borrow_mut()
+            .graph
+            .add_problem(error.transform(), problem, fix);
+    }
+
     /// The lines of every file matching `pattern` (a path or a glob; `.gz` files are
-    /// decompressed). The pattern is matched now: if it matches no file, this fails with an
-    /// error naming the transform and the pattern, before anything runs.
-    pub fn read_text(&self, name: &str, pattern: &str) -> Result<PCollection<String>> {
-        let source = TextSource::new(&self.full_name(name), pattern)?;
-        let files = source.files().len();
+    /// decompressed). The pattern is matched now: if it matches no file, the problem —
+    /// naming the transform and the pattern — is reported by [`Pipeline::run`] together
+    /// with any other, before anything runs.
+    pub fn read_text(&self, name: &str, pattern: &str) -> PCollection<String> {
+        let full = self.full_name(name);
+        let (payload, files): (Arc<dyn SourceFactory>, usize) =
+            match TextSource::new(&full, pattern) {
+                Ok(source) => {
+                    let files = source.files().len();
+                    (Arc::new(source), files)
+                }
+                Err(error) => {
+                    self.io_problem(&error);
+                    (Arc::new(Unusable), 0)
+                }
+            };
         let (id, outs) = self.add_transform(
             name,
             Vec::new(),
-            Payload::Read(Arc::new(source)),
+            Payload::Read(payload),
             vec![("out".into(), sluice_core::unit::TypeOf::<String>::arc())],
         );
         self.display(id, "filePattern", pattern);
         self.display(id, "files", files.to_string());
-        Ok(PCollection::new(self, outs[0]))
+        PCollection::new(self, outs[0])
     }
 }
 
 impl PCollection<String> {
     /// Writes each element as a line to files `prefix-00000-of-NNNNN`, one shard per worker
     /// that wrote anything. The files appear only when the whole job succeeds. Whether the
-    /// output location is writable is checked now, before anything runs.
-    pub fn write_text(&self, name: &str, prefix: &str) -> Result<()> {
-        let sink = TextSink::new(&self.pipeline.full_name(name), prefix)?;
-        let (id, _) = self.pipeline.add_transform(
-            name,
-            vec![self.id],
-            Payload::Write(Arc::new(sink)),
-            Vec::new(),
-        );
-        self.pipeline.display(id, "outputPrefix", prefix);
-        Ok(())
+    /// output location is writable is checked now; a problem is reported by
+    /// [`Pipeline::run`] before anything runs.
+    pub fn write_text(&self, name: &str, prefix: &str) {
+        self.write_text_with(name, WriteText::to(prefix));
+    }
+
+    /// Writes each element as a line, named and sharded as `write` says.
+    pub fn write_text_with(&self, name: &str, write: WriteText) {
+        let full = self.pipeline.full_name(name);
+        let shards = match (write.options.unsharded, write.options.num_shards) {
+            (true, _) => "unsharded".to_string(),
+            (false, Some(n)) if n > 0 => n.to_string(),
+            _ => "one per worker".to_string(),
+        };
+        match TextSink::with_options(&full, &write.prefix, write.options) {
+            Ok(sink) => {
+                let (id, _) = self.pipeline.add_transform(
+                    name,
+                    vec![self.id],
+                    Payload::Write(Arc::new(sink)),
+                    Vec::new(),
+                );
+                self.pipeline.display(id, "outputPrefix", &write.prefix);
+                self.pipeline.display(id, "numShards", shards);
+            }
+            Err(error) => self.pipeline.io_problem(&error),
+        }
     }
 }

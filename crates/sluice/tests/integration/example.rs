@@ -70,7 +70,7 @@ fn wordcount_fails_with_a_clear_message_and_a_non_zero_exit() {
     assert!(!run.status.success());
     let stderr = String::from_utf8(run.stderr).unwrap();
     assert!(
-        stderr.contains("'ReadLines'") && stderr.contains("matches no file"),
+        stderr.contains("ReadLines: the input pattern") && stderr.contains("matches no file"),
         "{stderr}"
     );
     assert!(
@@ -226,4 +226,139 @@ fn join_example_writes_every_customer_and_counts_unknown_orders() {
         .map(|l| l.split('\t').nth(2).unwrap().parse::<u64>().unwrap())
         .sum();
     assert_eq!(orders as usize, 3000 - unknown);
+}
+
+/// Regression: a job that failed while running printed its partial counts as if they
+/// were its result.
+#[test]
+fn regression_a_failed_run_prints_its_failure_not_partial_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, b"fine words\nnot \xff utf-8\n").unwrap();
+    let run = wordcount()
+        .args([
+            format!("--input={}", input.display()),
+            format!("--output={}/out/counts", dir.path().display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let stdout = String::from_utf8(run.stdout).unwrap();
+    assert!(
+        stdout.contains("JOB_STATE_FAILED") && stdout.contains("not UTF-8"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("lines,"), "no partial counts: {stdout}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "only the input is left"
+    );
+}
+
+/// Starts wordcount on a 30 MB corpus with one worker (several seconds in a debug build)
+/// and waits until its job has begun (its temporary output directory exists).
+fn start_long_wordcount(dir: &std::path::Path) -> (std::process::Child, PathBuf) {
+    let input = dir.join("in.txt");
+    sluice::io::corpus::write_file(&input, 30_000_000, 7).unwrap();
+    let out_dir = dir.join("out");
+    let child = wordcount()
+        .args([
+            format!("--input={}", input.display()),
+            format!("--output={}/counts", out_dir.display()),
+            "--direct_num_workers=1".into(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let temp = loop {
+        let found = std::fs::read_dir(&out_dir).ok().and_then(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.to_string_lossy().contains(".temp-sluice-counts-"))
+        });
+        if let Some(temp) = found {
+            break temp;
+        }
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the job never started its output"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    (child, temp)
+}
+
+fn send_signal(child: &std::process::Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Regression: SIGTERM (or Ctrl-C) on a batch job killed it mid-write and left its
+/// temporary folder, with partial worker files, forever.
+#[test]
+fn regression_sigterm_cancels_a_batch_job_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _temp) = start_long_wordcount(dir.path());
+    send_signal(&child, "TERM");
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    assert_eq!(status.code(), Some(143), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("cancelled (SIGTERM): no output was committed"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("JOB_STATE_CANCELLED"), "{stdout}");
+    assert_eq!(
+        crate::kit::listing(dir.path()),
+        ["in.txt"],
+        "no output, no temporary folder, not even the output directory"
+    );
+}
+
+/// Regression: a job killed with SIGKILL (or by the OOM killer) left its temporary
+/// folder forever; the next run at the same prefix now removes it, and says so.
+#[test]
+fn regression_a_killed_jobs_leftovers_are_removed_by_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, temp) = start_long_wordcount(dir.path());
+    send_signal(&child, "KILL");
+    child.wait().unwrap();
+    assert!(temp.exists(), "a killed job cannot clean up after itself");
+    let small = dir.path().join("small.txt");
+    std::fs::write(&small, "a b a\n").unwrap();
+    let run = wordcount()
+        .env("RUST_LOG", "info")
+        .args([
+            format!("--input={}", small.display()),
+            format!("--output={}/out/counts", dir.path().display()),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("removed the temporary output") && stderr.contains("no longer running"),
+        "{stderr}"
+    );
+    assert!(!temp.exists());
+    let left: Vec<String> = crate::kit::listing(&dir.path().join("out"));
+    assert!(
+        left.iter().all(|f| f.starts_with("counts-")),
+        "only the new output: {left:?}"
+    );
+    assert_eq!(
+        parse_counts(&read_lines(&dir.path().join("out/counts"))),
+        count_words("a b a\n")
+    );
 }

@@ -28,8 +28,7 @@ fn a_failing_dofn_fails_the_job_and_leaves_no_output() {
     p.create("Numbers", (0..10_000u64).collect())
         .par_do("Check", FailOn(7_777))
         .map("Format", |x: u64| x.to_string())
-        .write_text("Write", output.to_str().unwrap())
-        .unwrap();
+        .write_text("Write", output.to_str().unwrap());
     let result = p.run().unwrap();
     assert_eq!(result.state(), JobState::Failed);
     let text = result.error().unwrap().to_string();
@@ -88,8 +87,7 @@ fn a_failure_after_the_shuffle_still_commits_nothing() {
             format!("{w}: {n}")
         }
     })
-    .write_text("Write", output.to_str().unwrap())
-    .unwrap();
+    .write_text("Write", output.to_str().unwrap());
     let result = p.run().unwrap();
     assert_eq!(result.state(), JobState::Failed);
     assert!(listing(dir.path()).is_empty(), "{:?}", listing(dir.path()));
@@ -136,7 +134,6 @@ fn input_that_is_not_utf8_fails_naming_the_file_and_offset() {
     let p = pipeline(1);
     let lines = p
         .read_text("ReadLines", input.to_str().unwrap())
-        .unwrap()
         .collect("Out");
     let result = p.run().unwrap();
     assert_eq!(result.state(), JobState::Failed);
@@ -156,14 +153,12 @@ fn a_successful_job_after_a_failed_one_writes_normally() {
     p.create("Numbers", vec![1u64, 2, 3])
         .par_do("Check", FailOn(2))
         .map("F", |x: u64| x.to_string())
-        .write_text("Write", output.to_str().unwrap())
-        .unwrap();
+        .write_text("Write", output.to_str().unwrap());
     assert_eq!(p.run().unwrap().state(), JobState::Failed);
     let p = pipeline(2);
     p.create("Numbers", vec![1u64, 2, 3])
         .map("F", |x: u64| x.to_string())
-        .write_text("Write", output.to_str().unwrap())
-        .unwrap();
+        .write_text("Write", output.to_str().unwrap());
     p.run().unwrap().wait_until_finish().unwrap();
     assert_eq!(sorted(crate::kit::read_lines(&output)), ["1", "2", "3"]);
     assert!(
@@ -188,8 +183,7 @@ fn a_worker_dying_in_the_engine_fails_the_job_instead_of_hanging_the_others() {
             .map("Key", |x: u64| (x % 100, x))
             .sum_per_key("Sum")
             .map("Format", |(k, v): (u64, u64)| format!("{k}: {v}"))
-            .write_text("Write", &out)
-            .unwrap();
+            .write_text("Write", &out);
         let result = p.run().unwrap();
         let _ = done.send((result.state(), result.error().map(|e| e.to_string())));
     });
@@ -244,16 +238,14 @@ fn a_sink_failing_to_commit_undoes_the_sinks_committed_before_it() {
     // An earlier run's output of the first sink.
     let p = pipeline(1);
     p.create("Old", vec!["old".to_string()])
-        .write_text("WriteFirst", first.to_str().unwrap())
-        .unwrap();
+        .write_text("WriteFirst", first.to_str().unwrap());
     p.run().unwrap().wait_until_finish().unwrap();
     let before = listing(dir.path());
     let old = std::fs::read_to_string(dir.path().join(&before[0])).unwrap();
 
     let p = pipeline(1);
     p.create("New", vec!["new".to_string()])
-        .write_text("WriteFirst", first.to_str().unwrap())
-        .unwrap();
+        .write_text("WriteFirst", first.to_str().unwrap());
     p.create("Other", vec!["other".to_string()])
         .par_do(
             "Lose",
@@ -262,8 +254,7 @@ fn a_sink_failing_to_commit_undoes_the_sinks_committed_before_it() {
                 victim: "second".into(),
             },
         )
-        .write_text("WriteSecond", second.to_str().unwrap())
-        .unwrap();
+        .write_text("WriteSecond", second.to_str().unwrap());
     let result = p.run().unwrap();
     assert_eq!(result.state(), JobState::Failed);
     let text = result.error().unwrap().to_string();
@@ -314,8 +305,7 @@ fn regression_an_error_whose_message_panics_still_fails_the_job() {
     p.create("Numbers", (0..10u64).collect())
         .par_do("Check", FailUnprintably)
         .map("Format", |x: u64| x.to_string())
-        .write_text("Write", output.to_str().unwrap())
-        .unwrap();
+        .write_text("Write", output.to_str().unwrap());
     let result = p.run().unwrap();
     assert_eq!(result.state(), JobState::Failed);
     let text = result.error().unwrap().to_string();

@@ -26,8 +26,7 @@ fn wordcount_plan_shows_two_fused_stages_and_the_lifted_combiner() {
         &p,
         input.to_str().unwrap(),
         dir.path().join("out/counts").to_str().unwrap(),
-    )
-    .unwrap();
+    );
     let result = p.run().unwrap();
     let job: Value = serde_json::from_str(&std::fs::read_to_string(&plan_path).unwrap()).unwrap();
 
@@ -136,8 +135,7 @@ fn dry_run_writes_the_plan_and_nothing_else() {
         &p,
         input.to_str().unwrap(),
         dir.path().join("out/counts").to_str().unwrap(),
-    )
-    .unwrap();
+    );
     let result = p.run().unwrap();
     assert!(result.is_dry_run());
     assert_eq!(result.state(), sluice::JobState::Pending);

@@ -259,8 +259,7 @@ fn dead_letters_can_be_written_anywhere() {
     bad.map("Format", |d: DeadLetter<u64>| {
         format!("{} {}", d.element, d.error)
     })
-    .write_text("WriteBad", dir.path().join("bad").to_str().unwrap())
-    .unwrap();
+    .write_text("WriteBad", dir.path().join("bad").to_str().unwrap());
     p.run().unwrap().wait_until_finish().unwrap();
     assert_eq!(
         read_lines(&dir.path().join("bad")),

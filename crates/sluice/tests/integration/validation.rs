@@ -5,35 +5,61 @@ use sluice::Error;
 use crate::kit::{listing, pipeline, pipeline_with};
 
 #[test]
-fn an_input_pattern_matching_no_file_fails_at_construction() {
+fn an_input_pattern_matching_no_file_fails_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
     let p = pipeline(2);
     let pattern = format!("{}/nothing-*.txt", dir.path().display());
-    let err = p.read_text("ReadLines", &pattern).unwrap_err();
-    assert!(matches!(err, Error::Io(_)), "{err:?}");
+    let _ = p.read_text("ReadLines", &pattern).collect("Out");
+    let err = p.run().unwrap_err();
+    assert!(matches!(err, Error::Validation(_)), "{err:?}");
     let text = err.to_string();
     assert!(
-        text.contains("'ReadLines'") && text.contains(&pattern) && text.contains("matches no file"),
+        text.contains("ReadLines: the input pattern")
+            && text.contains(&pattern)
+            && text.contains("matches no file"),
         "{text}"
     );
     assert!(listing(dir.path()).is_empty());
 }
 
 #[test]
-fn an_output_location_that_cannot_be_created_fails_at_construction() {
+fn an_output_location_that_cannot_be_created_fails_before_anything_runs() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("taken"), "a file, not a directory").unwrap();
     let p = pipeline(2);
     let lines = p.create("Lines", vec!["a".to_string()]);
-    let err = lines
-        .write_text(
-            "Write",
-            &format!("{}/taken/out/counts", dir.path().display()),
-        )
-        .unwrap_err();
+    lines.write_text(
+        "Write",
+        &format!("{}/taken/out/counts", dir.path().display()),
+    );
+    let text = p.run().unwrap_err().to_string();
+    assert!(
+        text.contains("Write: cannot write output") && text.contains("is a file, not a directory"),
+        "{text}"
+    );
+    assert_eq!(listing(dir.path()), ["taken"]);
+}
+
+/// Regression: `read_text` returned its error at once, so a pipeline with a bad input
+/// and a bad output reported only the input.
+#[test]
+fn regression_a_bad_input_and_a_bad_output_are_reported_together() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("taken"), "a file, not a directory").unwrap();
+    let p = pipeline(2);
+    p.read_text(
+        "ReadLines",
+        &format!("{}/missing-*.txt", dir.path().display()),
+    )
+    .write_text("Write", &format!("{}/taken/counts", dir.path().display()));
+    let err = p.run().unwrap_err();
+    let Error::Validation(errors) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(errors.0.len(), 2, "{err}");
     let text = err.to_string();
     assert!(
-        text.contains("'Write'") && text.contains("is a file, not a directory"),
+        text.contains("ReadLines: the input pattern") && text.contains("Write: cannot write"),
         "{text}"
     );
     assert_eq!(listing(dir.path()), ["taken"]);
@@ -46,12 +72,10 @@ fn duplicate_transform_names_fail_before_anything_runs() {
     std::fs::write(&input, "x\n").unwrap();
     let output = dir.path().join("out/counts");
     let p = pipeline(2);
-    let lines = p.read_text("Read", input.to_str().unwrap()).unwrap();
+    let lines = p.read_text("Read", input.to_str().unwrap());
     let upper = lines.map("Transform", |s: String| s.to_uppercase());
     let doubled = upper.map("Transform", |s: String| s.repeat(2));
-    doubled
-        .write_text("Write", output.to_str().unwrap())
-        .unwrap();
+    doubled.write_text("Write", output.to_str().unwrap());
     let err = p.run().unwrap_err();
     assert!(matches!(err, Error::Validation(_)), "{err:?}");
     let text = err.to_string();
