@@ -118,3 +118,29 @@ fn gzip_input_is_read_and_counted() {
     result.wait_until_finish().unwrap();
     assert_eq!(parse_counts(&read_lines(&output)), count_words(&text));
 }
+
+#[test]
+fn a_fixed_shard_count_holds_on_every_worker_count() {
+    use sluice::transforms::text::WriteText;
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..5_000).map(|i| format!("line {i}")).collect();
+    for workers in WORKERS {
+        for n in [1, 3] {
+            let prefix = dir.path().join(format!("w{workers}-n{n}/out"));
+            let p = pipeline(workers);
+            p.create("Lines", lines.clone()).write_text_with(
+                "Write",
+                WriteText::to(prefix.to_str().unwrap()).with_num_shards(n),
+            );
+            p.run().unwrap().wait_until_finish().unwrap();
+            let found = shards(&prefix);
+            assert_eq!(found.len(), n, "{workers} workers, {n} shards");
+            assert!(found[0].to_string_lossy().ends_with(&format!("-of-{n:05}")));
+            let mut got = read_lines(&prefix);
+            got.sort();
+            let mut want = lines.clone();
+            want.sort();
+            assert_eq!(got, want, "{workers} workers, {n} shards");
+        }
+    }
+}
