@@ -56,6 +56,31 @@ fn main() -> ExitCode {
 
 fn run() -> sluice::Result<()> {
     let p = Pipeline::from_args()?;
+    for (flag, help) in [
+        ("query", "the query, 0 to 12 (default: 0)"),
+        (
+            "num_events",
+            "events to generate; 0 in streaming: without end (default: 100000)",
+        ),
+        (
+            "input",
+            "read JSON-lines events (Beam's Nexmark format) instead of generating",
+        ),
+        (
+            "generate_only",
+            "write the generated events to this file as JSON lines and exit",
+        ),
+        (
+            "output",
+            "write the results to this file, one JSON line each",
+        ),
+        (
+            "event_rate",
+            "events per second; in streaming, paces the stream in real time",
+        ),
+    ] {
+        p.describe_flag(flag, help);
+    }
     let options = p.options();
     let query_number: u32 = p.arg_parse("query")?.unwrap_or(0);
     let streaming = options.streaming;
@@ -85,11 +110,13 @@ fn run() -> sluice::Result<()> {
         config.first_event_rate = rate;
         config.next_event_rate = rate;
     }
-    let input = p.arg("input").ok();
-    let output = p.arg("output").ok().map(PathBuf::from);
+    let input: Option<String> = p.arg_parse("input")?;
+    let output: Option<PathBuf> = p.arg_parse::<String>("output")?.map(PathBuf::from);
     let started = Instant::now();
 
-    if let Ok(path) = p.arg("generate_only") {
+    if let Some(path) = p.arg_parse::<String>("generate_only")?
+        && !p.help_requested()
+    {
         let written = write_events(&config, Path::new(&path)).map_err(|e| {
             sluice::Error::from(sluice::OptionsError::Invalid {
                 flag: "generate_only".into(),

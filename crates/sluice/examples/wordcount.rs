@@ -16,8 +16,22 @@ use sluice::prelude::*;
 
 fn main() -> sluice::Result<()> {
     let p = Pipeline::from_args()?;
+    p.describe_flag(
+        "input",
+        "text files to count: a path or a glob (default: a generated corpus)",
+    );
+    p.describe_flag(
+        "corpus_mb",
+        "size of the generated corpus in MB, without --input (default: 50)",
+    );
+    p.describe_flag(
+        "output",
+        "prefix of the output shards, PREFIX-SSSSS-of-NNNNN",
+    );
     let input = match p.arg_parse::<String>("input")? {
         Some(pattern) => pattern,
+        // `--help` lists the flags: nothing to generate.
+        None if p.help_requested() => String::new(),
         None => generated_corpus(p.arg_parse::<u64>("corpus_mb")?.unwrap_or(50))?,
     };
     let default_output = std::env::temp_dir().join("sluice-wordcount").join("counts");

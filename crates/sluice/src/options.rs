@@ -4,8 +4,13 @@
 //! repeated flags for lists, snake_case names (camelCase is accepted and converted, so
 //! `--jobName` is `--job_name`). The runner's own flags are parsed here; every other flag
 //! is kept for the pipeline to read by name ([`crate::Pipeline::arg`]). A flag nobody
-//! reads is reported with a warning, never an error, so that launchers which pass extra
-//! flags (Airflow passes `--labels` and `--worker_binary`) work unchanged.
+//! reads is reported with a warning, so that launchers which pass extra flags (Airflow
+//! passes `--labels` and `--worker_binary`) work unchanged — unless its name is within
+//! a typo of a known flag (`--direct_num_worker`), which fails the run with "did you
+//! mean" (pass `--allow_unknown_flags` to only warn). `--help` (or `-h`) prints every
+//! flag, the runner's and the pipeline's, and runs nothing. A boolean flag takes
+//! `--flag`, `--flag=false` or `--flag false`; any other argument that is not a flag is
+//! an error.
 //!
 //! | flag | meaning | default |
 //! |---|---|---|
@@ -21,6 +26,8 @@
 //! | `--worker_binary` | accepted for launcher compatibility; the launcher is the worker | none |
 //! | `--max_bundle_attempts` | attempts a bundle gets before the job fails | 4 in batch, unlimited in streaming |
 //! | `--stuck_bundle_secs` | a bundle running longer than this is logged as possibly stuck | 300 |
+//! | `--allow_unknown_flags` | only warn about a flag close to a known one, instead of failing | off |
+//! | `--help`, `-h` | print the flags and exit without running | |
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -47,7 +54,76 @@ pub enum OptionsError {
         /// What it should look like.
         expected: String,
     },
+    /// An argument is not a flag (and no flag before it takes a value).
+    #[error(
+        "unexpected argument {argument:?}: pipeline options are flags like --name=value{}",
+        after.as_ref().map(|f| format!(" (--{f} takes no value; write --{f}=false to turn it off)")).unwrap_or_default()
+    )]
+    Stray {
+        /// The argument.
+        argument: String,
+        /// The boolean flag it follows, if it does.
+        after: Option<String>,
+    },
+    /// A flag nobody knows whose name is close to one that is known: a typo.
+    #[error(
+        "unknown flag --{flag}: did you mean --{suggestion}? (pass --allow_unknown_flags to run anyway)"
+    )]
+    Unknown {
+        /// The flag given.
+        flag: String,
+        /// The known flag it is closest to.
+        suggestion: String,
+    },
 }
+
+/// The runner's own flags, with what each means (for `--help` and typo checks).
+pub const RUNNER_FLAGS: &[(&str, &str)] = &[
+    (
+        "runner",
+        "DirectRunner (default; any case, \"Runner\" optional): the embedded runner",
+    ),
+    (
+        "direct_num_workers",
+        "worker threads; 0 or absent = one per core; at most 16 per core",
+    ),
+    ("job_name", "the job's name (default: <program>-<time>)"),
+    ("labels", "a JSON object of strings, or repeated key=value"),
+    (
+        "streaming",
+        "run as a streaming job (also implied by an unbounded source)",
+    ),
+    (
+        "allow_unsafe_triggers",
+        "accept triggers that may finish before their window expires",
+    ),
+    ("temp_location", "where temporary files go"),
+    (
+        "plan_out",
+        "write the job description (plan, state, metrics) to this JSON file",
+    ),
+    (
+        "dry_run",
+        "print the job description and exit without running",
+    ),
+    (
+        "worker_binary",
+        "accepted for launcher compatibility; the launcher is the worker",
+    ),
+    (
+        "max_bundle_attempts",
+        "attempts a bundle gets before the job fails (4 in batch, unlimited in streaming)",
+    ),
+    (
+        "stuck_bundle_secs",
+        "log a bundle running longer than this as possibly stuck (300)",
+    ),
+    (
+        "allow_unknown_flags",
+        "only warn about an unknown flag close to a known one",
+    ),
+    ("help", "print the flags and exit without running"),
+];
 
 /// The flags a pipeline was started with.
 #[derive(Clone, Debug, Default)]
@@ -79,13 +155,31 @@ pub struct PipelineOptions {
     pub allow_unsafe_triggers: bool,
     /// `--stuck_bundle_secs`.
     pub stuck_bundle_secs: f64,
+    /// `--allow_unknown_flags`.
+    pub allow_unknown_flags: bool,
+    /// `--help` or `-h`.
+    pub help: bool,
     /// Every other flag, by name, in the order given.
     user: BTreeMap<String, Vec<String>>,
 }
 
 /// Flags with no value of their own: `--flag` followed by another argument does not
-/// consume it.
-const BOOLEAN_FLAGS: &[&str] = &["streaming", "dry_run", "allow_unsafe_triggers"];
+/// consume it, unless that argument is `true` or `false`.
+const BOOLEAN_FLAGS: &[&str] = &[
+    "streaming",
+    "dry_run",
+    "allow_unsafe_triggers",
+    "allow_unknown_flags",
+    "help",
+];
+
+/// Whether `value` spells a boolean.
+fn is_bool_literal(value: &str) -> bool {
+    matches!(
+        value.to_ascii_lowercase().as_str(),
+        "true" | "false" | "yes" | "no" | "1" | "0"
+    )
+}
 
 /// Most worker threads per core `--direct_num_workers` accepts.
 pub const MAX_WORKERS_PER_CORE: usize = 16;
@@ -116,6 +210,19 @@ fn snake_case(name: &str) -> String {
     out
 }
 
+/// The known flag `flag` is most likely a typo of, if any: at most one edit (two for
+/// longer names) away, or the same words in another order or spelling of separators.
+fn closest<'a>(flag: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let allowed = if flag.len() >= 8 { 2 } else { 1 };
+    known
+        .into_iter()
+        .filter(|k| *k != flag)
+        .map(|k| (strsim::damerau_levenshtein(flag, k), k))
+        .filter(|(distance, k)| *distance <= allowed && k.len() > 2)
+        .min()
+        .map(|(_, k)| k)
+}
+
 fn parse_bool(flag: &str, value: &str) -> Result<bool, OptionsError> {
     match value.to_ascii_lowercase().as_str() {
         "" | "true" | "1" | "yes" => Ok(true),
@@ -143,21 +250,36 @@ impl PipelineOptions {
         let args: Vec<String> = args.into_iter().map(Into::into).collect();
         let mut raw: Vec<(String, String)> = Vec::new();
         let mut i = 0;
+        let mut last_boolean: Option<String> = None;
         while i < args.len() {
             let arg = &args[i];
             i += 1;
-            let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
-                log::warn!(
-                    "ignoring argument {arg:?}: pipeline options are flags like --name=value"
-                );
+            if arg == "-h" {
+                raw.push(("help".into(), String::new()));
                 continue;
+            }
+            let Some(body) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) else {
+                return Err(OptionsError::Stray {
+                    argument: arg.clone(),
+                    after: last_boolean,
+                });
             };
+            last_boolean = None;
             let (name, value) = match body.split_once('=') {
                 Some((n, v)) => (snake_case(n), v.to_string()),
                 None => {
                     let name = snake_case(body);
-                    let takes_next = !BOOLEAN_FLAGS.contains(&name.as_str())
-                        && args.get(i).is_some_and(|next| !next.starts_with("--"));
+                    let boolean = BOOLEAN_FLAGS.contains(&name.as_str());
+                    let next = args.get(i).filter(|next| !next.starts_with("--"));
+                    let takes_next = match next {
+                        // `--streaming false` turns streaming off, not on.
+                        Some(v) if boolean => is_bool_literal(v),
+                        Some(_) => true,
+                        None => false,
+                    };
+                    if boolean && !takes_next {
+                        last_boolean = Some(name.clone());
+                    }
                     if takes_next {
                         i += 1;
                         (name, args[i - 1].clone())
@@ -204,6 +326,8 @@ impl PipelineOptions {
                     options.allow_unsafe_triggers = parse_bool(&name, &value)?
                 }
                 "dry_run" => options.dry_run = parse_bool(&name, &value)?,
+                "allow_unknown_flags" => options.allow_unknown_flags = parse_bool(&name, &value)?,
+                "help" => options.help = parse_bool(&name, &value)?,
                 "temp_location" => options.temp_location = Some(value),
                 "plan_out" => options.plan_out = Some(PathBuf::from(value)),
                 "worker_binary" => options.worker_binary = Some(value),
@@ -297,6 +421,37 @@ impl PipelineOptions {
     /// Names of the pipeline flags given.
     pub fn user_flags(&self) -> BTreeSet<&str> {
         self.user.keys().map(String::as_str).collect()
+    }
+
+    /// Checks the pipeline flags given against those the pipeline reads (`known`): a
+    /// flag nobody reads is an error if its name is a likely typo of a known one (unless
+    /// `--allow_unknown_flags`), a warning otherwise.
+    pub fn check_unknown<'a>(
+        &self,
+        known: impl IntoIterator<Item = &'a str> + Clone,
+    ) -> Result<(), OptionsError> {
+        for flag in self.user_flags() {
+            if known.clone().into_iter().any(|k| k == flag) {
+                continue;
+            }
+            let candidates = known
+                .clone()
+                .into_iter()
+                .chain(RUNNER_FLAGS.iter().map(|(name, _)| *name));
+            match closest(flag, candidates) {
+                Some(suggestion) if !self.allow_unknown_flags => {
+                    return Err(OptionsError::Unknown {
+                        flag: flag.to_string(),
+                        suggestion: suggestion.to_string(),
+                    });
+                }
+                Some(suggestion) => log::warn!(
+                    "flag --{flag} was given but this pipeline does not use it (did you mean --{suggestion}?)"
+                ),
+                None => log::warn!("flag --{flag} was given but this pipeline does not use it"),
+            }
+        }
+        Ok(())
     }
 
     /// The runner named by `--runner`, normalised: lower case, without a "runner" suffix.
@@ -410,12 +565,63 @@ mod tests {
         );
     }
 
+    /// Regression: `--streaming false` turned streaming on (and warned about a stray
+    /// "false").
+    #[test]
+    fn regression_a_boolean_flag_followed_by_false_is_off() {
+        for args in [
+            vec!["--streaming", "false"],
+            vec!["--streaming=false"],
+            vec!["--streaming", "no", "--input=x"],
+        ] {
+            let o = PipelineOptions::parse(args.clone()).unwrap();
+            assert!(!o.streaming, "{args:?}");
+        }
+        let o = PipelineOptions::parse(["--streaming", "true"]).unwrap();
+        assert!(o.streaming);
+        let err = PipelineOptions::parse(["--streaming", "fast"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"fast\"") && err.contains("--streaming=false"),
+            "{err}"
+        );
+        let err = PipelineOptions::parse(["stray"]).unwrap_err().to_string();
+        assert!(err.contains("unexpected argument \"stray\""), "{err}");
+    }
+
+    #[test]
+    fn help_is_a_flag_short_or_long() {
+        assert!(PipelineOptions::parse(["-h"]).unwrap().help);
+        assert!(PipelineOptions::parse(["--help"]).unwrap().help);
+        assert!(!PipelineOptions::parse(["--input=x"]).unwrap().help);
+    }
+
+    #[test]
+    fn typos_of_known_flags_fail_and_other_unknown_flags_warn() {
+        let o = PipelineOptions::parse(["--inptu=x", "--verbose", "--labls={}"]).unwrap();
+        let err = o
+            .check_unknown(["input", "output"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown flag --inptu") && err.contains("did you mean --input?"),
+            "{err}"
+        );
+        let o = PipelineOptions::parse(["--direct_num_worker=2"]).unwrap();
+        let err = o.check_unknown(["input"]).unwrap_err().to_string();
+        assert!(err.contains("did you mean --direct_num_workers?"), "{err}");
+        let o = PipelineOptions::parse(["--verbose", "--something_else=1"]).unwrap();
+        o.check_unknown(["input"]).unwrap();
+        let o = PipelineOptions::parse(["--inptu=x", "--allow_unknown_flags"]).unwrap();
+        o.check_unknown(["input"]).unwrap();
+    }
+
     #[test]
     fn a_bare_boolean_flag_does_not_swallow_the_next_argument() {
         let o = PipelineOptions::parse(["--dry_run", "--output", "out"]).unwrap();
         assert!(o.dry_run);
         assert_eq!(o.get("output"), Some("out"));
-        let o = PipelineOptions::parse(["--dry_run", "stray"]).unwrap();
-        assert!(o.dry_run);
+        assert!(PipelineOptions::parse(["--dry_run", "stray"]).is_err());
     }
 }

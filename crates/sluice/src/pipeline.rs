@@ -1,7 +1,7 @@
 //! The pipeline: construction, validation, planning and running.
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -24,9 +24,19 @@ pub(crate) struct Inner {
     /// Composites being expanded, innermost last.
     scope: Vec<TransformId>,
     pub(crate) options: PipelineOptions,
-    /// User flags the pipeline has read.
-    read_flags: BTreeSet<String>,
+    /// User flags the pipeline has read, with what `--help` says of them.
+    read_flags: BTreeMap<String, FlagDoc>,
+    /// Made by `from_args`: `--help` ends the process after printing.
+    exit_on_help: bool,
     ran: bool,
+}
+
+/// What `--help` says of a pipeline flag.
+#[derive(Clone, Debug, Default)]
+struct FlagDoc {
+    required: bool,
+    default: Option<String>,
+    help: Option<String>,
 }
 
 /// A pipeline under construction. Cheap to clone: clones share the same graph.
@@ -52,7 +62,9 @@ impl Pipeline {
     /// logging to stderr (`RUST_LOG` overrides the default level, `info`).
     pub fn from_args() -> Result<Pipeline> {
         init_logging();
-        Ok(Pipeline::with_options(PipelineOptions::from_env()?))
+        let p = Pipeline::with_options(PipelineOptions::from_env()?);
+        p.inner.borrow_mut().exit_on_help = true;
+        Ok(p)
     }
 
     /// A pipeline configured by the given flags (without the program name).
@@ -72,7 +84,8 @@ impl Pipeline {
                 graph: PipelineGraph::default(),
                 scope: Vec::new(),
                 options,
-                read_flags: BTreeSet::new(),
+                read_flags: BTreeMap::new(),
+                exit_on_help: false,
                 ran: false,
             })),
         }
@@ -91,29 +104,55 @@ impl Pipeline {
     }
 
     fn mark_read(&self, name: &str) {
-        self.inner.borrow_mut().read_flags.insert(name.to_string());
+        self.inner
+            .borrow_mut()
+            .read_flags
+            .entry(name.to_string())
+            .or_default();
     }
 
-    /// The value of a required pipeline flag `--name`.
+    /// Says what the pipeline flag `--name` is for; `--help` prints it.
+    pub fn describe_flag(&self, name: &str, help: &str) {
+        self.inner
+            .borrow_mut()
+            .read_flags
+            .entry(name.to_string())
+            .or_default()
+            .help = Some(help.to_string());
+    }
+
+    /// Whether `--help` was given: the pipeline is being built only to list its flags,
+    /// and [`Pipeline::run`] will print them instead of running. Code with side effects
+    /// before `run` (generating input, say) can skip them.
+    pub fn help_requested(&self) -> bool {
+        self.inner.borrow().options.help
+    }
+
+    /// The value of a required pipeline flag `--name`. (Under `--help`, a missing flag
+    /// reads as `<name>`, so that the pipeline can be built to list its flags.)
     pub fn arg(&self, name: &str) -> Result<String> {
         self.mark_read(name);
-        self.inner
-            .borrow()
-            .options
-            .get(name)
-            .map(str::to_string)
-            .ok_or_else(|| {
-                OptionsError::Missing {
-                    flag: name.into(),
-                    hint: format!("pass --{name}=VALUE"),
-                }
-                .into()
-            })
+        let mut inner = self.inner.borrow_mut();
+        if let Some(doc) = inner.read_flags.get_mut(name) {
+            doc.required = true;
+        }
+        match inner.options.get(name) {
+            Some(value) => Ok(value.to_string()),
+            None if inner.options.help => Ok(format!("<{name}>")),
+            None => Err(OptionsError::Missing {
+                flag: name.into(),
+                hint: format!("pass --{name}=VALUE"),
+            }
+            .into()),
+        }
     }
 
     /// The value of `--name`, or `default`.
     pub fn arg_or(&self, name: &str, default: &str) -> String {
         self.mark_read(name);
+        if let Some(doc) = self.inner.borrow_mut().read_flags.get_mut(name) {
+            doc.default = Some(default.to_string());
+        }
         self.inner
             .borrow()
             .options
@@ -132,6 +171,51 @@ impl Pipeline {
     pub fn flag(&self, name: &str) -> Result<bool> {
         self.mark_read(name);
         Ok(self.inner.borrow().options.is_set(name)?)
+    }
+
+    /// What `--help` prints: the pipeline's own flags (those it has read, with their
+    /// descriptions and defaults), then the runner's.
+    pub fn help_text(&self) -> String {
+        let program = std::env::args()
+            .next()
+            .and_then(|p| {
+                std::path::Path::new(&p)
+                    .file_name()
+                    .map(|s| s.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "pipeline".into());
+        let mut out = format!("Usage: {program} [--flag=value ...]\n");
+        let inner = self.inner.borrow();
+        let width = inner
+            .read_flags
+            .keys()
+            .map(String::len)
+            .chain(crate::options::RUNNER_FLAGS.iter().map(|(n, _)| n.len()))
+            .max()
+            .unwrap_or(0)
+            + 2;
+        if !inner.read_flags.is_empty() {
+            out.push_str("\nPipeline flags:\n");
+            for (name, doc) in &inner.read_flags {
+                let mut text = doc.help.clone().unwrap_or_default();
+                if doc.required {
+                    text.push_str(if text.is_empty() {
+                        "required"
+                    } else {
+                        " (required)"
+                    });
+                }
+                if let Some(default) = &doc.default {
+                    text.push_str(&format!(" (default: {default})"));
+                }
+                out.push_str(&format!("  --{name:<width$}{}\n", text.trim_start()));
+            }
+        }
+        out.push_str("\nRunner flags:\n");
+        for (name, help) in crate::options::RUNNER_FLAGS {
+            out.push_str(&format!("  --{name:<width$}{help}\n"));
+        }
+        out
     }
 
     /// The full name of a transform named `name` in the current composite.
@@ -269,11 +353,21 @@ impl Pipeline {
                 .into());
             }
             inner.ran = true;
-            for flag in inner.options.user_flags() {
-                if !inner.read_flags.contains(flag) {
-                    log::warn!("flag --{flag} was given but this pipeline does not use it");
-                }
+        }
+        if options.help {
+            println!("{}", self.help_text());
+            if self.inner.borrow().exit_on_help {
+                std::process::exit(0);
             }
+            return Ok(PipelineResult::dry_run(String::new(), String::new()));
+        }
+        {
+            let inner = self.inner.borrow();
+            #[cfg_attr(not(feature = "test-hooks"), allow(unused_mut))]
+            let mut known: Vec<&str> = inner.read_flags.keys().map(String::as_str).collect();
+            #[cfg(feature = "test-hooks")]
+            known.push("test_engine_panic_on_worker");
+            inner.options.check_unknown(known.iter().copied())?;
         }
 
         let graph = Arc::new(self.validated_graph()?);

@@ -362,3 +362,55 @@ fn regression_a_killed_jobs_leftovers_are_removed_by_the_next_run() {
         count_words("a b a\n")
     );
 }
+
+/// Regression: `--help` ran the default job (generating a corpus and counting it).
+#[test]
+fn regression_help_lists_the_flags_and_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = wordcount()
+        .current_dir(dir.path())
+        .args([
+            "--help".to_string(),
+            format!("--output={}/out/counts", dir.path().display()),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(run.stdout).unwrap();
+    assert!(run.status.success(), "{stdout}");
+    for expected in [
+        "Pipeline flags:",
+        "--input",
+        "a path or a glob",
+        "--output",
+        "Runner flags:",
+        "--direct_num_workers",
+        "--streaming",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} in {stdout}");
+    }
+    assert!(!stdout.contains("JOB_STATE"), "nothing ran: {stdout}");
+    assert!(
+        crate::kit::listing(dir.path()).is_empty(),
+        "nothing written"
+    );
+}
+
+/// Regression: a typo in a flag was only warned about, and the job ran with the
+/// default it was meant to change.
+#[test]
+fn regression_a_mistyped_flag_fails_with_a_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = wordcount()
+        .args([
+            format!("--ouptut={}/out/counts", dir.path().display()),
+            "--corpus_mb=1".into(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let stderr = String::from_utf8(run.stderr).unwrap();
+    assert!(
+        stderr.contains("unknown flag --ouptut") && stderr.contains("did you mean --output?"),
+        "{stderr}"
+    );
+}
