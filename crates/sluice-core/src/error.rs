@@ -239,3 +239,45 @@ pub mod current_step {
         CURRENT.with(Arc::clone)
     }
 }
+
+/// Keeping the panics of user code that will be retried off stderr.
+///
+/// Rust's default panic hook prints every panic, with a backtrace under
+/// `RUST_BACKTRACE=1`; a job retrying 1% transient failures over 100,000 elements would
+/// print thousands of them. The runtime runs bundles [`quietly`](quiet_panics::quietly):
+/// a panic there is caught, reported in the runtime's own (rate-limited) log, and
+/// printed by the default hook only on a bundle's last attempt, when it can fail the
+/// job. Panics anywhere else print as usual.
+pub mod quiet_panics {
+    use std::cell::Cell;
+    use std::sync::Once;
+
+    thread_local! {
+        /// Inside a quiet region, and whether panics there still print.
+        static QUIET: Cell<Option<bool>> = const { Cell::new(None) };
+    }
+
+    /// Installs the panic hook (once per process); it defers to the hook that was
+    /// installed before it outside quiet regions.
+    pub fn install() {
+        static INSTALL: Once = Once::new();
+        INSTALL.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if QUIET.with(Cell::get) == Some(false) {
+                    return;
+                }
+                previous(info);
+            }));
+        });
+    }
+
+    /// Runs `f` in a quiet region: a panic in it is not printed unless `loud` (the
+    /// bundle's last attempt). The caller catches the panic.
+    pub fn quietly<R>(loud: bool, f: impl FnOnce() -> R) -> R {
+        let before = QUIET.with(|q| q.replace(Some(loud)));
+        let result = f();
+        QUIET.with(|q| q.set(before));
+        result
+    }
+}

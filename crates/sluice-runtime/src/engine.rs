@@ -907,18 +907,15 @@ impl StageRun {
                 // Streaming retries a failing element without limit, waiting longer each
                 // time (50 ms, doubling, at most a minute) so a stalled pipeline neither
                 // spins nor hides: every failure is counted and logged.
-                let backoff = |attempt: u32| {
-                    self.job.config.streaming.then(|| {
-                        let ms = 50u64.saturating_mul(1 << attempt.saturating_sub(2).min(20));
-                        Duration::from_millis(ms.min(60_000))
-                    })
-                };
-                let (retry, wait) = match item.pending.divide(position) {
+                let streaming = self.job.config.streaming;
+                let decision =
+                    crate::retry::after_failure(item.pending.divide(position), item.attempt, max);
+                let (retry, wait) = match decision {
                     // The failing element was not the first: what came before it runs
                     // again as a bundle of its own, and the rest starts at the element
                     // that failed, on its second attempt.
-                    Some((before, rest)) => {
-                        let wait = backoff(2);
+                    crate::retry::Retry::Divide { before, rest } => {
+                        let wait = crate::retry::backoff(streaming, 2);
                         self.queue.push_front(WorkItem {
                             pending: rest,
                             attempt: 2,
@@ -935,36 +932,51 @@ impl StageRun {
                         });
                         (2, wait)
                     }
-                    None if item.attempt >= max => {
+                    crate::retry::Retry::GiveUp => {
                         self.fail(error, item.attempt);
                         return Work {
                             finished: true,
                             ..Work::default()
                         };
                     }
-                    None => {
-                        let wait = backoff(item.attempt + 1);
+                    crate::retry::Retry::Again { attempt } => {
+                        let wait = crate::retry::backoff(streaming, attempt);
                         self.queue.push_front(WorkItem {
-                            attempt: item.attempt + 1,
+                            attempt,
                             suspect: Some(position),
                             retry: true,
                             not_before: wait.map(|d| Instant::now() + d),
                             ..item
                         });
-                        (item.attempt + 1, wait)
+                        (attempt, wait)
                     }
                 };
-                let limit = if unlimited {
-                    "without limit".to_string()
-                } else {
-                    format!("of {max}")
-                };
-                let after = wait.map_or(String::new(), |d| format!(" in {} ms", d.as_millis()));
-                log::warn!(
-                    "stage {} on worker {}: bundle ({description}) failed, retrying its failing element{after} (attempt {retry} {limit}): {error}",
-                    self.job.stage_label(stage),
-                    self.worker,
-                );
+                let message = sluice_core::error::display_safely(&error.source);
+                if let Some(unlogged) =
+                    self.job
+                        .retry_log
+                        .admit(&error.transform, &message, Instant::now())
+                {
+                    let limit = if unlimited {
+                        "without limit".to_string()
+                    } else {
+                        format!("of {max}")
+                    };
+                    let after = wait.map_or(String::new(), |d| format!(" in {} ms", d.as_millis()));
+                    let more = if unlogged > 0 {
+                        format!(
+                            " ({unlogged} more failure(s) like it in the last {} s were retried without a log line)",
+                            crate::retry::LOG_INTERVAL.as_secs()
+                        )
+                    } else {
+                        String::new()
+                    };
+                    log::warn!(
+                        "stage {} on worker {}: bundle ({description}) failed, retrying its failing element{after} (attempt {retry} {limit}): {error}{more}",
+                        self.job.stage_label(stage),
+                        self.worker,
+                    );
+                }
                 Work {
                     more: true,
                     ..Work::default()

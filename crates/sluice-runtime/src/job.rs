@@ -245,6 +245,8 @@ pub(crate) struct JobShared {
     pub accepted: AtomicU64,
     /// Per stage, per worker: what the stage has acted on.
     pub acted: Vec<Vec<Acted>>,
+    /// Retried failures, logged without flooding.
+    pub retry_log: crate::retry::RetryLog,
     failed: AtomicBool,
     failure: Mutex<Option<JobError>>,
     /// A worker died in the engine: the others stop stepping rather than wait for it.
@@ -383,6 +385,8 @@ pub fn run(
     config: RunnerConfig,
 ) -> JobOutcome {
     let started = Instant::now();
+    // Panics of user code that a retry may mend stay off stderr (see `quiet_panics`).
+    sluice_core::error::quiet_panics::install();
     let failed = |error: JobError, sinks: &[(TransformId, Arc<dyn SinkJob>)]| {
         for (_, sink) in sinks {
             sink.abort();
@@ -461,6 +465,7 @@ pub fn run(
         unbounded,
         sent: AtomicU64::new(0),
         accepted: AtomicU64::new(0),
+        retry_log: crate::retry::RetryLog::default(),
         layouts,
         splits,
         config,
@@ -484,6 +489,11 @@ pub fn run(
         }
     };
     drop(watchdog);
+    for (transform, kind, n) in shared.retry_log.unlogged() {
+        log::warn!(
+            "transform '{transform}': {n} more retried failure(s) like \"{kind}\" were not logged one by one"
+        );
+    }
     let mut metrics = JobMetrics::from_report(
         &pipeline,
         &graph,

@@ -29,6 +29,7 @@
 mod engine;
 pub mod job;
 pub mod metrics;
+mod retry;
 pub mod stage;
 pub mod watchdog;
 

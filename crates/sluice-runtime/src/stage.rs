@@ -17,7 +17,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use sluice_core::error::{current_step, panic_message};
+use sluice_core::error::{current_step, panic_message, quiet_panics};
 use sluice_core::receiver::{AnyPort, AnyReceiver, PortCounters};
 use sluice_core::shuffle::{RecordBatch, ShuffleRecord, ShuffleWriter};
 use sluice_core::time::Clock;
@@ -229,6 +229,11 @@ impl StageInstance {
         })
     }
 
+    /// Whether a panic now may fail the job: the bundle is on its last attempt.
+    fn loud(&self) -> bool {
+        self.builder.attempt.is_last()
+    }
+
     /// Gives the stage the views it reads (before its units are built).
     pub fn set_side_inputs(&mut self, side_inputs: SideInputs) {
         self.builder.side_inputs = Rc::new(side_inputs);
@@ -244,11 +249,12 @@ impl StageInstance {
     /// Builds the units of every step but the root — running each DoFn's setup — unless
     /// they are built already.
     pub fn prepare(&mut self) -> UnitResult {
+        let loud = self.loud();
         if self.chain.is_some() {
             return Ok(());
         }
         let builder = &self.builder;
-        let (head, chain) = guarded(&self.step_names, || builder.build_chain())?;
+        let (head, chain) = guarded(&self.step_names, loud, || builder.build_chain())?;
         let attached = match &mut self.root {
             Root::Source(r) => r.attach(head),
             Root::Shuffle(r) => r.attach(head),
@@ -315,6 +321,7 @@ impl StageInstance {
         &mut self,
         split: &dyn SourceSplit,
     ) -> Result<BundleOutput, Box<ExecError>> {
+        let loud = self.loud();
         self.prepare()?;
         let Root::Source(reader) = &mut self.root else {
             return Err(ExecError::new(
@@ -322,7 +329,7 @@ impl StageInstance {
                 "internal error: not a source stage",
             ));
         };
-        let result = guarded(&self.step_names, || {
+        let result = guarded(&self.step_names, loud, || {
             reader.start_bundle()?;
             reader.read(split)?;
             reader.finish_bundle()
@@ -333,8 +340,9 @@ impl StageInstance {
 
     /// Buffers one record received from the shuffle the root reads.
     pub fn accept(&mut self, record: ShuffleRecord<'_>) -> UnitResult {
+        let loud = self.loud();
         match &mut self.root {
-            Root::Shuffle(reader) => guarded(&self.step_names, || reader.accept(record)),
+            Root::Shuffle(reader) => guarded(&self.step_names, loud, || reader.accept(record)),
             Root::Source(_) => Err(ExecError::new(
                 "runtime",
                 "internal error: not a shuffle stage",
@@ -351,10 +359,11 @@ impl StageInstance {
 
     /// Makes what the shuffle reader has ready the next groups to emit; returns how many.
     pub fn fire(&mut self) -> Result<usize, Box<ExecError>> {
+        let loud = self.loud();
         match &mut self.root {
             Root::Shuffle(reader) => {
                 let mut groups = 0;
-                guarded(&self.step_names, || {
+                guarded(&self.step_names, loud, || {
                     groups = reader.fire()?;
                     Ok(())
                 })?;
@@ -389,6 +398,7 @@ impl StageInstance {
         split: &dyn SourceSplit,
         max_elements: usize,
     ) -> Result<(BundleOutput, Continuation), Box<ExecError>> {
+        let loud = self.loud();
         self.prepare()?;
         let Root::Source(reader) = &mut self.root else {
             return Err(ExecError::new(
@@ -397,7 +407,7 @@ impl StageInstance {
             ));
         };
         let mut continuation = None;
-        let result = guarded(&self.step_names, || {
+        let result = guarded(&self.step_names, loud, || {
             reader.start_bundle()?;
             continuation = Some(reader.read_some(split, max_elements)?);
             reader.finish_bundle()
@@ -418,6 +428,7 @@ impl StageInstance {
         &mut self,
         range: Range<usize>,
     ) -> Result<BundleOutput, Box<ExecError>> {
+        let loud = self.loud();
         self.prepare()?;
         let Root::Shuffle(reader) = &mut self.root else {
             return Err(ExecError::new(
@@ -425,7 +436,7 @@ impl StageInstance {
                 "internal error: not a shuffle stage",
             ));
         };
-        let result = guarded(&self.step_names, || {
+        let result = guarded(&self.step_names, loud, || {
             reader.start_bundle()?;
             reader.emit(range)?;
             reader.finish_bundle()
@@ -503,9 +514,11 @@ impl StageInstance {
 /// catch and lets the compiler inline fused units into each other.
 fn guarded<R>(
     step_names: &[(u32, String)],
+    loud: bool,
     f: impl FnOnce() -> Result<R, Box<ExecError>>,
 ) -> Result<R, Box<ExecError>> {
-    match catch_unwind(AssertUnwindSafe(f)) {
+    // Panics that a retry may mend are not printed; the last attempt's are.
+    match quiet_panics::quietly(loud, || catch_unwind(AssertUnwindSafe(f))) {
         Ok(result) => result,
         Err(panic) => {
             let step = current_step::take_panicked_step();

@@ -31,6 +31,7 @@
 //! ```
 
 use std::ops::Range;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 
 use sluice_core::panes::{Firing, Panes};
@@ -243,12 +244,130 @@ impl<S: KeySplit, F: CombineFn<Input = S::Value>> Receiver<S::In> for PartialCom
     }
 }
 
-/// After the shuffle: merges accumulators per key and window as they arrive.
+/// How many received accumulators a key and window keeps encoded before merging them.
+const COMPACT_AFTER: usize = 8;
+
+/// What the merging reader holds for one key and window: accumulators merged so far,
+/// and accumulators received since, still encoded.
+///
+/// User code (`merge_accumulators`) never changes what a failure could not restore:
+/// received accumulators are merged into a copy, every [`COMPACT_AFTER`] of them, and a
+/// merge that panics leaves them encoded, to be merged again when the pane fires —
+/// inside a bundle, where failures are retried as every bundle's are.
+#[derive(Clone, Debug)]
+struct Buffered<A> {
+    /// The accumulator merged so far (the first one received, decoded, until a merge).
+    first: Option<A>,
+    /// More decoded accumulators, from windows that merged into this one.
+    merged: Vec<A>,
+    /// Encoded accumulators, back to back, each after its length (u32 LE).
+    pending: Vec<u8>,
+    /// How many `pending` holds.
+    count: u32,
+    /// A merge here failed once: leave the rest to the bundle that fires the pane.
+    no_compaction: bool,
+}
+
+impl<A> Default for Buffered<A> {
+    fn default() -> Self {
+        Buffered {
+            first: None,
+            merged: Vec::new(),
+            pending: Vec::new(),
+            count: 0,
+            no_compaction: false,
+        }
+    }
+}
+
+impl<A: Element> Buffered<A> {
+    /// Takes in a received accumulator: the first is decoded (no user code runs), the
+    /// others are kept encoded.
+    fn push(&mut self, encoded: &[u8], ctx: &UnitContext) -> UnitResult {
+        if self.first.is_none() && self.merged.is_empty() && self.count == 0 {
+            let acc = sluice_core::coder::decode_exact::<A>(encoded).map_err(|e| ctx.error(e))?;
+            self.first = Some(acc);
+            return Ok(());
+        }
+        let len = u32::try_from(encoded.len())
+            .map_err(|_| ctx.error("an accumulator of 4 GiB or more cannot be buffered"))?;
+        self.pending.extend_from_slice(&len.to_le_bytes());
+        self.pending.extend_from_slice(encoded);
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Takes in another window's contents (windows merged): no user code runs.
+    fn absorb(&mut self, other: Buffered<A>) {
+        self.merged.extend(other.first);
+        self.merged.extend(other.merged);
+        self.pending.extend_from_slice(&other.pending);
+        self.count += other.count;
+        self.no_compaction |= other.no_compaction;
+    }
+
+    /// Every accumulator held, merged into one (a fresh one when there are none): the
+    /// contents are left as they were.
+    fn merge_all<F: CombineFn<Accumulator = A>>(
+        &self,
+        f: &F,
+        ctx: &UnitContext,
+    ) -> Result<A, Box<ExecError>> {
+        let mut merged = self.first.iter().chain(&self.merged).cloned();
+        let mut acc = merged.next();
+        let mut rest = &self.pending[..];
+        let decoded = std::iter::from_fn(move || {
+            let (len, tail) = rest.split_first_chunk::<4>()?;
+            let len = u32::from_le_bytes(*len) as usize;
+            let (slice, tail) = tail.split_at(len.min(tail.len()));
+            rest = tail;
+            Some(sluice_core::coder::decode_exact::<A>(slice).map_err(|e| ctx.error(e)))
+        });
+        for other in merged.map(Ok).chain(decoded) {
+            let other = other?;
+            match &mut acc {
+                Some(acc) => guard(ctx, || f.merge_accumulators(acc, other)),
+                None => acc = Some(other),
+            }
+        }
+        Ok(acc.unwrap_or_else(|| guard(ctx, || f.create_accumulator())))
+    }
+
+    /// Merges the encoded accumulators into one decoded one, if that succeeds; after a
+    /// panic the contents stay as they were and compaction stops for this pane.
+    fn compact<F: CombineFn<Accumulator = A>>(&mut self, f: &F, ctx: &UnitContext) -> UnitResult {
+        let attempt = catch_unwind(AssertUnwindSafe(|| self.merge_all(f, ctx)));
+        match attempt {
+            Ok(Ok(acc)) => {
+                self.first = Some(acc);
+                self.merged.clear();
+                self.pending.clear();
+                self.count = 0;
+                Ok(())
+            }
+            // Decoding what this job encoded failed: not something a retry mends.
+            Ok(Err(e)) => Err(e),
+            Err(panic) => {
+                sluice_core::error::current_step::take_panicked_step();
+                self.no_compaction = true;
+                log::warn!(
+                    "transform '{}': merge_accumulators panicked ({}) while merging received accumulators; they are kept and merged again when the pane fires, in a bundle that is retried as any other",
+                    ctx.transform,
+                    sluice_core::error::panic_message(&*panic)
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+/// After the shuffle: buffers accumulators per key and window as they arrive, and
+/// merges them (see [`Buffered`]).
 struct MergeAccumulators<K, F: CombineFn> {
     combine_fn: F,
     ctx: UnitContext,
-    panes: Panes<F::Accumulator>,
-    fired: Vec<Firing<F::Accumulator>>,
+    panes: Panes<Buffered<F::Accumulator>>,
+    fired: Vec<Firing<Buffered<F::Accumulator>>>,
     output: Option<Port<(K, F::Output)>>,
     default_key: Option<Vec<u8>>,
 }
@@ -259,24 +378,23 @@ impl<K: Element, F: CombineFn> ShuffleReader for MergeAccumulators<K, F> {
     }
 
     fn accept(&mut self, record: ShuffleRecord<'_>) -> UnitResult {
-        let acc = sluice_core::coder::decode_exact::<F::Accumulator>(record.value)
-            .map_err(|e| self.ctx.error(e))?;
         let f = &self.combine_fn;
         let ctx = &self.ctx;
-        let taken = self.panes.accept::<()>(
+        let taken = self.panes.accept::<Box<ExecError>>(
             record.key,
             key_hash(record.key),
             record.window,
             |slot| {
-                match slot {
-                    Some(existing) => guard(ctx, || f.merge_accumulators(existing, acc)),
-                    None => *slot = Some(acc),
+                let buffered = slot.get_or_insert_with(Buffered::default);
+                buffered.push(record.value, ctx)?;
+                if buffered.count as usize >= COMPACT_AFTER && !buffered.no_compaction {
+                    buffered.compact(f, ctx)?;
                 }
                 Ok(())
             },
-            |a, b| guard(ctx, || f.merge_accumulators(a, b)),
-        );
-        if taken == Ok(false) {
+            Buffered::absorb,
+        )?;
+        if !taken {
             count_dropped(&self.ctx, &mut self.panes);
         }
         Ok(())
@@ -288,18 +406,12 @@ impl<K: Element, F: CombineFn> ShuffleReader for MergeAccumulators<K, F> {
         {
             let hash = key_hash(&key);
             if route(hash, self.ctx.workers) == self.ctx.worker {
-                let f = &self.combine_fn;
-                let ctx = &self.ctx;
-                self.panes.ensure(&key, hash, Window::Global, || {
-                    guard(ctx, || f.create_accumulator())
-                });
+                // An empty pane: its accumulator is created when it is emitted.
+                self.panes
+                    .ensure(&key, hash, Window::Global, Buffered::default);
             }
         }
-        let f = &self.combine_fn;
-        let ctx = &self.ctx;
-        self.fired = self
-            .panes
-            .fire(|a, b| guard(ctx, || f.merge_accumulators(a, b)));
+        self.fired = self.panes.fire(Buffered::absorb);
         Ok(self.fired.len())
     }
 
@@ -334,9 +446,9 @@ impl<K: Element, F: CombineFn> ShuffleReader for MergeAccumulators<K, F> {
             let k = sluice_core::coder::decode_exact::<K>(&firing.key)
                 .map_err(|e| self.ctx.error(e))?;
             let f = &self.combine_fn;
-            // Cloned, so that a failed bundle can emit the same groups again.
+            // Merged into a copy, so that a failed bundle can emit the same groups again.
             let acc = match &firing.contents {
-                Some(acc) => acc.clone(),
+                Some(buffered) => buffered.merge_all(f, &self.ctx)?,
                 None => guard(&self.ctx, || f.create_accumulator()),
             };
             let out = guard(&self.ctx, || f.extract_output(acc));

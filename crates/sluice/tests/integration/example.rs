@@ -414,3 +414,43 @@ fn regression_a_mistyped_flag_fails_with_a_suggestion() {
         "{stderr}"
     );
 }
+
+/// Regression: 1% transient panics over 100,000 elements printed about 4,000 lines on
+/// stderr (90,000 with RUST_BACKTRACE=1): every panic through the default hook, and a
+/// log line per retry.
+#[test]
+fn regression_transient_panics_do_not_flood_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = faults()
+        .env("RUST_BACKTRACE", "1")
+        .env("RUST_LOG", "info")
+        .args([
+            "--fail_rate=0.01".to_string(),
+            "--fail_mode=panic".into(),
+            "--num=100000".into(),
+            format!("--output={}/squares", dir.path().display()),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(run.stderr).unwrap();
+    let stdout = String::from_utf8(run.stdout).unwrap();
+    assert!(run.status.success(), "{stdout}\n{stderr}");
+    // About 1,000 panics were retried: a few log lines say so.
+    let failed: u64 = stdout
+        .split("Check failed ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the summary counts Check's failed attempts");
+    assert!(failed > 500, "{stdout}");
+    assert!(
+        stderr.lines().count() < 30,
+        "{} lines:\n{stderr}",
+        stderr.lines().count()
+    );
+    assert!(!stderr.contains("stack backtrace"), "{stderr}");
+    assert!(
+        stderr.contains("more retried failure(s) like \"panicked: injected panic on #\""),
+        "{stderr}"
+    );
+}

@@ -429,3 +429,118 @@ fn user_metrics_count_committed_bundles_only_whatever_the_retries() {
         assert_eq!(m.counter("Measure", "absent"), None);
     }
 }
+
+/// Sums per key, and panics where told: in `merge_accumulators`, `create_accumulator` or
+/// `extract_output`, the first `fail_first` times (shared by every clone), or always.
+#[derive(Clone)]
+struct FlakySum {
+    fail_in: &'static str,
+    fail_first: usize,
+    calls: Arc<AtomicUsize>,
+}
+
+impl FlakySum {
+    fn new(fail_in: &'static str, fail_first: usize) -> Self {
+        FlakySum {
+            fail_in,
+            fail_first,
+            calls: Arc::default(),
+        }
+    }
+
+    fn maybe_fail(&self, method: &str) {
+        if method == self.fail_in && self.calls.fetch_add(1, Ordering::SeqCst) < self.fail_first {
+            panic!("{method} fails");
+        }
+    }
+}
+
+impl CombineFn for FlakySum {
+    type Input = u64;
+    type Accumulator = u64;
+    type Output = u64;
+    fn create_accumulator(&self) -> u64 {
+        self.maybe_fail("create_accumulator");
+        0
+    }
+    fn add_input(&self, acc: &mut u64, input: u64) {
+        *acc += input;
+    }
+    fn merge_accumulators(&self, acc: &mut u64, other: u64) {
+        self.maybe_fail("merge_accumulators");
+        *acc += other;
+    }
+    fn extract_output(&self, acc: u64) -> u64 {
+        self.maybe_fail("extract_output");
+        acc
+    }
+}
+
+/// Sums per key over many small bundles, so that every key's reader merges many
+/// accumulators.
+fn flaky_sums(
+    workers: usize,
+    flags: &[&str],
+    combine: FlakySum,
+) -> (JobState, Vec<(u64, u64)>, String) {
+    let p = pipeline_with(workers, flags);
+    let numbers: Vec<(u64, u64)> = (0..4_000u64).map(|i| (i % 7, i)).collect();
+    let sums = p
+        .create("Numbers", numbers)
+        .reshuffle("Spread")
+        .combine_per_key("Sum", combine)
+        .collect("Out");
+    let empty = p
+        .create("Nothing", Vec::<u64>::new())
+        .combine_globally("EmptySum", FlakySum::new("", 0))
+        .collect("EmptyOut");
+    let result = p.run().unwrap();
+    let error = result.error().map(|e| e.to_string()).unwrap_or_default();
+    let state = result.state();
+    if state == JobState::Done {
+        assert_eq!(empty.values(), [0]);
+    }
+    (state, sorted(sums.values()), error)
+}
+
+/// Regression: user code run by a shuffle reader — a `CombineFn`'s
+/// `merge_accumulators` as accumulators arrive, `create_accumulator` and
+/// `extract_output` as panes fire — failed the job on its first failure, ignoring the
+/// bundle retry rules.
+#[test]
+fn regression_combine_fn_failures_in_the_merging_reader_are_retried() {
+    let expected: Vec<(u64, u64)> = (0..7u64)
+        .map(|k| (k, (0..4_000u64).filter(|i| i % 7 == k).sum()))
+        .collect();
+    for workers in [1, 2] {
+        for method in ["merge_accumulators", "create_accumulator", "extract_output"] {
+            let (state, sums, error) = flaky_sums(
+                workers,
+                &["--max_bundle_attempts=4"],
+                FlakySum::new(method, 2),
+            );
+            assert_eq!(
+                state,
+                JobState::Done,
+                "{method}, {workers} workers: {error}"
+            );
+            assert_eq!(sums, expected, "{method}, {workers} workers");
+        }
+    }
+}
+
+#[test]
+fn a_combine_fn_that_always_fails_in_the_merging_reader_fails_after_every_attempt() {
+    let (state, _, error) = flaky_sums(
+        2,
+        &["--max_bundle_attempts=3"],
+        FlakySum::new("merge_accumulators", usize::MAX),
+    );
+    assert_eq!(state, JobState::Failed);
+    assert!(
+        error.contains("after 3 attempts")
+            && error.contains("'Sum/Combine/Merge'")
+            && error.contains("merge_accumulators fails"),
+        "{error}"
+    );
+}
