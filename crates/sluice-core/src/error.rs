@@ -17,6 +17,8 @@ pub struct ExecError {
     pub element: Option<String>,
     /// The underlying cause.
     pub source: BoxError,
+    /// A retry cannot succeed (the input itself is malformed): the job fails at once.
+    pub permanent: bool,
 }
 
 impl ExecError {
@@ -26,7 +28,16 @@ impl ExecError {
             transform: transform.into(),
             element: None,
             source: source.into(),
+            permanent: false,
         })
+    }
+
+    /// An error that no retry can mend — malformed input data — which fails the job at
+    /// once instead of after every attempt.
+    pub fn permanent(transform: impl Into<String>, source: impl Into<BoxError>) -> Box<ExecError> {
+        let mut error = ExecError::new(transform, source);
+        error.permanent = true;
+        error
     }
 
     /// The same error, noting the element that was being processed.

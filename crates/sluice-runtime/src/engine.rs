@@ -908,8 +908,12 @@ impl StageRun {
                 // time (50 ms, doubling, at most a minute) so a stalled pipeline neither
                 // spins nor hides: every failure is counted and logged.
                 let streaming = self.job.config.streaming;
-                let decision =
-                    crate::retry::after_failure(item.pending.divide(position), item.attempt, max);
+                let decision = if error.permanent {
+                    // Malformed input fails the same way on every attempt.
+                    crate::retry::Retry::GiveUp
+                } else {
+                    crate::retry::after_failure(item.pending.divide(position), item.attempt, max)
+                };
                 let (retry, wait) = match decision {
                     // The failing element was not the first: what came before it runs
                     // again as a bundle of its own, and the rest starts at the element

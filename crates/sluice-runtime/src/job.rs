@@ -17,6 +17,7 @@ use crate::watchdog::{Watchdog, WorkerProgress};
 
 /// The state of a job, as Dataflow names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub enum JobState {
     /// Accepted, not yet running.
     #[serde(rename = "JOB_STATE_PENDING")]

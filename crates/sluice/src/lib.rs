@@ -57,10 +57,13 @@ pub use sluice_core::{
     BoxError, Coder, CoderError, Element, PaneInfo, PaneTiming, SerdeCoder, Timestamp, Window,
     serde_coder,
 };
+pub use sluice_io::text::source::BadRecord;
+pub use sluice_runtime::job::JobError;
 pub use sluice_runtime::{JobMetrics, JobState, StageMetrics, TransformMetrics, UserMetric};
 pub use transforms::collect::Collected;
 pub use transforms::combine::CombineFn;
 pub use transforms::combiners::{CountFn, MaxFn, MeanFn, MinFn, SumFn};
+pub use transforms::text::{ReadText, WriteText};
 
 /// Window functions, re-exported from `sluice-core`.
 pub mod windowing {
@@ -72,21 +75,27 @@ pub mod trigger {
     pub use sluice_core::trigger::{AccumulationMode, Trigger, Windowing};
 }
 
-/// Connectors and generators, re-exported from `sluice-io`.
+/// What pipeline authors use of the connectors: the corpus generator, the errors of
+/// files that cannot be read or written, and the records a Read sets aside.
 pub mod io {
-    pub use sluice_io::*;
+    pub use sluice_io::text::source::{BadRecord, LineFormat};
+    pub use sluice_io::{IoError, corpus};
 }
 
-/// The plan: graph, optimiser and Dataflow-shaped JSON, re-exported from `sluice-plan`.
+/// The plan, for inspecting what a pipeline becomes: the graph as built, the optimised
+/// execution graph (`optimize(..).to_text()`), validation errors and the plan JSON.
 pub mod plan {
-    pub use sluice_plan::*;
+    pub use sluice_plan::json;
+    pub use sluice_plan::{
+        ExecutionGraph, OptimizeOptions, PipelineGraph, ValidationError, ValidationErrors, optimize,
+    };
 }
 
 /// What a pipeline author needs in scope.
 pub mod prelude {
     pub use crate::{
-        BoxError, Coder, CoderError, Collected, CombineFn, Context, CountFn, DeadLetter, DoFn,
-        Element, FinishContext, JobState, MaxFn, MeanFn, MinFn, PCollection, PTransform, PValue,
-        Pipeline, PipelineResult, SumFn, Timestamp, TupleTag, Window,
+        BadRecord, BoxError, Coder, CoderError, Collected, CombineFn, Context, CountFn, DeadLetter,
+        DoFn, Element, FinishContext, JobState, MaxFn, MeanFn, MinFn, PCollection, PTransform,
+        PValue, Pipeline, PipelineResult, ReadText, SumFn, Timestamp, TupleTag, Window, WriteText,
     };
 }

@@ -35,6 +35,7 @@ use std::str::FromStr;
 
 /// A flag is missing or malformed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OptionsError {
     /// A required flag was not given.
     #[error("missing required flag --{flag}: {hint}")]
@@ -127,6 +128,7 @@ pub const RUNNER_FLAGS: &[(&str, &str)] = &[
 
 /// The flags a pipeline was started with.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct PipelineOptions {
     /// `--runner` as given.
     pub runner: String,

@@ -59,6 +59,7 @@ const REPLACED: &str = "replaced";
 
 /// How a text sink names and counts its files.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct ShardOptions {
     /// Appended to every file name (e.g. `.txt`).
     pub suffix: String,

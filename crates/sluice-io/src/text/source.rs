@@ -6,11 +6,12 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use sluice_core::error::FileError;
 use sluice_core::receiver::{AnyPort, Port, TypeMismatch};
 use sluice_core::unit::{
     SourceFactory, SourceReader, SourceSplit, SplitHint, UnitContext, attached,
 };
-use sluice_core::{BoxError, ExecError, UnitResult, WindowedValue};
+use sluice_core::{BoxError, Coder, CoderError, Element, ExecError, UnitResult, WindowedValue};
 
 use crate::error::IoError;
 
@@ -34,13 +35,62 @@ pub struct InputFile {
     pub compression: Compression,
 }
 
-/// The lines of every file matching a pattern, as `String`s without their line ending
-/// (`\n` or `\r\n`), in the global window at the minimum timestamp.
+/// What a text source makes of each line's bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LineFormat {
+    /// UTF-8 text. A line that is not fails the job at once — no retry can mend it —
+    /// unless the Read has a dead-letter output, where it goes instead.
+    #[default]
+    Utf8,
+    /// UTF-8 text, with bytes that are not replaced by U+FFFD.
+    Lossy,
+    /// The line's bytes, whatever they are (`Vec<u8>` elements).
+    Bytes,
+}
+
+/// A line (or the rest of a file) a text source could not read, with where it is and
+/// why: the dead-letter output of a Read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadRecord {
+    /// The file.
+    pub file: String,
+    /// Where the line starts: a byte offset in the file (in the decompressed stream for
+    /// a compressed file).
+    pub offset: u64,
+    /// The line's bytes, without its line ending (empty when the file itself is corrupt).
+    pub raw: Vec<u8>,
+    /// What is wrong.
+    pub error: String,
+}
+
+impl Coder for BadRecord {
+    fn encode_to(&self, out: &mut Vec<u8>) -> Result<(), CoderError> {
+        self.file.encode_to(out)?;
+        self.offset.encode_to(out)?;
+        self.raw.encode_to(out)?;
+        self.error.encode_to(out)
+    }
+    fn decode_from(input: &mut &[u8]) -> Result<Self, CoderError> {
+        Ok(BadRecord {
+            file: String::decode_from(input)?,
+            offset: u64::decode_from(input)?,
+            raw: Vec::decode_from(input)?,
+            error: String::decode_from(input)?,
+        })
+    }
+}
+
+/// The lines of every file matching a pattern, without their line ending (`\n` or
+/// `\r\n`), in the global window at the minimum timestamp: `String`s, or `Vec<u8>` with
+/// [`LineFormat::Bytes`]; with a dead-letter output, `Result<String, BadRecord>`.
 #[derive(Clone, Debug)]
 pub struct TextSource {
     transform: String,
     pattern: String,
     files: Vec<InputFile>,
+    format: LineFormat,
+    dead_letter: bool,
 }
 
 /// Smallest byte range worth a bundle of its own.
@@ -118,7 +168,28 @@ impl TextSource {
             transform: transform.into(),
             pattern: pattern.into(),
             files,
+            format: LineFormat::Utf8,
+            dead_letter: false,
         })
+    }
+
+    /// Reads lines as `format` says.
+    pub fn with_format(mut self, format: LineFormat) -> TextSource {
+        self.format = format;
+        self
+    }
+
+    /// Emits `Result<String, BadRecord>`: lines that are not UTF-8, and the rest of a
+    /// compressed file that turns out corrupt, become `Err` records instead of failing
+    /// the job. (With [`LineFormat::Utf8`] only.)
+    pub fn with_dead_letter(mut self) -> TextSource {
+        self.dead_letter = true;
+        self
+    }
+
+    /// How lines are read.
+    pub fn format(&self) -> LineFormat {
+        self.format
     }
 
     /// The files the pattern matched, sorted by path.
@@ -225,12 +296,20 @@ impl SourceFactory for TextSource {
     }
 
     fn reader(&self, ctx: &UnitContext) -> Result<Box<dyn SourceReader>, Box<ExecError>> {
-        Ok(Box::new(TextReader {
-            ctx: ctx.clone(),
-            output: None,
-            bytes_read: 0,
-            line: Vec::new(),
-        }))
+        fn boxed<O: LineOutput>(ctx: &UnitContext, format: LineFormat) -> Box<dyn SourceReader> {
+            Box::new(TextReader::<O> {
+                ctx: ctx.clone(),
+                format,
+                output: None,
+                bytes_read: 0,
+                line: Vec::new(),
+            })
+        }
+        Ok(match (self.format, self.dead_letter) {
+            (LineFormat::Bytes, _) => boxed::<Vec<u8>>(ctx, self.format),
+            (_, true) => boxed::<Result<String, BadRecord>>(ctx, self.format),
+            (_, false) => boxed::<String>(ctx, self.format),
+        })
     }
 
     fn size_bytes(&self) -> Option<u64> {
@@ -238,19 +317,126 @@ impl SourceFactory for TextSource {
     }
 }
 
-struct TextReader {
+/// The element a text reader emits for a line.
+trait LineOutput: Element {
+    /// The element for a line's bytes, or why it has none.
+    fn from_line(
+        bytes: &[u8],
+        format: LineFormat,
+        bad: impl FnOnce(String) -> BadRecord,
+    ) -> Result<Self, String>;
+    /// The element for a record that could not be read, if the output has a place for
+    /// it.
+    fn from_bad(record: BadRecord) -> Option<Self>;
+}
+
+/// A line as text, as `format` says; why not, if it is not UTF-8 (and not lossy).
+#[inline]
+fn line_text(bytes: &[u8], format: LineFormat) -> Result<String, String> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Ok(s.to_owned()),
+        Err(_) if format == LineFormat::Lossy => Ok(String::from_utf8_lossy(bytes).into_owned()),
+        Err(e) => Err(format!(
+            "invalid UTF-8 at byte {} of the line",
+            e.valid_up_to()
+        )),
+    }
+}
+
+impl LineOutput for String {
+    #[inline]
+    fn from_line(
+        bytes: &[u8],
+        format: LineFormat,
+        _bad: impl FnOnce(String) -> BadRecord,
+    ) -> Result<Self, String> {
+        line_text(bytes, format)
+    }
+    fn from_bad(_record: BadRecord) -> Option<Self> {
+        None
+    }
+}
+
+impl LineOutput for Vec<u8> {
+    #[inline]
+    fn from_line(
+        bytes: &[u8],
+        _format: LineFormat,
+        _bad: impl FnOnce(String) -> BadRecord,
+    ) -> Result<Self, String> {
+        Ok(bytes.to_vec())
+    }
+    fn from_bad(_record: BadRecord) -> Option<Self> {
+        None
+    }
+}
+
+impl LineOutput for Result<String, BadRecord> {
+    #[inline]
+    fn from_line(
+        bytes: &[u8],
+        format: LineFormat,
+        bad: impl FnOnce(String) -> BadRecord,
+    ) -> Result<Self, String> {
+        Ok(line_text(bytes, format).map_err(bad))
+    }
+    fn from_bad(record: BadRecord) -> Option<Self> {
+        Some(Err(record))
+    }
+}
+
+struct TextReader<O> {
     ctx: UnitContext,
-    output: Option<Port<String>>,
+    format: LineFormat,
+    output: Option<Port<O>>,
     bytes_read: u64,
     line: Vec<u8>,
 }
 
 const READ_BUFFER: usize = 1 << 20;
 
-impl TextReader {
+/// Whether an error reading a file means its contents are malformed — a corrupt or
+/// truncated compressed stream — so that reading it again cannot succeed.
+fn is_malformed(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::InvalidData
+            | std::io::ErrorKind::InvalidInput
+            | std::io::ErrorKind::UnexpectedEof
+    )
+}
+
+impl<O: LineOutput> TextReader<O> {
     fn io_error(&self, path: &Path, e: std::io::Error) -> Box<ExecError> {
-        self.ctx
-            .error(format!("cannot read {}: {e}", path.display()))
+        self.ctx.error(FileError::new("read", path, e))
+    }
+
+    /// A read error in the middle of `path`, at `offset`: malformed contents go to the
+    /// dead-letter output if there is one (and the rest of the file is skipped: `Ok`),
+    /// or fail the job at once; other errors (a disk failing) fail the bundle, which is
+    /// retried.
+    fn read_error(&mut self, path: &Path, offset: u64, e: std::io::Error) -> UnitResult {
+        if !is_malformed(&e) {
+            return Err(self.io_error(path, e));
+        }
+        let record = BadRecord {
+            file: path.display().to_string(),
+            offset,
+            raw: Vec::new(),
+            error: format!("the file is corrupt from here on: {e}"),
+        };
+        match O::from_bad(record) {
+            Some(element) => attached(&mut self.output, &self.ctx)?
+                .emit(WindowedValue::in_global_window(element)),
+            None => Err(ExecError::permanent(
+                self.ctx.transform.clone(),
+                format!(
+                    "{} is corrupt at byte {offset} of its contents ({e}); no retry can read it. \
+                     Fix or remove the file, or read with a dead-letter output to set it aside",
+                    path.display()
+                ),
+            )),
+        }
     }
 
     /// Emits every line of `reader`, whose first byte is at `offset` of the file, that starts
@@ -265,15 +451,18 @@ impl TextReader {
         while offset < end {
             // A line wholly inside the read buffer is taken from there; one that runs
             // past it is gathered into `self.line` first.
-            let buffered = reader.fill_buf().map_err(|e| self.io_error(path, e))?;
+            let buffered = match reader.fill_buf() {
+                Ok(b) => b,
+                Err(e) => return self.read_error(path, offset, e),
+            };
             let (n, whole) = match memchr::memchr(b'\n', buffered) {
                 Some(i) => (i + 1, true),
                 None => {
                     self.line.clear();
-                    let n = reader
-                        .read_until(b'\n', &mut self.line)
-                        .map_err(|e| self.io_error(path, e))?;
-                    (n, false)
+                    match reader.read_until(b'\n', &mut self.line) {
+                        Ok(n) => (n, false),
+                        Err(e) => return self.read_error(path, offset, e),
+                    }
                 }
             };
             if n == 0 {
@@ -293,14 +482,28 @@ impl TextReader {
             if let Some(rest) = text.strip_suffix(b"\n") {
                 text = rest.strip_suffix(b"\r").unwrap_or(rest);
             }
-            let line = match std::str::from_utf8(text) {
-                Ok(s) => s.to_owned(),
-                Err(e) => {
-                    return Err(self.ctx.error(format!(
-                        "{} is not UTF-8 text: invalid byte at offset {}; read it as bytes or convert it to UTF-8",
-                        path.display(),
-                        line_start + e.valid_up_to() as u64
-                    )));
+            let line = O::from_line(text, self.format, |why| BadRecord {
+                file: path.display().to_string(),
+                offset: line_start,
+                raw: text.to_vec(),
+                error: why,
+            });
+            let line = match line {
+                Ok(element) => element,
+                Err(_) => {
+                    let at = std::str::from_utf8(text)
+                        .err()
+                        .map_or(0, |e| e.valid_up_to() as u64);
+                    return Err(ExecError::permanent(
+                        self.ctx.transform.clone(),
+                        format!(
+                            "{} is not UTF-8 text: invalid byte at offset {}; no retry can read it. \
+                             Read it lossily (ReadText::lossy) or as bytes (read_text_bytes), \
+                             or with a dead-letter output to set such lines aside",
+                            path.display(),
+                            line_start + at
+                        ),
+                    ));
                 }
             };
             if whole {
@@ -312,9 +515,9 @@ impl TextReader {
     }
 }
 
-impl SourceReader for TextReader {
+impl<O: LineOutput> SourceReader for TextReader<O> {
     fn attach(&mut self, output: AnyPort) -> Result<(), TypeMismatch> {
-        self.output = Some(output.downcast::<String>()?);
+        self.output = Some(output.downcast::<O>()?);
         Ok(())
     }
 

@@ -23,11 +23,37 @@ use sluice_core::BoxError;
 use sluice_core::ExecError;
 use sluice_core::unit::{SourceFactory, SourceReader, SourceSplit, SplitHint, UnitContext};
 use sluice_io::text::sink::ShardOptions;
+use sluice_io::text::source::{BadRecord, LineFormat};
 use sluice_io::{IoError, TextSink, TextSource};
 use sluice_plan::Payload;
 
+use crate::dofn::{Context, DoFn, TupleTag};
 use crate::pcollection::PCollection;
 use crate::pipeline::Pipeline;
+
+/// What [`Pipeline::read_text_with`] reads, and how (Beam's `TextIO.read()`).
+#[derive(Clone, Debug)]
+pub struct ReadText {
+    pattern: String,
+    format: LineFormat,
+}
+
+impl ReadText {
+    /// The lines of every file matching `pattern` (a path or a glob; `.gz` files are
+    /// decompressed), as UTF-8 text.
+    pub fn from(pattern: &str) -> ReadText {
+        ReadText {
+            pattern: pattern.into(),
+            format: LineFormat::Utf8,
+        }
+    }
+
+    /// Bytes that are not UTF-8 become U+FFFD instead of failing the job.
+    pub fn lossy(mut self) -> ReadText {
+        self.format = LineFormat::Lossy;
+        self
+    }
+}
 
 /// Where and how [`PCollection::write_text_with`] writes (Beam's `TextIO.write()`).
 #[derive(Clone, Debug)]
@@ -64,6 +90,28 @@ impl WriteText {
     pub fn without_sharding(mut self) -> WriteText {
         self.options.unsharded = true;
         self
+    }
+}
+
+/// Sends lines on and bad records to their own output.
+#[derive(Clone)]
+struct SplitBadRecords {
+    bad: TupleTag<BadRecord>,
+}
+
+impl DoFn for SplitBadRecords {
+    type In = Result<String, BadRecord>;
+    type Out = String;
+    fn process(
+        &mut self,
+        element: Result<String, BadRecord>,
+        ctx: &mut Context<'_, String>,
+    ) -> Result<(), BoxError> {
+        match element {
+            Ok(line) => ctx.emit(line),
+            Err(bad) => ctx.emit_to(&self.bad, bad),
+        }
+        Ok(())
     }
 }
 
@@ -106,12 +154,81 @@ impl Pipeline {
     /// decompressed). The pattern is matched now: if it matches no file, the problem —
     /// naming the transform and the pattern — is reported by [`Pipeline::run`] together
     /// with any other, before anything runs.
+    ///
+    /// A line that is not UTF-8 — or a compressed file that is corrupt — fails the job at
+    /// once, naming the file and the offset: no retry can mend the input. To read such
+    /// files, use [`ReadText::lossy`], [`Pipeline::read_text_bytes`], or
+    /// [`Pipeline::read_text_with_dead_letter`].
     pub fn read_text(&self, name: &str, pattern: &str) -> PCollection<String> {
+        self.read_text_with(name, ReadText::from(pattern))
+    }
+
+    /// The lines of the files `read` names, read as it says.
+    pub fn read_text_with(&self, name: &str, read: ReadText) -> PCollection<String> {
+        self.text_read::<String>(name, &read.pattern, read.format, false)
+    }
+
+    /// The lines of every file matching `pattern` as bytes, whatever their encoding
+    /// (without their line ending).
+    pub fn read_text_bytes(&self, name: &str, pattern: &str) -> PCollection<Vec<u8>> {
+        self.text_read::<Vec<u8>>(name, pattern, LineFormat::Bytes, false)
+    }
+
+    /// The lines of the files `read` names, and — instead of failing the job — the lines
+    /// that are not UTF-8 and the rest of any compressed file that is corrupt, as
+    /// [`BadRecord`]s with their file, offset, bytes and error.
+    ///
+    /// ```
+    /// use sluice::prelude::*;
+    /// use sluice::transforms::text::ReadText;
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let input = dir.path().join("in.txt");
+    /// std::fs::write(&input, b"good\nbad \xff\nfine\n").unwrap();
+    /// let p = Pipeline::for_test();
+    /// let (lines, bad) = p.read_text_with_dead_letter("Read", ReadText::from(input.to_str().unwrap()));
+    /// let lines = lines.collect("Lines");
+    /// let bad = bad.collect("Bad");
+    /// p.run().unwrap().wait_until_finish().unwrap();
+    /// assert_eq!(lines.values().len(), 2);
+    /// assert_eq!((bad.values()[0].offset, &bad.values()[0].raw[..]), (5, &b"bad \xff"[..]));
+    /// ```
+    pub fn read_text_with_dead_letter(
+        &self,
+        name: &str,
+        read: ReadText,
+    ) -> (PCollection<String>, PCollection<BadRecord>) {
+        let bad_tag = TupleTag::<BadRecord>::new("bad_records");
+        self.composite(name, |p| {
+            let checked =
+                p.text_read::<Result<String, BadRecord>>("Read", &read.pattern, read.format, true);
+            let (lines, others) = checked.par_do_with_outputs(
+                "SplitBadRecords",
+                SplitBadRecords {
+                    bad: bad_tag.clone(),
+                },
+                &[bad_tag.spec()],
+            );
+            (lines, others.get(&bad_tag))
+        })
+    }
+
+    fn text_read<O: sluice_core::Element>(
+        &self,
+        name: &str,
+        pattern: &str,
+        format: LineFormat,
+        dead_letter: bool,
+    ) -> PCollection<O> {
         let full = self.full_name(name);
         let (payload, files): (Arc<dyn SourceFactory>, usize) =
             match TextSource::new(&full, pattern) {
                 Ok(source) => {
                     let files = source.files().len();
+                    let mut source = source.with_format(format);
+                    if dead_letter {
+                        source = source.with_dead_letter();
+                    }
                     (Arc::new(source), files)
                 }
                 Err(error) => {
@@ -123,10 +240,13 @@ impl Pipeline {
             name,
             Vec::new(),
             Payload::Read(payload),
-            vec![("out".into(), sluice_core::unit::TypeOf::<String>::arc())],
+            vec![("out".into(), sluice_core::unit::TypeOf::<O>::arc())],
         );
         self.display(id, "filePattern", pattern);
         self.display(id, "files", files.to_string());
+        if format != LineFormat::Utf8 {
+            self.display(id, "format", format!("{format:?}"));
+        }
         PCollection::new(self, outs[0])
     }
 }

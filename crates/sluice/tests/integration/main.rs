@@ -13,6 +13,8 @@
 //! - `validation.rs`: errors found before any data moves, and that nothing was read or
 //!   written when they are.
 //! - `failures.rs`: failed jobs — final state, error text, no output left behind.
+//! - `bad_input.rs`: malformed input (not UTF-8, corrupt gzip): failing at once, dead
+//!   letters, bytes and lossy reads.
 //! - `retries.rs`: bundle retries, teardown, coupled failure, dead letters.
 //! - `windowing.rs`: event time and windows (fixed, sliding, sessions) in batch.
 //! - `streaming.rs`: watermarks, triggers, lateness and panes on hand-made timelines
@@ -28,6 +30,7 @@ mod kit;
 #[path = "../../examples/wordcount.rs"]
 mod wordcount_example;
 
+mod bad_input;
 mod core_transforms;
 mod example;
 mod failures;
