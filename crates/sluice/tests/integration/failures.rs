@@ -259,6 +259,12 @@ fn a_sink_failing_to_commit_undoes_the_sinks_committed_before_it() {
     assert_eq!(result.state(), JobState::Failed);
     let text = result.error().unwrap().to_string();
     assert!(text.contains("WriteSecond"), "{text}");
+    // The cause is typed: callers can tell a missing file from a full disk.
+    assert_eq!(
+        result.error().unwrap().io_error().map(|e| e.kind()),
+        Some(std::io::ErrorKind::NotFound),
+        "{text}"
+    );
     // The first sink's commit was undone: its earlier output is back, and nothing of
     // this job remains.
     assert_eq!(listing(dir.path()), before);
