@@ -427,6 +427,7 @@ impl<C: Clone> Panes<C> {
                     &self.machine,
                     self.eager,
                     self.windowing.accumulation,
+                    self.windowing.allowed_lateness_us > 0,
                     &ctx,
                     expired,
                     key,
@@ -501,6 +502,7 @@ impl<C: Clone> Panes<C> {
                     &self.machine,
                     self.eager,
                     self.windowing.accumulation,
+                    self.windowing.allowed_lateness_us > 0,
                     &ctx,
                     expired,
                     &key,
@@ -571,6 +573,7 @@ impl<C: Clone> Panes<C> {
                     &self.machine,
                     false,
                     self.windowing.accumulation,
+                    self.windowing.allowed_lateness_us > 0,
                     &ctx,
                     true,
                     &key,
@@ -634,8 +637,19 @@ fn merge_slots<C>(
         if target.is_some_and(|t| members.contains(&t)) {
             merged_target = Some(merged.len());
         }
+        // As in Beam, the merged window's panes are counted afresh — unless it is one of
+        // the windows that merged (one held all the others), which keeps its own count.
+        let kept = parts
+            .iter()
+            .find(|p| p.window == merged_window)
+            .map(|p| (p.pane_index, p.non_speculative, p.on_time_done));
         let mut result = parts.remove(0);
         result.window = merged_window;
+        (
+            result.pane_index,
+            result.non_speculative,
+            result.on_time_done,
+        ) = kept.unwrap_or((0, 0, false));
         for part in parts {
             result.contents = match (result.contents.take(), part.contents) {
                 (Some(mut a), Some(b)) => {
@@ -645,9 +659,6 @@ fn merge_slots<C>(
                 (a, b) => a.or(b),
             };
             result.elements += part.elements;
-            result.pane_index = result.pane_index.max(part.pane_index);
-            result.non_speculative = result.non_speculative.max(part.non_speculative);
-            result.on_time_done |= part.on_time_done;
             result.closed &= part.closed;
             if eager {
                 machine.merge(&mut result.trigger, &[&part.trigger]);
@@ -681,6 +692,7 @@ fn evaluate<C: Clone>(
     machine: &TriggerMachine,
     eager: bool,
     accumulation: AccumulationMode,
+    lateness: bool,
     ctx: &TriggerContext,
     expired: bool,
     key: &[u8],
@@ -728,7 +740,11 @@ fn evaluate<C: Clone>(
                 slot.non_speculative as i32
             },
             is_first: slot.pane_index == 0,
-            is_last: expired || slot.closed,
+            // As in Beam: in streaming, the on-time pane of a window that allows late
+            // data is not its last even when the watermark passes both at once (the
+            // end-of-window firing comes first; the expiry finds nothing new to emit).
+            is_last: slot.closed
+                || (expired && !(eager && lateness && timing == PaneTiming::OnTime)),
         },
         contents,
     });

@@ -183,6 +183,47 @@ fn sessions_merge_out_of_order_data_as_it_arrives() {
     }
 }
 
+/// Regression: when session windows merged, the merged window carried on the pane
+/// count of the windows it replaced; in Beam a new merged window counts its panes afresh.
+/// Checked against Beam Python's DirectRunner on the same script (seconds for ms):
+/// `u 1 [0,15) EARLY 0`, `u 2 [0,25) EARLY 0`, `u 2 [0,25) ON_TIME 1 (not last)`.
+#[test]
+fn regression_a_merged_session_counts_its_panes_afresh() {
+    for workers in WORKERS {
+        let stream = TestStream::new()
+            .add_elements(vec![kv("u", 1, 0)])
+            .advance_watermark_to(ms(1))
+            // Bridges into [0, 25): a new window.
+            .add_elements(vec![kv("u", 1, 10)])
+            .advance_watermark_to_infinity();
+        let spec = WindowInto::new(Sessions::with_gap_millis(15))
+            .triggering(
+                Trigger::after_watermark()
+                    .with_early_firings(Trigger::after_count(1))
+                    .with_late_firings(Trigger::after_count(1)),
+            )
+            .with_allowed_lateness(Duration::from_millis(100))
+            .accumulating_fired_panes();
+        let p = pipeline(workers);
+        let out = p
+            .test_stream("Events", stream)
+            .window("Sessions", spec)
+            .sum_per_key("Clicks")
+            .par_do("Panes", WithPane)
+            .collect("Out");
+        p.run().unwrap().wait_until_finish().unwrap();
+        assert_eq!(
+            sorted(out.values()),
+            [
+                ("u".into(), 1, 0, PaneTiming::Early, 0, false),
+                ("u".into(), 2, 0, PaneTiming::Early, 0, false),
+                ("u".into(), 2, 0, PaneTiming::OnTime, 1, false),
+            ],
+            "{workers} workers"
+        );
+    }
+}
+
 #[test]
 fn sliding_windows_fire_as_the_watermark_passes_each() {
     for workers in WORKERS {
