@@ -24,7 +24,7 @@
 //! let mut panes: Panes<u64> = Panes::new(windowing.clone(), true);
 //! let window = windowing.window_fn.assign(Timestamp::from_millis(3))[0];
 //! let mut count_one = |panes: &mut Panes<u64>| {
-//!     panes.accept(b"k", key_hash(b"k"), window, |n: &mut Option<u64>| -> Result<(), ()> {
+//!     panes.accept(b"k", key_hash(b"k"), window, Timestamp::from_millis(3), |n: &mut Option<u64>| -> Result<(), ()> {
 //!         *n.get_or_insert(0) += 1;
 //!         Ok(())
 //!     }, |a, b| *a += b).unwrap();
@@ -61,6 +61,10 @@ pub struct Firing<C> {
     /// What the pane holds; `None` for an empty pane (an on-time pane after early panes
     /// took everything).
     pub contents: Option<C>,
+    /// The pane's output timestamp: the end of its window, or — with the earliest or
+    /// latest timestamp combiner — the combined output time of the elements since the
+    /// previous firing that were not already behind the watermark.
+    pub timestamp: Timestamp,
 }
 
 /// One key in one window.
@@ -77,6 +81,9 @@ struct Slot<C> {
     /// The trigger finished: the window takes no more data.
     closed: bool,
     trigger: Vec<NodeState>,
+    /// The combined output time of the elements since the last firing, where the
+    /// windowing tracks it: the watermark is held there.
+    held: Option<Timestamp>,
 }
 
 impl<C> Slot<C> {
@@ -90,6 +97,7 @@ impl<C> Slot<C> {
             on_time_done: false,
             closed: false,
             trigger,
+            held: None,
         }
     }
 }
@@ -120,6 +128,12 @@ pub struct Panes<C> {
     key_gc: BTreeSet<(Timestamp, Box<[u8]>)>,
     key_dirty: BTreeSet<Box<[u8]>>,
     key_deadlines: BTreeSet<(i64, Box<[u8]>)>,
+    // Output-time holds (earliest and latest timestamp combiners): per window, or per
+    // key for merging windows, the least time a slot holds; indexed by time.
+    window_held: HashMap<Window, Timestamp>,
+    held_windows: BTreeSet<(Timestamp, Window)>,
+    key_held: HashMap<Box<[u8]>, Timestamp>,
+    held_keys: BTreeSet<(Timestamp, Box<[u8]>)>,
 }
 
 impl<C: Clone> Panes<C> {
@@ -145,7 +159,52 @@ impl<C: Clone> Panes<C> {
             key_gc: BTreeSet::new(),
             key_dirty: BTreeSet::new(),
             key_deadlines: BTreeSet::new(),
+            window_held: HashMap::new(),
+            held_windows: BTreeSet::new(),
+            key_held: HashMap::new(),
+            held_keys: BTreeSet::new(),
         }
+    }
+
+    /// Sets the hold of `window` (non-merging windows) to `held`, or removes it.
+    fn set_window_hold(&mut self, window: Window, held: Option<Timestamp>) {
+        if let Some(old) = self.window_held.remove(&window) {
+            self.held_windows.remove(&(old, window));
+        }
+        if let Some(t) = held {
+            self.window_held.insert(window, t);
+            self.held_windows.insert((t, window));
+        }
+    }
+
+    /// Sets the hold of `key` (merging windows) to the least its slots hold.
+    fn update_key_hold(&mut self, key: &[u8]) {
+        let held = self
+            .keys
+            .get(key)
+            .and_then(|slots| slots.iter().filter_map(|s| s.held).min());
+        if let Some(old) = self.key_held.remove(key) {
+            self.held_keys.remove(&(old, Box::from(key)));
+        }
+        if let Some(t) = held {
+            self.key_held.insert(Box::from(key), t);
+            self.held_keys.insert((t, Box::from(key)));
+        }
+    }
+
+    /// The output time an element adds to its slot's hold: none when the windowing does
+    /// not track output times, or when the element is already behind the output
+    /// watermark or its window's end is behind the input watermark (it cannot be held
+    /// back any more; its pane is stamped at the end of the window if nothing else
+    /// holds it), as in Beam.
+    fn hold_for(&self, window: Window, timestamp: Timestamp) -> Option<Timestamp> {
+        if !self.windowing.tracks_output_time() {
+            return None;
+        }
+        let output_time = self.windowing.output_time(window, timestamp);
+        let output_watermark = self.watermark.min(self.hold());
+        let too_late = output_time < output_watermark || window.max_timestamp() < self.watermark;
+        (!too_late).then_some(output_time)
     }
 
     /// The input watermark and the processing time (ms) moved.
@@ -186,15 +245,17 @@ impl<C: Clone> Panes<C> {
         Slot::new(window, trigger)
     }
 
-    /// Adds one element of `key` (encoded; `hash` is its [`crate::key_hash`]) in `window`:
-    /// `add` folds it into the slot's contents. For merging windows, `merge` folds the
+    /// Adds one element of `key` (encoded; `hash` is its [`crate::key_hash`]) in `window`,
+    /// at event time `timestamp`: `add` folds it into the slot's contents. For merging windows, `merge` folds the
     /// contents of windows that merge. Returns whether the element was taken (false: its
     /// window had expired or closed, and it was counted as dropped).
+    #[allow(clippy::too_many_arguments)]
     pub fn accept<E>(
         &mut self,
         key: &[u8],
         hash: u64,
         window: Window,
+        timestamp: Timestamp,
         add: impl FnOnce(&mut Option<C>) -> Result<(), E>,
         merge: impl FnMut(&mut C, C),
     ) -> Result<bool, E> {
@@ -202,19 +263,22 @@ impl<C: Clone> Panes<C> {
             self.dropped += 1;
             return Ok(false);
         }
-        self.accept_unchecked(key, hash, window, add, merge)
+        let held = self.hold_for(window, timestamp);
+        self.accept_unchecked(key, hash, window, held, add, merge)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn accept_unchecked<E>(
         &mut self,
         key: &[u8],
         hash: u64,
         window: Window,
+        held: Option<Timestamp>,
         add: impl FnOnce(&mut Option<C>) -> Result<(), E>,
         merge: impl FnMut(&mut C, C),
     ) -> Result<bool, E> {
         if self.merging {
-            return self.accept_merging(key, window, add, merge);
+            return self.accept_merging(key, window, held, add, merge);
         }
         let ctx = self.ctx(window);
         let table = match self.windows.get_mut(&window) {
@@ -243,6 +307,13 @@ impl<C: Clone> Panes<C> {
         }
         add(&mut slot.contents)?;
         slot.elements += 1;
+        let slot_held = held.map(|t| {
+            let combined = slot
+                .held
+                .map_or(t, |h| self.windowing.timestamp_combiner.combine(h, t));
+            slot.held = Some(combined);
+            combined
+        });
         if self.eager {
             self.machine.on_element(&mut slot.trigger, &ctx);
             if self.machine.should_fire(&slot.trigger, &ctx) {
@@ -256,6 +327,14 @@ impl<C: Clone> Panes<C> {
                 self.deadlines.insert((deadline, window));
             }
         }
+        if let Some(slot_held) = slot_held {
+            // A window's hold is the least its slots hold (kept low until it fires).
+            let window_held = self
+                .window_held
+                .get(&window)
+                .map_or(slot_held, |w| (*w).min(slot_held));
+            self.set_window_hold(window, Some(window_held));
+        }
         Ok(true)
     }
 
@@ -263,9 +342,31 @@ impl<C: Clone> Panes<C> {
         &mut self,
         key: &[u8],
         window: Window,
+        held: Option<Timestamp>,
         add: impl FnOnce(&mut Option<C>) -> Result<(), E>,
         merge: impl FnMut(&mut C, C),
     ) -> Result<bool, E> {
+        let taken = self.accept_merging_inner(key, window, held, add, merge)?;
+        if taken && held.is_some() {
+            self.update_key_hold(key);
+        }
+        Ok(taken)
+    }
+
+    fn accept_merging_inner<E>(
+        &mut self,
+        key: &[u8],
+        window: Window,
+        held: Option<Timestamp>,
+        add: impl FnOnce(&mut Option<C>) -> Result<(), E>,
+        merge: impl FnMut(&mut C, C),
+    ) -> Result<bool, E> {
+        let combiner = self.windowing.timestamp_combiner;
+        let hold = |slot: &mut Slot<C>| {
+            if let Some(t) = held {
+                slot.held = Some(slot.held.map_or(t, |h| combiner.combine(h, t)));
+            }
+        };
         if !self.eager {
             // Batch: windows merge when they fire. Until then each key keeps its windows
             // as they came, except that a window merging with the key's latest one joins
@@ -287,12 +388,14 @@ impl<C: Clone> Panes<C> {
                     last.window = merged;
                     add(&mut last.contents)?;
                     last.elements += 1;
+                    hold(last);
                     return Ok(true);
                 }
             }
             let mut slot = Slot::new(window, Vec::new());
             add(&mut slot.contents)?;
             slot.elements = 1;
+            hold(&mut slot);
             slots.push(slot);
             return Ok(true);
         }
@@ -309,7 +412,7 @@ impl<C: Clone> Panes<C> {
         let Some(target) = merge_slots(
             &self.machine,
             self.eager,
-            &*self.windowing.window_fn,
+            &self.windowing,
             merge,
             slots,
             Some(target),
@@ -326,6 +429,7 @@ impl<C: Clone> Panes<C> {
         }
         add(&mut slot.contents)?;
         slot.elements += 1;
+        hold(slot);
         let ctx = TriggerContext {
             window: slot_window,
             watermark: self.watermark,
@@ -359,6 +463,7 @@ impl<C: Clone> Panes<C> {
             key,
             hash,
             window,
+            None,
             |contents| {
                 if contents.is_none()
                     && let Some(init) = init.take()
@@ -422,12 +527,12 @@ impl<C: Clone> Panes<C> {
                 // Batch: every key of the window fires now.
                 out.reserve(table.len());
             }
+            let mut still_held: Option<Timestamp> = None;
             table.retain(|key, _, slot| {
                 evaluate(
                     &self.machine,
                     self.eager,
-                    self.windowing.accumulation,
-                    self.windowing.allowed_lateness_us > 0,
+                    &self.windowing,
                     &ctx,
                     expired,
                     key,
@@ -443,10 +548,16 @@ impl<C: Clone> Panes<C> {
                 {
                     deadlines.push(d);
                 }
+                if !expired && let Some(t) = slot.held {
+                    still_held = Some(still_held.map_or(t, |h| h.min(t)));
+                }
                 !expired
             });
             for d in deadlines {
                 self.deadlines.insert((d, window));
+            }
+            if self.window_held.contains_key(&window) {
+                self.set_window_hold(window, still_held);
             }
             if expired {
                 self.windows.remove(&window);
@@ -501,8 +612,7 @@ impl<C: Clone> Panes<C> {
                 evaluate(
                     &self.machine,
                     self.eager,
-                    self.windowing.accumulation,
-                    self.windowing.allowed_lateness_us > 0,
+                    &self.windowing,
                     &ctx,
                     expired,
                     &key,
@@ -525,6 +635,9 @@ impl<C: Clone> Panes<C> {
             } else {
                 *slots = kept;
             }
+            if self.key_held.contains_key(&key) {
+                self.update_key_hold(&key);
+            }
         }
     }
 
@@ -534,6 +647,8 @@ impl<C: Clone> Panes<C> {
         if self.watermark < Timestamp::MAX {
             return;
         }
+        self.key_held.clear();
+        self.held_keys.clear();
         // About one firing per key: reserved at once rather than grown by doubling.
         out.reserve(self.keys.len());
         for (key, mut slots) in std::mem::take(&mut self.keys) {
@@ -551,6 +666,12 @@ impl<C: Clone> Panes<C> {
                             (a, b) => a.or(b),
                         };
                         last.elements += slot.elements;
+                        last.held = match (last.held, slot.held) {
+                            (Some(a), Some(b)) => {
+                                Some(self.windowing.timestamp_combiner.combine(a, b))
+                            }
+                            (a, b) => a.or(b),
+                        };
                     }
                     _ => folded.push(slot),
                 }
@@ -558,7 +679,7 @@ impl<C: Clone> Panes<C> {
             merge_slots(
                 &self.machine,
                 false,
-                &*self.windowing.window_fn,
+                &self.windowing,
                 &mut merge,
                 &mut folded,
                 None,
@@ -572,8 +693,7 @@ impl<C: Clone> Panes<C> {
                 evaluate(
                     &self.machine,
                     false,
-                    self.windowing.accumulation,
-                    self.windowing.allowed_lateness_us > 0,
+                    &self.windowing,
                     &ctx,
                     true,
                     &key,
@@ -589,7 +709,12 @@ impl<C: Clone> Panes<C> {
     pub fn hold(&self) -> Timestamp {
         let windows = self.eow.first().map_or(Timestamp::MAX, |(t, _)| *t);
         let keys = self.key_eow.first().map_or(Timestamp::MAX, |(t, _)| *t);
-        windows.min(keys)
+        let held_windows = self
+            .held_windows
+            .first()
+            .map_or(Timestamp::MAX, |(t, _)| *t);
+        let held_keys = self.held_keys.first().map_or(Timestamp::MAX, |(t, _)| *t);
+        windows.min(keys).min(held_windows).min(held_keys)
     }
 
     /// The next processing time (ms) at which a pane may fire, if any waits for one.
@@ -613,13 +738,13 @@ impl<C: Clone> Panes<C> {
 fn merge_slots<C>(
     machine: &TriggerMachine,
     eager: bool,
-    window_fn: &dyn crate::windowing::WindowFn,
+    windowing: &Windowing,
     mut merge: impl FnMut(&mut C, C),
     slots: &mut Vec<Slot<C>>,
     target: Option<usize>,
 ) -> Option<usize> {
     let windows: Vec<Window> = slots.iter().map(|s| s.window).collect();
-    let groups = window_fn.merge(&windows);
+    let groups = windowing.window_fn.merge(&windows);
     if groups.is_empty() {
         return target;
     }
@@ -660,6 +785,10 @@ fn merge_slots<C>(
             };
             result.elements += part.elements;
             result.closed &= part.closed;
+            result.held = match (result.held, part.held) {
+                (Some(a), Some(b)) => Some(windowing.timestamp_combiner.combine(a, b)),
+                (a, b) => a.or(b),
+            };
             if eager {
                 machine.merge(&mut result.trigger, &[&part.trigger]);
             }
@@ -691,8 +820,7 @@ fn merge_slots<C>(
 fn evaluate<C: Clone>(
     machine: &TriggerMachine,
     eager: bool,
-    accumulation: AccumulationMode,
-    lateness: bool,
+    windowing: &Windowing,
     ctx: &TriggerContext,
     expired: bool,
     key: &[u8],
@@ -724,9 +852,15 @@ fn evaluate<C: Clone>(
     if !emit {
         return;
     }
-    let contents = match accumulation {
+    let lateness = windowing.allowed_lateness_us > 0;
+    let contents = match windowing.accumulation {
         AccumulationMode::Discarding => slot.contents.take(),
         AccumulationMode::Accumulating => slot.contents.clone(),
+    };
+    // The pane is stamped where its elements held it; what it held is released.
+    let timestamp = match slot.held.take() {
+        Some(t) if windowing.tracks_output_time() => t,
+        _ => ctx.window.max_timestamp(),
     };
     out.push(Firing {
         key: Box::from(key),
@@ -747,6 +881,7 @@ fn evaluate<C: Clone>(
                 || (expired && !(eager && lateness && timing == PaneTiming::OnTime)),
         },
         contents,
+        timestamp,
     });
     slot.pane_index += 1;
     if timing != PaneTiming::Early {
@@ -762,7 +897,7 @@ fn evaluate<C: Clone>(
 mod tests {
     use super::*;
     use crate::key::key_hash;
-    use crate::trigger::Trigger;
+    use crate::trigger::{TimestampCombiner, Trigger};
     use crate::windowing::{FixedWindows, GlobalWindows, Sessions, WindowFn};
     use std::sync::Arc;
 
@@ -776,6 +911,7 @@ mod tests {
                 key.as_bytes(),
                 key_hash(key.as_bytes()),
                 window,
+                window.max_timestamp(),
                 |c| {
                     c.get_or_insert_with(Vec::new).push(v);
                     Ok(())
@@ -956,5 +1092,91 @@ mod tests {
             [("a".into(), vec![1], PaneTiming::Early, 0, false)]
         );
         assert_eq!(panes.next_deadline(), None);
+    }
+
+    /// (value, timestamp) of each firing, sorted.
+    fn stamped(firings: &[Firing<Vec<i64>>]) -> Vec<(Vec<i64>, i64)> {
+        let mut s: Vec<_> = firings
+            .iter()
+            .map(|f| {
+                let mut c = f.contents.clone().unwrap_or_default();
+                c.sort();
+                (c, f.timestamp.as_millis())
+            })
+            .collect();
+        s.sort();
+        s
+    }
+
+    fn add_at(panes: &mut Panes<Vec<i64>>, window: Window, t: i64) {
+        panes
+            .accept::<()>(
+                b"k",
+                key_hash(b"k"),
+                window,
+                ms(t),
+                |c| {
+                    c.get_or_insert_with(Vec::new).push(t);
+                    Ok(())
+                },
+                |a, b| a.extend(b),
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn timestamp_combiners_stamp_panes_and_hold_the_watermark_there() {
+        for (combiner, stamp, hold) in [
+            (TimestampCombiner::EndOfWindow, 9, 9),
+            (TimestampCombiner::Earliest, 3, 3),
+            (TimestampCombiner::Latest, 7, 3),
+        ] {
+            let mut windowing = Windowing::new(Arc::new(FixedWindows::of_millis(10)));
+            windowing.timestamp_combiner = combiner;
+            windowing.allowed_lateness_us = 100_000;
+            let mut panes: Panes<Vec<i64>> = Panes::new(windowing, true);
+            let window = FixedWindows::of_millis(10).assign(ms(3))[0];
+            add_at(&mut panes, window, 3);
+            add_at(&mut panes, window, 7);
+            // LATEST holds at the least output time seen until the pane fires; the pane
+            // carries the latest.
+            assert_eq!(panes.hold().as_millis(), hold, "{combiner:?}");
+            panes.advance(ms(20), 0);
+            assert_eq!(
+                stamped(&panes.fire(|a, b| a.extend(b))),
+                [(vec![3, 7], stamp)],
+                "{combiner:?}"
+            );
+            assert_eq!(panes.hold(), Timestamp::MAX, "{combiner:?}: released");
+            // Late data cannot hold the watermark: its pane is stamped at the window's end.
+            add_at(&mut panes, window, 5);
+            assert_eq!(panes.hold(), Timestamp::MAX, "{combiner:?}");
+            assert_eq!(
+                stamped(&panes.fire(|a, b| a.extend(b))),
+                [(vec![5], 9)],
+                "{combiner:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn merged_sessions_combine_their_output_times() {
+        let mut windowing = Windowing::new(Arc::new(Sessions::with_gap_millis(5)));
+        windowing.timestamp_combiner = TimestampCombiner::Earliest;
+        for eager in [false, true] {
+            let mut panes: Panes<Vec<i64>> = Panes::new(windowing.clone(), eager);
+            let sessions = Sessions::with_gap_millis(5);
+            add_at(&mut panes, sessions.assign(ms(4))[0], 4);
+            add_at(&mut panes, sessions.assign(ms(2))[0], 2);
+            if eager {
+                assert_eq!(panes.hold().as_millis(), 2);
+            }
+            panes.advance(Timestamp::MAX, 0);
+            assert_eq!(
+                stamped(&panes.fire(|a, b| a.extend(b))),
+                [(vec![2, 4], 2)],
+                "eager {eager}"
+            );
+        }
     }
 }

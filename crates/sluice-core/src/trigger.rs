@@ -265,8 +265,34 @@ pub enum AccumulationMode {
     Accumulating,
 }
 
+/// How a grouping's output timestamp follows from its inputs' (Beam's
+/// `TimestampCombiner`). A pane is held back — its grouping holds the watermark — at the
+/// timestamp it will carry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TimestampCombiner {
+    /// The end of the window (its last timestamp): the default.
+    #[default]
+    EndOfWindow,
+    /// The earliest output time of the pane's elements.
+    Earliest,
+    /// The latest output time of the pane's elements.
+    Latest,
+}
+
+impl TimestampCombiner {
+    /// The combination of two output times.
+    pub fn combine(self, a: Timestamp, b: Timestamp) -> Timestamp {
+        match self {
+            TimestampCombiner::Earliest => a.min(b),
+            TimestampCombiner::Latest | TimestampCombiner::EndOfWindow => a.max(b),
+        }
+    }
+}
+
 /// How a PCollection is windowed and when its groupings emit: window function, trigger,
-/// accumulation mode and allowed lateness (Beam's `WindowingStrategy`).
+/// accumulation mode, allowed lateness and timestamp combiner (Beam's
+/// `WindowingStrategy`).
 #[derive(Clone, Debug)]
 pub struct Windowing {
     /// Assigns and merges windows.
@@ -279,6 +305,8 @@ pub struct Windowing {
     pub allowed_lateness_us: i64,
     /// The windows were merged by an earlier grouping: they are taken as they are.
     pub already_merged: bool,
+    /// How a grouping's output timestamp is chosen.
+    pub timestamp_combiner: TimestampCombiner,
 }
 
 impl Default for Windowing {
@@ -296,6 +324,25 @@ impl Windowing {
             accumulation: AccumulationMode::Discarding,
             allowed_lateness_us: 0,
             already_merged: false,
+            timestamp_combiner: TimestampCombiner::EndOfWindow,
+        }
+    }
+
+    /// Whether groupings track their elements' output times (every combiner but the
+    /// default end of window).
+    pub fn tracks_output_time(&self) -> bool {
+        self.timestamp_combiner != TimestampCombiner::EndOfWindow
+    }
+
+    /// The output time of an element at `timestamp` in `window`: the window function's
+    /// [`get_transformed_output_time`](crate::windowing::WindowFn::get_transformed_output_time)
+    /// (with the default combiner, the end of the window).
+    pub fn output_time(&self, window: Window, timestamp: Timestamp) -> Timestamp {
+        if self.tracks_output_time() {
+            self.window_fn
+                .get_transformed_output_time(window, timestamp)
+        } else {
+            window.max_timestamp()
         }
     }
 
@@ -313,6 +360,7 @@ impl Windowing {
             accumulation: self.accumulation,
             allowed_lateness_us: self.allowed_lateness_us,
             already_merged: self.already_merged || self.window_fn.is_merging(),
+            timestamp_combiner: self.timestamp_combiner,
         }
     }
 

@@ -40,6 +40,14 @@ pub trait WindowFn: Send + Sync + Debug {
         false
     }
 
+    /// The output time of an element at `timestamp` in `window`, for the earliest and
+    /// latest timestamp combiners (Beam's `getOutputTime`): by default the element's own
+    /// timestamp. A window function may move it later — never earlier — for example so
+    /// that an earlier window's output cannot hold back a later one's.
+    fn get_transformed_output_time(&self, _window: Window, timestamp: Timestamp) -> Timestamp {
+        timestamp
+    }
+
     /// Merges windows (Beam's `mergeWindows`): returns each group of two or more of
     /// `windows` that become one, as the merged window and the indices of the windows it
     /// replaces. Windows in no group stay as they are. Only merging functions merge.

@@ -258,6 +258,7 @@ fn build_stage<'s>(
             }
             if work.finished {
                 capabilities.clear();
+                run.publish_output(u64::MAX);
             } else {
                 if let Some(hold) = work.hold {
                     let time = engine_time(hold);
@@ -266,6 +267,13 @@ fn build_stage<'s>(
                             capability.downgrade(&time);
                         }
                     }
+                }
+                if let Some(held) = capabilities.iter().map(|c| *c.time()).min() {
+                    run.publish_output(held);
+                } else if let Some(hold) = work.hold {
+                    // A stage writing no shuffle holds no capability: its hold is what it
+                    // would hold.
+                    run.publish_output(engine_time(hold));
                 }
                 if let Some(delay) = work.retry_after {
                     activator.activate_after(delay.max(Duration::from_millis(1)));
@@ -490,6 +498,13 @@ impl StageRun {
         if let Some(instance) = self.instance() {
             instance.advance(watermark, now_ms);
         }
+    }
+
+    /// Publishes the output watermark the stage holds (an engine time).
+    fn publish_output(&self, time: u64) {
+        self.job.acted[self.layout.index][self.worker]
+            .output
+            .store(time, Ordering::Release);
     }
 
     /// Publishes how far the stage has caught up, for sources that wait for the pipeline

@@ -246,6 +246,8 @@ pub(crate) struct JobShared {
     pub accepted: AtomicU64,
     /// Per stage, per worker: what the stage has acted on.
     pub acted: Vec<Vec<Acted>>,
+    /// Per stage: the stages whose output it reads (through its shuffle or side inputs).
+    pub upstream: Vec<Vec<usize>>,
     /// Retried failures, logged without flooding.
     pub retry_log: crate::retry::RetryLog,
     failed: AtomicBool,
@@ -255,14 +257,29 @@ pub(crate) struct JobShared {
 }
 
 /// How far one stage on one worker has caught up.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Acted {
+    /// The output watermark (engine time) the stage holds: what the stages it feeds can
+    /// reach. A hold (a buffered pane's timestamp, a timer) keeps it below the input
+    /// watermark.
+    pub output: AtomicU64,
     /// The input watermark (as an engine time) it last fired at with nothing left to do.
     pub watermark: AtomicU64,
     /// The processing time it last fired at.
     pub now_ms: AtomicI64,
     /// Nothing taken in since, nothing left to emit.
     pub idle: AtomicBool,
+}
+
+impl Default for Acted {
+    fn default() -> Self {
+        Acted {
+            output: AtomicU64::new(0),
+            watermark: AtomicU64::new(0),
+            now_ms: AtomicI64::new(0),
+            idle: AtomicBool::new(false),
+        }
+    }
 }
 
 impl fmt::Debug for JobShared {
@@ -279,13 +296,22 @@ impl JobControl for JobShared {
             return false;
         }
         let wm = crate::engine::engine_time(watermark);
+        // Each grouping stage must have acted on the watermark it can reach: the
+        // source's, or less where a stage before it holds the watermark back.
         let quiet = self.acted.iter().enumerate().all(|(stage, workers)| {
-            self.layouts[stage].shuffle_input.is_none()
-                || workers.iter().all(|a| {
-                    a.idle.load(Ordering::Acquire)
-                        && a.watermark.load(Ordering::Acquire) >= wm
-                        && a.now_ms.load(Ordering::Acquire) >= now_ms
-                })
+            if self.layouts[stage].shuffle_input.is_none() {
+                return true;
+            }
+            let reachable = self.upstream[stage]
+                .iter()
+                .flat_map(|u| self.acted[*u].iter())
+                .map(|a| a.output.load(Ordering::Acquire))
+                .fold(wm, u64::min);
+            workers.iter().all(|a| {
+                a.idle.load(Ordering::Acquire)
+                    && a.watermark.load(Ordering::Acquire) >= reachable
+                    && a.now_ms.load(Ordering::Acquire) >= now_ms
+            })
         });
         // The counts again: nothing moved while the stages were read.
         quiet && self.sent.load(Ordering::Acquire) == self.accepted.load(Ordering::Acquire)
@@ -379,6 +405,27 @@ impl JobShared {
     }
 }
 
+/// Per stage, the stages that write what it reads.
+fn upstream_stages(graph: &ExecutionGraph, layouts: &[StageLayout]) -> Vec<Vec<usize>> {
+    let stage_of =
+        |step: sluice_plan::StepId| graph.stages.iter().position(|s| s.steps.contains(&step));
+    layouts
+        .iter()
+        .map(|layout| {
+            let mut up: Vec<usize> = layout
+                .shuffle_input
+                .iter()
+                .chain(&layout.side_inputs)
+                .flat_map(|edge| graph.producers(*edge))
+                .filter_map(stage_of)
+                .collect();
+            up.sort_unstable();
+            up.dedup();
+            up
+        })
+        .collect()
+}
+
 /// Runs a validated, optimised plan to completion.
 pub fn run(
     pipeline: Arc<PipelineGraph>,
@@ -463,6 +510,7 @@ pub fn run(
             .iter()
             .map(|_| (0..config.workers).map(|_| Acted::default()).collect())
             .collect(),
+        upstream: upstream_stages(&graph, &layouts),
         unbounded,
         sent: AtomicU64::new(0),
         accepted: AtomicU64::new(0),

@@ -72,7 +72,7 @@ pub mod windowing {
 
 /// Triggers, accumulation modes and windowing strategies, re-exported from `sluice-core`.
 pub mod trigger {
-    pub use sluice_core::trigger::{AccumulationMode, Trigger, Windowing};
+    pub use sluice_core::trigger::{AccumulationMode, TimestampCombiner, Trigger, Windowing};
 }
 
 /// What pipeline authors use of the connectors: the corpus generator, the errors of

@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use sluice_core::panes::{Firing, Panes};
 use sluice_core::receiver::{AnyPort, AnyReceiver, Port, TypeMismatch};
 use sluice_core::shuffle::{GroupingKey, KeyedTable, ShuffleRecord, ShuffleWriter};
-use sluice_core::trigger::Windowing;
+use sluice_core::trigger::{TimestampCombiner, Windowing};
 use sluice_core::unit::{CombineFactory, ShuffleReader, UnitContext, attached};
 use sluice_core::{
     Coder, Element, ExecError, Receiver, Timestamp, UnitResult, Window, WindowedValue, key_hash,
@@ -161,6 +161,10 @@ impl<S: KeySplit, F: CombineFn<Input = S::Value>> CombineFactory for CombinePayl
         ctx: &UnitContext,
         shuffle: ShuffleWriter,
     ) -> Result<AnyReceiver, Box<ExecError>> {
+        let combiner = self
+            .windowing
+            .tracks_output_time()
+            .then_some(self.windowing.timestamp_combiner);
         Ok(AnyReceiver::new::<S::In>(Box::new(
             PartialCombine::<S, F> {
                 combine_fn: self.instance(ctx)?,
@@ -168,6 +172,7 @@ impl<S: KeySplit, F: CombineFn<Input = S::Value>> CombineFactory for CombinePayl
                 shuffle,
                 table: KeyedTable::default(),
                 group: GroupingKey::default(),
+                combiner,
                 _split: std::marker::PhantomData,
             },
         )))
@@ -195,13 +200,16 @@ impl<S: KeySplit, F: CombineFn<Input = S::Value>> CombineFactory for CombinePayl
     }
 }
 
-/// Before the shuffle: one accumulator per key and window for the current bundle.
+/// Before the shuffle: one accumulator per key and window for the current bundle, with
+/// the combined timestamp of its inputs when the windowing's timestamp combiner needs it.
 struct PartialCombine<S, F: CombineFn> {
     combine_fn: F,
     ctx: UnitContext,
     shuffle: ShuffleWriter,
-    table: KeyedTable<F::Accumulator>,
+    table: KeyedTable<(F::Accumulator, Timestamp)>,
     group: GroupingKey,
+    /// The earliest or latest combiner; `None` for the end of the window.
+    combiner: Option<TimestampCombiner>,
     _split: std::marker::PhantomData<fn(S)>,
 }
 
@@ -219,25 +227,29 @@ impl<S: KeySplit, F: CombineFn<Input = S::Value>> Receiver<S::In> for PartialCom
             .set(element.window, |out| k.encode_to(out))
             .map_err(|e| self.ctx.error(e))?;
         let f = &self.combine_fn;
-        let acc = self
-            .table
-            .get_or_insert_with(&self.group, key_hash(self.group.key()), || {
-                f.create_accumulator()
-            });
+        let (acc, time) =
+            self.table
+                .get_or_insert_with(&self.group, key_hash(self.group.key()), || {
+                    (f.create_accumulator(), element.timestamp)
+                });
+        if let Some(combiner) = self.combiner {
+            *time = combiner.combine(*time, element.timestamp);
+        }
         guard(&self.ctx, || f.add_input(acc, v));
         Ok(())
     }
 
     fn finish_bundle(&mut self) -> UnitResult {
-        for (key, window, acc) in self.table.drain() {
+        for (key, window, (acc, time)) in self.table.drain() {
+            // The inputs' combined event time (the merging reader takes it as one
+            // element's), or the end of the window.
+            let time = if self.combiner.is_some() {
+                time
+            } else {
+                window.max_timestamp()
+            };
             self.shuffle
-                .write_keyed(
-                    &key,
-                    key_hash(&key),
-                    window,
-                    window.max_timestamp(),
-                    |out| acc.encode_to(out),
-                )
+                .write_keyed(&key, key_hash(&key), window, time, |out| acc.encode_to(out))
                 .map_err(|e| self.ctx.error(e))?;
         }
         Ok(())
@@ -384,6 +396,7 @@ impl<K: Element, F: CombineFn> ShuffleReader for MergeAccumulators<K, F> {
             record.key,
             key_hash(record.key),
             record.window,
+            record.timestamp,
             |slot| {
                 let buffered = slot.get_or_insert_with(Buffered::default);
                 buffered.push(record.value, ctx)?;
@@ -454,7 +467,7 @@ impl<K: Element, F: CombineFn> ShuffleReader for MergeAccumulators<K, F> {
             let out = guard(&self.ctx, || f.extract_output(acc));
             output.emit(WindowedValue {
                 value: (k, out),
-                timestamp: firing.window.max_timestamp(),
+                timestamp: firing.timestamp,
                 window: firing.window,
                 pane: firing.pane,
             })?;

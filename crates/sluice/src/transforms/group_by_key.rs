@@ -243,6 +243,7 @@ impl<K: Element, D: GroupValues> ShuffleReader for GroupRead<K, D> {
             record.key,
             key_hash(record.key),
             record.window,
+            record.timestamp,
             |group| {
                 let group = group.get_or_insert_with(Group::default);
                 group.values.extend_from_slice(record.value);
@@ -313,7 +314,7 @@ impl<K: Element, D: GroupValues> ShuffleReader for GroupRead<K, D> {
             };
             output.emit(WindowedValue {
                 value: (k, values),
-                timestamp: firing.window.max_timestamp(),
+                timestamp: firing.timestamp,
                 window: firing.window,
                 pane: firing.pane,
             })?;

@@ -248,6 +248,8 @@ struct KeyState {
 /// The state of the key (and window) being processed.
 pub struct State<'a> {
     key: &'a mut KeyState,
+    /// Processing time now, in microseconds since the epoch (the job's clock).
+    now_us: i64,
 }
 
 fn kind_error(name: &str, kind: &str) -> CoderError {
@@ -420,6 +422,18 @@ impl State<'_> {
             .insert(timer.name.to_string(), (timer.domain, at));
     }
 
+    /// The job's processing time now (the wall clock, or a test stream's scripted one).
+    pub fn processing_time(&self) -> Timestamp {
+        Timestamp(self.now_us)
+    }
+
+    /// Sets the processing-time `timer` to fire `after` from now (Beam's
+    /// `offset(..).setRelative()`).
+    pub fn set_timer_after(&mut self, timer: &Timer, after: std::time::Duration) {
+        let after_us = i64::try_from(after.as_micros()).unwrap_or(i64::MAX);
+        self.set_timer(timer, Timestamp(self.now_us.saturating_add(after_us)));
+    }
+
     /// Cancels `timer`.
     pub fn clear_timer(&mut self, timer: &Timer) {
         self.key.timers.remove(&*timer.name);
@@ -500,6 +514,7 @@ impl<D: StatefulDoFn> StatefulFactory for StatefulPayload<D> {
             changes: Vec::new(),
             event_timers: BTreeSet::new(),
             processing_timers: BTreeSet::new(),
+            processing_holds: BTreeSet::new(),
             expiries: BTreeSet::new(),
             output: None,
         }))
@@ -548,6 +563,9 @@ struct StatefulRead<D: StatefulDoFn> {
     event_timers: BTreeSet<(Timestamp, Box<[u8]>)>,
     /// Processing-time timers by time in ms (possibly stale).
     processing_timers: BTreeSet<(i64, Box<[u8]>)>,
+    /// States with processing-time timers set, by the end of their window: what those
+    /// timers emit is stamped there, so the output watermark waits for them.
+    processing_holds: BTreeSet<(Timestamp, Box<[u8]>)>,
     /// States by the time their window expires.
     expiries: BTreeSet<(Timestamp, Box<[u8]>)>,
     output: Option<Port<D::Out>>,
@@ -562,6 +580,7 @@ fn split_id(id: &[u8]) -> (Window, Box<[u8]>) {
 
 impl<D: StatefulDoFn> StatefulRead<D> {
     fn run_key(&mut self, index: usize) -> UnitResult {
+        let now_us = self.now_ms.saturating_mul(1000);
         let ctx = &self.ctx;
         let work = &self.fired[index];
         let window = work.window;
@@ -591,6 +610,7 @@ impl<D: StatefulDoFn> StatefulRead<D> {
             );
             let mut state = State {
                 key: &mut key_state,
+                now_us,
             };
             let result = sluice_core::error::current_step::in_step(ctx.step, || {
                 dofn.process(&key, value, &mut state, &mut out)
@@ -599,7 +619,7 @@ impl<D: StatefulDoFn> StatefulRead<D> {
         }
         // Timers that are due, in time order, event time first; all of them when the
         // window expires.
-        let (watermark, now_us) = (self.watermark, self.now_ms.saturating_mul(1000));
+        let watermark = self.watermark;
         let expiring = work.expiring;
         let due = |domain: TimeDomain, at: Timestamp| {
             expiring
@@ -643,6 +663,7 @@ impl<D: StatefulDoFn> StatefulRead<D> {
             );
             let mut state = State {
                 key: &mut key_state,
+                now_us,
             };
             let result = sluice_core::error::current_step::in_step(ctx.step, || {
                 dofn.on_timer(&key, &timer, &mut state, &mut out)
@@ -762,9 +783,15 @@ impl<D: StatefulDoFn> ShuffleReader for StatefulRead<D> {
     }
 
     fn hold(&self) -> Timestamp {
-        self.event_timers
+        let event = self
+            .event_timers
             .first()
-            .map_or(Timestamp::MAX, |(at, _)| *at)
+            .map_or(Timestamp::MAX, |(at, _)| *at);
+        let processing = self
+            .processing_holds
+            .first()
+            .map_or(Timestamp::MAX, |(at, _)| *at);
+        event.min(processing)
     }
 
     fn next_wakeup_ms(&self) -> Option<i64> {
@@ -804,6 +831,18 @@ impl<D: StatefulDoFn> ShuffleReader for StatefulRead<D> {
 
     fn commit(&mut self) {
         for (id, window, after) in std::mem::take(&mut self.changes) {
+            let hold = (window.max_timestamp(), id.clone());
+            let processing = after.as_ref().is_some_and(|state| {
+                state
+                    .timers
+                    .values()
+                    .any(|(domain, _)| *domain == TimeDomain::ProcessingTime)
+            });
+            if processing {
+                self.processing_holds.insert(hold);
+            } else {
+                self.processing_holds.remove(&hold);
+            }
             match after {
                 Some(state) => {
                     for (domain, at) in state.timers.values() {

@@ -22,7 +22,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_core::trigger::{AccumulationMode, Trigger, Windowing};
+use sluice_core::trigger::{AccumulationMode, TimestampCombiner, Trigger, Windowing};
 use sluice_core::windowing::WindowFn;
 use sluice_core::{BoxError, Element, Timestamp, Window};
 
@@ -128,6 +128,7 @@ pub struct WindowInto {
     trigger: Option<Trigger>,
     accumulation: Option<AccumulationMode>,
     allowed_lateness: Option<Duration>,
+    timestamp_combiner: Option<TimestampCombiner>,
 }
 
 impl WindowInto {
@@ -169,6 +170,18 @@ impl WindowInto {
         self
     }
 
+    /// How grouped results are stamped (Beam's `withTimestampCombiner`): at the end of
+    /// their window (the default), or at the earliest or latest of their elements' output
+    /// times ([`WindowFn::get_transformed_output_time`], the element's timestamp unless
+    /// the window function moves it). The grouping holds the watermark at that time until
+    /// the pane fires; elements already behind the watermark when they arrive cannot be
+    /// held back, and a pane of only such elements is stamped at the end of its window,
+    /// as in Beam.
+    pub fn with_timestamp_combiner(mut self, combiner: TimestampCombiner) -> WindowInto {
+        self.timestamp_combiner = Some(combiner);
+        self
+    }
+
     /// The windowing this gives a PCollection windowed as `current`.
     fn apply_to(&self, current: &Windowing) -> Windowing {
         let mut w = match &self.window_fn {
@@ -188,6 +201,12 @@ impl WindowInto {
         }
         if let Some(l) = self.allowed_lateness {
             w.allowed_lateness_us = l.as_micros().min(i64::MAX as u128) as i64;
+        }
+        if self.window_fn.is_some() && self.timestamp_combiner.is_none() {
+            w.timestamp_combiner = current.timestamp_combiner;
+        }
+        if let Some(c) = self.timestamp_combiner {
+            w.timestamp_combiner = c;
         }
         w
     }

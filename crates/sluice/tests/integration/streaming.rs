@@ -661,3 +661,237 @@ fn streaming_retries_a_failing_element_past_the_batch_limit_with_backoff() {
         started.elapsed()
     );
 }
+
+/// Records each result with its window's start (ms) and its timestamp (µs).
+#[derive(Clone)]
+struct WithTimestamp;
+
+impl DoFn for WithTimestamp {
+    type In = (String, u64);
+    type Out = (String, u64, i64, i64);
+    fn process(
+        &mut self,
+        (k, v): (String, u64),
+        ctx: &mut Context<'_, Self::Out>,
+    ) -> Result<(), BoxError> {
+        let start = ctx.window().start().as_millis();
+        ctx.emit((k, v, start, ctx.timestamp().0));
+        Ok(())
+    }
+}
+
+/// Sums per key — lifted, or after a GroupByKey — and records each result's window
+/// start and timestamp.
+fn stamped_sums(
+    workers: usize,
+    stream: TestStream<(String, u64)>,
+    spec: WindowInto,
+    lifted: bool,
+) -> Vec<(String, u64, i64, i64)> {
+    let p = pipeline(workers);
+    let windowed = p.test_stream("Events", stream).window("Windows", spec);
+    let sums = if lifted {
+        windowed.sum_per_key("Sum")
+    } else {
+        windowed
+            .group_by_key("Group")
+            .map("Sum", |(k, vs): (String, Vec<u64>)| {
+                (k, vs.iter().sum::<u64>())
+            })
+    };
+    let out = sums.par_do("Stamp", WithTimestamp).collect("Out");
+    p.run().unwrap().wait_until_finish().unwrap();
+    sorted(out.values())
+}
+
+/// Timestamp combiners, checked against what Beam Python's DirectRunner gives for the
+/// same timelines (`conformance/beam/timestamp_combiners.py`; Beam's seconds are
+/// milliseconds here, so its 9.999999 s is 9,999 µs).
+#[test]
+fn timestamp_combiners_stamp_results_as_beam_does() {
+    use sluice::trigger::TimestampCombiner::{Earliest, EndOfWindow, Latest};
+    let s = |k: &str, v: u64, start: i64, ts: i64| (k.to_string(), v, start, ts);
+    for workers in WORKERS {
+        for (combiner, on_time, late_first, late_new, session, sliding) in [
+            (
+                EndOfWindow,
+                9_999,
+                9_999,
+                29_999,
+                9_999,
+                [4_999, 9_999, 14_999],
+            ),
+            (Earliest, 3_000, 3_000, 25_000, 2_000, [2_000, 2_000, 7_000]),
+            (Latest, 7_000, 3_000, 25_000, 5_000, [2_000, 7_000, 7_000]),
+        ] {
+            let fixed = || {
+                WindowInto::new(FixedWindows::of_millis(10))
+                    .with_allowed_lateness(Duration::from_millis(100))
+                    .with_timestamp_combiner(combiner)
+            };
+            let label = format!("{combiner:?}, {workers} workers");
+            for lifted in [true, false] {
+                let on_time_stream = TestStream::new()
+                    .add_elements(vec![kv("k", 1, 3), kv("k", 2, 7)])
+                    .advance_watermark_to_infinity();
+                assert_eq!(
+                    stamped_sums(workers, on_time_stream, fixed(), lifted),
+                    [s("k", 3, 0, on_time)],
+                    "on time, lifted {lifted}, {label}"
+                );
+                // The window fires on time; then an element behind the watermark (its
+                // pane is stamped at the window's end), and one on time in a later window.
+                let late_stream = TestStream::new()
+                    .add_elements(vec![kv("k", 1, 3)])
+                    .advance_watermark_to(ms(20))
+                    .add_elements(vec![kv("k", 4, 5), kv("k", 8, 25)])
+                    .advance_watermark_to_infinity();
+                assert_eq!(
+                    stamped_sums(workers, late_stream, fixed(), lifted),
+                    [
+                        s("k", 1, 0, late_first),
+                        s("k", 4, 0, 9_999),
+                        s("k", 8, 20, late_new)
+                    ],
+                    "late, lifted {lifted}, {label}"
+                );
+            }
+            let sessions = TestStream::new()
+                .add_elements(vec![kv("u", 1, 2), kv("u", 1, 5)])
+                .advance_watermark_to_infinity();
+            let spec =
+                WindowInto::new(Sessions::with_gap_millis(5)).with_timestamp_combiner(combiner);
+            assert_eq!(
+                stamped_sums(workers, sessions, spec, true),
+                [s("u", 2, 2, session)],
+                "sessions, {label}"
+            );
+            let sliding_stream = TestStream::new()
+                .add_elements(vec![kv("x", 1, 2), kv("x", 10, 7)])
+                .advance_watermark_to_infinity();
+            let spec =
+                WindowInto::new(SlidingWindows::of_millis(10, 5)).with_timestamp_combiner(combiner);
+            assert_eq!(
+                stamped_sums(workers, sliding_stream, spec, true),
+                [
+                    s("x", 1, -5, sliding[0]),
+                    s("x", 10, 5, sliding[2]),
+                    s("x", 11, 0, sliding[1]),
+                ],
+                "sliding, {label}"
+            );
+        }
+    }
+}
+
+/// The grouping holds the watermark at the earliest timestamp until it fires, so that
+/// its result — stamped there — is on time downstream.
+#[test]
+fn an_earliest_stamped_result_is_on_time_downstream() {
+    use sluice::trigger::TimestampCombiner::Earliest;
+    for workers in WORKERS {
+        let stream = TestStream::new()
+            .add_elements(vec![kv("k", 1, 3), kv("k", 2, 7)])
+            // Past the earliest element, not the window's end: the grouping's output
+            // watermark must stay at 3 ms, where its result will be stamped.
+            .advance_watermark_to(ms(5))
+            .advance_watermark_to(ms(50))
+            .advance_watermark_to_infinity();
+        let p = pipeline(workers);
+        let out = p
+            .test_stream("Events", stream)
+            .window(
+                "Windows",
+                WindowInto::new(FixedWindows::of_millis(10)).with_timestamp_combiner(Earliest),
+            )
+            .sum_per_key("Sum")
+            .window("Again", WindowInto::new(FixedWindows::of_millis(5)))
+            .sum_per_key("Resum")
+            .par_do("Stamp", WithTimestamp)
+            .collect("Out");
+        let result = p.run().unwrap();
+        let lost = dropped(&result);
+        result.wait_until_finish().unwrap();
+        // The second windowing keeps the timestamp combiner (as in Beam).
+        assert_eq!(
+            out.values(),
+            [("k".to_string(), 3, 0, 3_000)],
+            "{workers} workers"
+        );
+        assert_eq!(lost, 0, "{workers} workers");
+    }
+}
+
+/// Counts each key's elements per window and reports the count from a processing-time
+/// timer five seconds after the key's first element.
+#[derive(Clone)]
+struct ReportLater {
+    count: ValueState<u64>,
+    report: Timer,
+}
+
+impl StatefulDoFn for ReportLater {
+    type Key = String;
+    type Value = u64;
+    type Out = (String, u64);
+    fn process(
+        &mut self,
+        _key: &String,
+        _v: u64,
+        state: &mut State<'_>,
+        _ctx: &mut Context<'_, Self::Out>,
+    ) -> Result<(), BoxError> {
+        let n = state.read(&self.count)?.unwrap_or(0);
+        if n == 0 {
+            state.set_timer_after(&self.report, Duration::from_secs(5));
+        }
+        state.write(&self.count, &(n + 1))?;
+        Ok(())
+    }
+    fn on_timer(
+        &mut self,
+        key: &String,
+        _timer: &FiredTimer,
+        state: &mut State<'_>,
+        ctx: &mut Context<'_, Self::Out>,
+    ) -> Result<(), BoxError> {
+        ctx.emit((key.clone(), state.read(&self.count)?.unwrap_or(0)));
+        Ok(())
+    }
+}
+
+#[test]
+fn processing_time_timers_hold_the_watermark_for_what_they_emit() {
+    for workers in WORKERS {
+        // The watermark passes the window's end before the timer is due; its output,
+        // stamped at the window's end, must still be on time downstream.
+        let stream = TestStream::new()
+            .add_elements(vec![kv("k", 1, 1), kv("k", 1, 2)])
+            .advance_watermark_to(ms(50))
+            .advance_processing_time(Duration::from_secs(6))
+            .advance_watermark_to_infinity();
+        let p = pipeline(workers);
+        let out = p
+            .test_stream("Events", stream)
+            .window(
+                "Windows",
+                WindowInto::new(FixedWindows::of_millis(10))
+                    .with_allowed_lateness(Duration::from_secs(3600)),
+            )
+            .par_do_stateful(
+                "Report",
+                ReportLater {
+                    count: ValueState::new("count"),
+                    report: Timer::new("report", TimeDomain::ProcessingTime),
+                },
+            )
+            .window("Strict", WindowInto::new(FixedWindows::of_millis(10)))
+            .sum_per_key("Sum")
+            .collect("Out");
+        let result = p.run().unwrap();
+        let lost = dropped(&result);
+        result.wait_until_finish().unwrap();
+        assert_eq!(out.values(), [("k".to_string(), 2)], "{workers} workers");
+        assert_eq!(lost, 0, "{workers} workers");
+    }
+}
