@@ -295,7 +295,7 @@ impl JobControl for JobShared {
         if self.sent.load(Ordering::Acquire) != self.accepted.load(Ordering::Acquire) {
             return false;
         }
-        let wm = crate::engine::engine_time(watermark);
+        let wm = crate::watermark::engine_time(watermark);
         // Each grouping stage must have acted on the watermark it can reach: the
         // source's, or less where a stage before it holds the watermark back.
         let quiet = self.acted.iter().enumerate().all(|(stage, workers)| {

@@ -31,7 +31,9 @@ pub mod job;
 pub mod metrics;
 mod retry;
 pub mod stage;
+mod stage_run;
 pub mod watchdog;
+mod watermark;
 
 pub use job::{JobOutcome, JobState, RunnerConfig, run};
 pub use metrics::{JobMetrics, StageMetrics, TransformMetrics, UserMetric};
