@@ -33,7 +33,9 @@ use sluice_core::unit::{GroupByKeyFactory, ShuffleReader, UnitContext};
 use sluice_core::{Coder, Element, ExecError};
 use sluice_plan::{PCollectionId, Payload};
 
-use crate::transforms::group_by_key::{GroupRead, GroupValues, KeyedWrite, Pairs, check_key_coder};
+use crate::transforms::group_by_key::{
+    GroupOf, GroupRead, GroupValues, KeyedWrite, Pairs, check_key_coder,
+};
 
 use crate::dofn::TupleTag;
 use crate::pcollection::PCollection;
@@ -213,7 +215,7 @@ impl<K: Element> GroupByKeyFactory for CoGroupPayload<K> {
             ctx,
             &self.windowing,
             None,
-            Parts(self.tags.clone()),
+            GroupOf(Parts(self.tags.clone())),
         )))
     }
 }

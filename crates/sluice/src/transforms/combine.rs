@@ -30,26 +30,22 @@
 //! assert_eq!(longest.values(), [("a".to_string(), "xyz".to_string())]);
 //! ```
 
-use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 
-use sluice_core::panes::{Firing, Panes};
-use sluice_core::receiver::{AnyPort, AnyReceiver, Port, TypeMismatch};
-use sluice_core::shuffle::{GroupingKey, KeyedTable, ShuffleRecord, ShuffleWriter};
+use sluice_core::receiver::{AnyPort, AnyReceiver, Port};
+use sluice_core::shuffle::{GroupingKey, KeyedTable, ShuffleWriter};
 use sluice_core::trigger::{TimestampCombiner, Windowing};
-use sluice_core::unit::{CombineFactory, ShuffleReader, UnitContext, attached};
+use sluice_core::unit::{CombineFactory, ShuffleReader, UnitContext};
 use sluice_core::{
-    Coder, Element, ExecError, Receiver, Timestamp, UnitResult, Window, WindowedValue, key_hash,
-    route,
+    Coder, Element, ExecError, Receiver, Timestamp, UnitResult, WindowedValue, key_hash,
 };
 use sluice_plan::Payload;
 
 use crate::pcollection::PCollection;
-use crate::transforms::group_by_key::{
-    GroupByKeyPayload, KeySplit, Pairs, check_key_coder, count_dropped,
-};
+use crate::transforms::group_by_key::{GroupByKeyPayload, KeySplit, Pairs, check_key_coder};
 use crate::transforms::guard;
+use crate::transforms::pane_reader::{Grouping, PaneReader};
 
 /// How to reduce many values to one, in parts: values are added to accumulators,
 /// accumulators merged, and the output extracted at the end.
@@ -179,14 +175,12 @@ impl<S: KeySplit, F: CombineFn<Input = S::Value>> CombineFactory for CombinePayl
     }
 
     fn merge_reader(&self, ctx: &UnitContext) -> Result<Box<dyn ShuffleReader>, Box<ExecError>> {
-        Ok(Box::new(MergeAccumulators::<S::Key, F> {
-            combine_fn: self.instance(ctx)?,
-            ctx: ctx.clone(),
-            panes: Panes::new((*self.windowing).clone(), ctx.streaming),
-            fired: Vec::new(),
-            output: None,
-            default_key: self.default_key.clone(),
-        }))
+        Ok(Box::new(PaneReader::<S::Key, _>::new(
+            ctx,
+            &self.windowing,
+            self.default_key.clone(),
+            MergeAccumulators(self.instance(ctx)?),
+        )))
     }
 
     fn grouped(&self, ctx: &UnitContext, output: AnyPort) -> Result<AnyReceiver, Box<ExecError>> {
@@ -373,110 +367,45 @@ impl<A: Element> Buffered<A> {
     }
 }
 
-/// After the shuffle: buffers accumulators per key and window as they arrive, and
-/// merges them (see [`Buffered`]).
-struct MergeAccumulators<K, F: CombineFn> {
-    combine_fn: F,
-    ctx: UnitContext,
-    panes: Panes<Buffered<F::Accumulator>>,
-    fired: Vec<Firing<Buffered<F::Accumulator>>>,
-    output: Option<Port<(K, F::Output)>>,
-    default_key: Option<Vec<u8>>,
-}
+/// After the shuffle: a lifted combine's grouping buffers accumulators per key and
+/// window as they arrive and merges them (see [`Buffered`]); a fired pane's output is
+/// the merged accumulator's.
+struct MergeAccumulators<F>(F);
 
-impl<K: Element, F: CombineFn> ShuffleReader for MergeAccumulators<K, F> {
-    fn advance(&mut self, watermark: Timestamp, now_ms: i64) {
-        self.panes.advance(watermark, now_ms);
-    }
+impl<F: CombineFn> Grouping for MergeAccumulators<F> {
+    type Contents = Buffered<F::Accumulator>;
+    type Out = F::Output;
 
-    fn accept(&mut self, record: ShuffleRecord<'_>) -> UnitResult {
-        let f = &self.combine_fn;
-        let ctx = &self.ctx;
-        let taken = self.panes.accept::<Box<ExecError>>(
-            record.key,
-            key_hash(record.key),
-            record.window,
-            record.timestamp,
-            |slot| {
-                let buffered = slot.get_or_insert_with(Buffered::default);
-                buffered.push(record.value, ctx)?;
-                if buffered.count as usize >= COMPACT_AFTER && !buffered.no_compaction {
-                    buffered.compact(f, ctx)?;
-                }
-                Ok(())
-            },
-            Buffered::absorb,
-        )?;
-        if !taken {
-            count_dropped(&self.ctx, &mut self.panes);
+    fn add(
+        &self,
+        ctx: &UnitContext,
+        contents: &mut Option<Self::Contents>,
+        value: &[u8],
+    ) -> UnitResult {
+        let buffered = contents.get_or_insert_with(Buffered::default);
+        buffered.push(value, ctx)?;
+        if buffered.count as usize >= COMPACT_AFTER && !buffered.no_compaction {
+            buffered.compact(&self.0, ctx)?;
         }
         Ok(())
     }
 
-    fn fire(&mut self) -> Result<usize, Box<ExecError>> {
-        if self.panes.watermark() == Timestamp::MAX
-            && let Some(key) = self.default_key.take()
-        {
-            let hash = key_hash(&key);
-            if route(hash, self.ctx.workers) == self.ctx.worker {
-                // An empty pane: its accumulator is created when it is emitted.
-                self.panes
-                    .ensure(&key, hash, Window::Global, Buffered::default);
-            }
-        }
-        self.fired = self.panes.fire(Buffered::absorb);
-        Ok(self.fired.len())
+    fn merge(into: &mut Self::Contents, other: Self::Contents) {
+        into.absorb(other);
     }
 
-    fn hold(&self) -> Timestamp {
-        self.panes.hold()
-    }
-
-    fn next_wakeup_ms(&self) -> Option<i64> {
-        self.panes.next_deadline()
-    }
-
-    fn attach(&mut self, output: AnyPort) -> Result<(), TypeMismatch> {
-        self.output = Some(output.downcast()?);
-        Ok(())
-    }
-
-    fn detach(&mut self) {
-        self.output = None;
-    }
-
-    fn start_bundle(&mut self) -> UnitResult {
-        attached(&mut self.output, &self.ctx)?.start_bundle()
-    }
-
-    fn emit(&mut self, range: Range<usize>) -> UnitResult {
-        let output = attached(&mut self.output, &self.ctx)?;
-        for (i, firing) in self.fired[range.clone()].iter().enumerate() {
-            self.ctx.position.store(
-                (range.start + i) as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
-            let k = sluice_core::coder::decode_exact::<K>(&firing.key)
-                .map_err(|e| self.ctx.error(e))?;
-            let f = &self.combine_fn;
-            // Merged into a copy, so that a failed bundle can emit the same groups again.
-            let acc = match &firing.contents {
-                Some(buffered) => buffered.merge_all(f, &self.ctx)?,
-                None => guard(&self.ctx, || f.create_accumulator()),
-            };
-            let out = guard(&self.ctx, || f.extract_output(acc));
-            output.emit(WindowedValue {
-                value: (k, out),
-                timestamp: firing.timestamp,
-                window: firing.window,
-                pane: firing.pane,
-            })?;
-        }
-        Ok(())
-    }
-
-    fn finish_bundle(&mut self) -> UnitResult {
-        attached(&mut self.output, &self.ctx)?.finish_bundle()
+    fn output(
+        &self,
+        ctx: &UnitContext,
+        contents: Option<&Self::Contents>,
+    ) -> Result<F::Output, Box<ExecError>> {
+        let f = &self.0;
+        // Merged into a copy, so that a failed bundle can emit the same groups again.
+        let acc = match contents {
+            Some(buffered) => buffered.merge_all(f, ctx)?,
+            None => guard(ctx, || f.create_accumulator()),
+        };
+        Ok(guard(ctx, || f.extract_output(acc)))
     }
 }
 

@@ -1,21 +1,18 @@
 //! GroupByKey: all values of each key (and window), together.
 
 use std::marker::PhantomData;
-use std::ops::Range;
 use std::sync::Arc;
 
-use sluice_core::panes::{Firing, Panes};
-use sluice_core::receiver::{AnyPort, AnyReceiver, Port, TypeMismatch};
-use sluice_core::shuffle::{ShuffleRecord, ShuffleWriter};
+use sluice_core::panes::Panes;
+use sluice_core::receiver::AnyReceiver;
+use sluice_core::shuffle::ShuffleWriter;
 use sluice_core::trigger::Windowing;
-use sluice_core::unit::{GroupByKeyFactory, ShuffleReader, UnitContext, attached};
-use sluice_core::{
-    Coder, Element, ExecError, Receiver, Timestamp, UnitResult, Window, WindowedValue, key_hash,
-    route,
-};
+use sluice_core::unit::{GroupByKeyFactory, ShuffleReader, UnitContext};
+use sluice_core::{Coder, Element, ExecError, Receiver, UnitResult, WindowedValue, key_hash};
 use sluice_plan::Payload;
 
 use crate::pcollection::PCollection;
+use crate::transforms::pane_reader::{Grouping, PaneReader};
 
 impl<K: Element, V: Element> PCollection<(K, V)> {
     /// Groups the values of each key: `(K, V)` becomes `(K, Vec<V>)`, one element per key
@@ -114,7 +111,7 @@ impl<S: KeySplit> GroupByKeyFactory for GroupByKeyPayload<S> {
             ctx,
             &self.windowing,
             self.default_key.clone(),
-            ValuesOf(PhantomData),
+            GroupOf(ValuesOf(PhantomData)),
         )))
     }
 }
@@ -205,127 +202,40 @@ impl<V: Element> GroupValues for ValuesOf<V> {
     }
 }
 
-/// Groups values per key and window, and emits each pane as `(K, D::Out)`.
-pub(crate) struct GroupRead<K, D: GroupValues> {
-    ctx: UnitContext,
-    panes: Panes<Group>,
-    fired: Vec<Firing<Group>>,
-    output: Option<Port<(K, D::Out)>>,
-    default_key: Option<Vec<u8>>,
-    decoder: D,
-}
+/// A GroupByKey's (or CoGroupByKey's) grouping: each pane buffers its values encoded,
+/// and `D` decodes them when it fires.
+pub(crate) struct GroupOf<D>(pub(crate) D);
 
-impl<K, D: GroupValues> GroupRead<K, D> {
-    pub(crate) fn new(
+impl<D: GroupValues> Grouping for GroupOf<D> {
+    type Contents = Group;
+    type Out = D::Out;
+
+    fn add(&self, _ctx: &UnitContext, contents: &mut Option<Group>, value: &[u8]) -> UnitResult {
+        let group = contents.get_or_insert_with(Group::default);
+        group.values.extend_from_slice(value);
+        group.count += 1;
+        Ok(())
+    }
+
+    fn merge(into: &mut Group, other: Group) {
+        into.values.extend_from_slice(&other.values);
+        into.count += other.count;
+    }
+
+    fn output(
+        &self,
         ctx: &UnitContext,
-        windowing: &Windowing,
-        default_key: Option<Vec<u8>>,
-        decoder: D,
-    ) -> Self {
-        GroupRead {
-            ctx: ctx.clone(),
-            panes: Panes::new(windowing.clone(), ctx.streaming),
-            fired: Vec::new(),
-            output: None,
-            default_key,
-            decoder,
+        contents: Option<&Group>,
+    ) -> Result<D::Out, Box<ExecError>> {
+        match contents {
+            Some(group) => self.0.decode(ctx, &group.values, group.count),
+            None => self.0.decode(ctx, &[], 0),
         }
     }
 }
 
-impl<K: Element, D: GroupValues> ShuffleReader for GroupRead<K, D> {
-    fn advance(&mut self, watermark: Timestamp, now_ms: i64) {
-        self.panes.advance(watermark, now_ms);
-    }
-
-    fn accept(&mut self, record: ShuffleRecord<'_>) -> UnitResult {
-        let taken = self.panes.accept::<()>(
-            record.key,
-            key_hash(record.key),
-            record.window,
-            record.timestamp,
-            |group| {
-                let group = group.get_or_insert_with(Group::default);
-                group.values.extend_from_slice(record.value);
-                group.count += 1;
-                Ok(())
-            },
-            |a, b| {
-                a.values.extend_from_slice(&b.values);
-                a.count += b.count;
-            },
-        );
-        if taken == Ok(false) {
-            count_dropped(&self.ctx, &mut self.panes);
-        }
-        Ok(())
-    }
-
-    fn fire(&mut self) -> Result<usize, Box<ExecError>> {
-        if self.panes.watermark() == Timestamp::MAX
-            && let Some(key) = self.default_key.take()
-        {
-            let hash = key_hash(&key);
-            if route(hash, self.ctx.workers) == self.ctx.worker {
-                self.panes
-                    .ensure(&key, hash, Window::Global, Group::default);
-            }
-        }
-        self.fired = self.panes.fire(|a, b| {
-            a.values.extend_from_slice(&b.values);
-            a.count += b.count;
-        });
-        Ok(self.fired.len())
-    }
-
-    fn hold(&self) -> Timestamp {
-        self.panes.hold()
-    }
-
-    fn next_wakeup_ms(&self) -> Option<i64> {
-        self.panes.next_deadline()
-    }
-
-    fn attach(&mut self, output: AnyPort) -> Result<(), TypeMismatch> {
-        self.output = Some(output.downcast()?);
-        Ok(())
-    }
-
-    fn detach(&mut self) {
-        self.output = None;
-    }
-
-    fn start_bundle(&mut self) -> UnitResult {
-        attached(&mut self.output, &self.ctx)?.start_bundle()
-    }
-
-    fn emit(&mut self, range: Range<usize>) -> UnitResult {
-        let output = attached(&mut self.output, &self.ctx)?;
-        for (i, firing) in self.fired[range.clone()].iter().enumerate() {
-            self.ctx.position.store(
-                (range.start + i) as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
-            let k = sluice_core::coder::decode_exact::<K>(&firing.key)
-                .map_err(|e| self.ctx.error(e))?;
-            let values = match &firing.contents {
-                Some(group) => self.decoder.decode(&self.ctx, &group.values, group.count)?,
-                None => self.decoder.decode(&self.ctx, &[], 0)?,
-            };
-            output.emit(WindowedValue {
-                value: (k, values),
-                timestamp: firing.timestamp,
-                window: firing.window,
-                pane: firing.pane,
-            })?;
-        }
-        Ok(())
-    }
-
-    fn finish_bundle(&mut self) -> UnitResult {
-        attached(&mut self.output, &self.ctx)?.finish_bundle()
-    }
-}
+/// Groups values per key and window, and emits each pane as `(K, D::Out)`.
+pub(crate) type GroupRead<K, D> = PaneReader<K, GroupOf<D>>;
 
 /// Moves what `panes` dropped as late into the unit's counters.
 pub(crate) fn count_dropped<C: Clone>(ctx: &UnitContext, panes: &mut Panes<C>) {

@@ -10,6 +10,7 @@ pub mod flatten;
 pub mod group_by_key;
 pub mod kv;
 pub mod latest;
+pub(crate) mod pane_reader;
 pub mod partition;
 pub mod reshuffle;
 pub mod sample;

@@ -175,7 +175,7 @@ pub trait UnboundedSource: Send + Sync + 'static {
 impl Pipeline {
     /// The elements of a [`BoundedSource`].
     pub fn read_source<S: BoundedSource>(&self, name: &str, source: S) -> PCollection<S::Output> {
-        self.add_source(name, Arc::new(Bounded(Arc::new(source))))
+        self.add_source(name, Arc::new(SourceOf(Arc::new(Bounded(source)))))
     }
 
     /// The elements of an [`UnboundedSource`]; the pipeline runs in streaming mode.
@@ -184,7 +184,7 @@ impl Pipeline {
         name: &str,
         source: S,
     ) -> PCollection<S::Output> {
-        self.add_source(name, Arc::new(Unbounded(Arc::new(source))))
+        self.add_source(name, Arc::new(SourceOf(Arc::new(Unbounded(source)))))
     }
 
     fn add_source<T: Element>(&self, name: &str, source: Arc<dyn SourceFactory>) -> PCollection<T> {
@@ -218,33 +218,91 @@ impl<C: Debug + Send + Sync + 'static> SourceSplit for UserSplit<C> {
     }
 }
 
-struct Bounded<S>(Arc<S>);
-struct Unbounded<S>(Arc<S>);
-
-struct BoundedReader<S: BoundedSource> {
-    source: Arc<S>,
-    ctx: UnitContext,
-    output: Option<Port<S::Output>>,
+/// A user source as the runtime reads it, bounded or not: the one reader below serves
+/// both kinds.
+trait UserSource: Send + Sync + 'static {
+    type Output: Element;
+    /// A split's position.
+    type Position: Clone + Debug + Send + Sync + 'static;
+    /// Whether the source is read part by part, without end.
+    const UNBOUNDED: bool;
+    fn positions(&self, workers: usize) -> Result<Vec<Self::Position>, BoxError>;
+    /// Reads a split: whole (bounded), or its next part (unbounded; `Some` progress).
+    fn read_from(
+        &self,
+        at: &Self::Position,
+        max_elements: usize,
+        job: &ReadContext<'_>,
+        out: &mut Emit<'_, Self::Output>,
+    ) -> Result<Option<Progress<Self::Position>>, BoxError>;
+    fn size_bytes(&self) -> Option<u64> {
+        None
+    }
+    fn test_clock(&self) -> Option<Clock> {
+        None
+    }
 }
 
-struct UnboundedReader<S: UnboundedSource> {
-    source: Arc<S>,
-    ctx: UnitContext,
-    output: Option<Port<S::Output>>,
+struct Bounded<S>(S);
+struct Unbounded<S>(S);
+
+impl<S: BoundedSource> UserSource for Bounded<S> {
+    type Output = S::Output;
+    type Position = S::Split;
+    const UNBOUNDED: bool = false;
+    fn positions(&self, workers: usize) -> Result<Vec<S::Split>, BoxError> {
+        self.0.split(workers)
+    }
+    fn read_from(
+        &self,
+        at: &S::Split,
+        _max_elements: usize,
+        _job: &ReadContext<'_>,
+        out: &mut Emit<'_, S::Output>,
+    ) -> Result<Option<Progress<S::Split>>, BoxError> {
+        self.0.read(at, out).map(|()| None)
+    }
+    fn size_bytes(&self) -> Option<u64> {
+        self.0.size_bytes()
+    }
 }
 
-impl<S: BoundedSource> SourceFactory for Bounded<S> {
+impl<S: UnboundedSource> UserSource for Unbounded<S> {
+    type Output = S::Output;
+    type Position = S::Checkpoint;
+    const UNBOUNDED: bool = true;
+    fn positions(&self, workers: usize) -> Result<Vec<S::Checkpoint>, BoxError> {
+        self.0.split(workers)
+    }
+    fn read_from(
+        &self,
+        at: &S::Checkpoint,
+        max_elements: usize,
+        job: &ReadContext<'_>,
+        out: &mut Emit<'_, S::Output>,
+    ) -> Result<Option<Progress<S::Checkpoint>>, BoxError> {
+        self.0.read(at, max_elements, job, out).map(Some)
+    }
+    fn test_clock(&self) -> Option<Clock> {
+        self.0.test_clock()
+    }
+}
+
+/// A user source, erased for the runtime.
+struct SourceOf<U>(Arc<U>);
+
+impl<U: UserSource> SourceFactory for SourceOf<U> {
     fn splits(&self, hint: &SplitHint) -> Result<Vec<Arc<dyn SourceSplit>>, BoxError> {
         Ok(self
             .0
-            .split(hint.workers)?
+            .positions(hint.workers)?
             .into_iter()
             .map(|at| Arc::new(UserSplit { at }) as Arc<dyn SourceSplit>)
             .collect())
     }
 
     fn reader(&self, ctx: &UnitContext) -> Result<Box<dyn SourceReader>, Box<ExecError>> {
-        Ok(Box::new(BoundedReader::<S> {
+        Ok(Box::new(UserReader::<U> {
             source: self.0.clone(),
             ctx: ctx.clone(),
             output: None,
@@ -254,28 +312,9 @@ impl<S: BoundedSource> SourceFactory for Bounded<S> {
     fn size_bytes(&self) -> Option<u64> {
         self.0.size_bytes()
     }
-}
-
-impl<S: UnboundedSource> SourceFactory for Unbounded<S> {
-    fn splits(&self, hint: &SplitHint) -> Result<Vec<Arc<dyn SourceSplit>>, BoxError> {
-        Ok(self
-            .0
-            .split(hint.workers)?
-            .into_iter()
-            .map(|at| Arc::new(UserSplit { at }) as Arc<dyn SourceSplit>)
-            .collect())
-    }
-
-    fn reader(&self, ctx: &UnitContext) -> Result<Box<dyn SourceReader>, Box<ExecError>> {
-        Ok(Box::new(UnboundedReader::<S> {
-            source: self.0.clone(),
-            ctx: ctx.clone(),
-            output: None,
-        }))
-    }
 
     fn is_unbounded(&self) -> bool {
-        true
+        U::UNBOUNDED
     }
 
     fn test_clock(&self) -> Option<Clock> {
@@ -283,18 +322,46 @@ impl<S: UnboundedSource> SourceFactory for Unbounded<S> {
     }
 }
 
-fn split_of<'a, C: 'static>(
-    split: &'a dyn SourceSplit,
-    ctx: &UnitContext,
-) -> Result<&'a C, Box<ExecError>> {
-    split
-        .as_any()
-        .downcast_ref::<UserSplit<C>>()
-        .map(|s| &s.at)
-        .ok_or_else(|| ctx.error("internal error: a source was given another source's split"))
+struct UserReader<U: UserSource> {
+    source: Arc<U>,
+    ctx: UnitContext,
+    output: Option<Port<U::Output>>,
 }
 
-impl<S: BoundedSource> SourceReader for BoundedReader<S> {
+impl<U: UserSource> UserReader<U> {
+    /// Reads from the split's position, at most `max_elements` of an unbounded source.
+    fn read_split(
+        &mut self,
+        split: &dyn SourceSplit,
+        max_elements: usize,
+    ) -> Result<Option<Progress<U::Position>>, Box<ExecError>> {
+        let at = split
+            .as_any()
+            .downcast_ref::<UserSplit<U::Position>>()
+            .map(|s| &s.at)
+            .ok_or_else(|| {
+                self.ctx
+                    .error("internal error: a source was given another source's split")
+            })?;
+        let port = attached(&mut self.output, &self.ctx)?;
+        let mut out = Emit {
+            port,
+            ctx: &self.ctx,
+            emitted: 0,
+            first_position: 0,
+            downstream: None,
+        };
+        let job = ReadContext { ctx: &self.ctx };
+        let result = self.source.read_from(at, max_elements, &job, &mut out);
+        match out.downstream.take() {
+            // The failure belongs to the transform that failed, not to the source.
+            Some(e) => Err(e),
+            None => result.map_err(|e| self.ctx.error(e)),
+        }
+    }
+}
+
+impl<U: UserSource> SourceReader for UserReader<U> {
     fn attach(&mut self, output: AnyPort) -> Result<(), TypeMismatch> {
         self.output = Some(output.downcast()?);
         Ok(())
@@ -306,45 +373,12 @@ impl<S: BoundedSource> SourceReader for BoundedReader<S> {
         attached(&mut self.output, &self.ctx)?.start_bundle()
     }
     fn read(&mut self, split: &dyn SourceSplit) -> UnitResult {
-        let at = split_of::<S::Split>(split, &self.ctx)?;
-        let port = attached(&mut self.output, &self.ctx)?;
-        let mut out = Emit {
-            port,
-            ctx: &self.ctx,
-            emitted: 0,
-            first_position: 0,
-            downstream: None,
-        };
-        let result = self.source.read(at, &mut out);
-        match out.downstream.take() {
-            // The failure belongs to the transform that failed, not to the source.
-            Some(e) => Err(e),
-            None => result.map_err(|e| self.ctx.error(e)),
+        if U::UNBOUNDED {
+            return Err(self
+                .ctx
+                .error("internal error: an unbounded source is read part by part"));
         }
-    }
-    fn finish_bundle(&mut self) -> UnitResult {
-        attached(&mut self.output, &self.ctx)?.finish_bundle()
-    }
-    fn take_bytes_read(&mut self) -> u64 {
-        0
-    }
-}
-
-impl<S: UnboundedSource> SourceReader for UnboundedReader<S> {
-    fn attach(&mut self, output: AnyPort) -> Result<(), TypeMismatch> {
-        self.output = Some(output.downcast()?);
-        Ok(())
-    }
-    fn detach(&mut self) {
-        self.output = None;
-    }
-    fn start_bundle(&mut self) -> UnitResult {
-        attached(&mut self.output, &self.ctx)?.start_bundle()
-    }
-    fn read(&mut self, _split: &dyn SourceSplit) -> UnitResult {
-        Err(self
-            .ctx
-            .error("internal error: an unbounded source is read part by part"))
+        self.read_split(split, usize::MAX).map(|_| ())
     }
     fn finish_bundle(&mut self) -> UnitResult {
         attached(&mut self.output, &self.ctx)?.finish_bundle()
@@ -357,21 +391,10 @@ impl<S: UnboundedSource> SourceReader for UnboundedReader<S> {
         split: &dyn SourceSplit,
         max_elements: usize,
     ) -> Result<Continuation, Box<ExecError>> {
-        let at = split_of::<S::Checkpoint>(split, &self.ctx)?;
-        let port = attached(&mut self.output, &self.ctx)?;
-        let mut out = Emit {
-            port,
-            ctx: &self.ctx,
-            emitted: 0,
-            first_position: 0,
-            downstream: None,
-        };
-        let job = ReadContext { ctx: &self.ctx };
-        let result = self.source.read(at, max_elements, &job, &mut out);
-        if let Some(e) = out.downstream.take() {
-            return Err(e);
-        }
-        let progress = result.map_err(|e| self.ctx.error(e))?;
+        let progress = self.read_split(split, max_elements)?.ok_or_else(|| {
+            self.ctx
+                .error("internal error: a bounded source was read part by part")
+        })?;
         Ok(Continuation {
             rest: progress
                 .next
