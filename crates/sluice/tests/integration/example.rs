@@ -293,12 +293,10 @@ fn start_long_wordcount(dir: &std::path::Path) -> (std::process::Child, PathBuf)
     (child, temp)
 }
 
-fn send_signal(child: &std::process::Child, signal: &str) {
-    let status = Command::new("kill")
-        .args([format!("-{signal}"), child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+/// Sends `signal` to the child, by its pid.
+fn send_signal(child: &std::process::Child, signal: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a child's pid is positive");
+    rustix::process::kill_process(pid, signal).unwrap();
 }
 
 /// Regression: SIGTERM (or Ctrl-C) on a batch job killed it mid-write and left its
@@ -307,7 +305,7 @@ fn send_signal(child: &std::process::Child, signal: &str) {
 fn regression_sigterm_cancels_a_batch_job_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, _temp) = start_long_wordcount(dir.path());
-    send_signal(&child, "TERM");
+    send_signal(&child, rustix::process::Signal::TERM);
     let status = child.wait().unwrap();
     let mut stderr = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
@@ -332,7 +330,7 @@ fn regression_sigterm_cancels_a_batch_job_cleanly() {
 fn regression_a_killed_jobs_leftovers_are_removed_by_the_next_run() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, temp) = start_long_wordcount(dir.path());
-    send_signal(&child, "KILL");
+    send_signal(&child, rustix::process::Signal::KILL);
     child.wait().unwrap();
     assert!(temp.exists(), "a killed job cannot clean up after itself");
     let small = dir.path().join("small.txt");
