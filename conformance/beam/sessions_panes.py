@@ -12,7 +12,6 @@ class WithPane(beam.DoFn):
 
 stream = (TestStream()
           .add_elements([window.TimestampedValue(("u", 1), 0)])
-          .advance_watermark_to(1)
           .add_elements([window.TimestampedValue(("u", 1), 10)])
           .advance_watermark_to_infinity())
 opts = PipelineOptions()

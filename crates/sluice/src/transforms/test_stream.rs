@@ -155,6 +155,9 @@ impl<T: Element + Sync> UnboundedSource for Source<T> {
                 for (value, timestamp) in elements {
                     out.emit(value.clone(), *timestamp)?;
                 }
+                // As in Beam, the next step waits until these have been taken in and
+                // acted on (triggers evaluated on them) everywhere.
+                next.wait_for = Some((next.watermark, job.now_ms()));
             }
             Step::Watermark(watermark) => {
                 next.watermark = next.watermark.max(*watermark);

@@ -192,8 +192,8 @@ fn regression_a_merged_session_counts_its_panes_afresh() {
     for workers in WORKERS {
         let stream = TestStream::new()
             .add_elements(vec![kv("u", 1, 0)])
-            .advance_watermark_to(ms(1))
-            // Bridges into [0, 25): a new window.
+            // Bridges into [0, 25): a new window. (Each step is taken in and acted on
+            // before the next, as in Beam: the early pane of the first fires first.)
             .add_elements(vec![kv("u", 1, 10)])
             .advance_watermark_to_infinity();
         let spec = WindowInto::new(Sessions::with_gap_millis(15))
