@@ -22,13 +22,16 @@ pub struct ExecError {
 }
 
 impl ExecError {
-    /// An error of `transform` caused by `source`.
+    /// An error of `transform` caused by `source` — permanent if `source` is a
+    /// [`Permanent`] error.
     pub fn new(transform: impl Into<String>, source: impl Into<BoxError>) -> Box<ExecError> {
+        let source = source.into();
+        let permanent = source.is::<Permanent>();
         Box::new(ExecError {
             transform: transform.into(),
             element: None,
-            source: source.into(),
-            permanent: false,
+            source,
+            permanent,
         })
     }
 
@@ -125,6 +128,40 @@ pub fn find_io_error<'a>(
         current = e.source();
     }
     None
+}
+
+/// An error that no retry can mend — the element itself is malformed — returned by user
+/// code to fail the job at once instead of after every attempt of the bundle. (A ParDo
+/// with a dead-letter output still retries it, and sets the element aside on the last
+/// attempt.)
+///
+/// ```
+/// use sluice_core::error::Permanent;
+/// fn parse(line: &str) -> Result<u64, sluice_core::BoxError> {
+///     line.parse().map_err(|e| Permanent::new(format!("not a number ({e}): {line}")).into())
+/// }
+/// assert!(parse("x").unwrap_err().is::<Permanent>());
+/// ```
+#[derive(Debug)]
+pub struct Permanent(pub BoxError);
+
+impl Permanent {
+    /// `error`, marked permanent.
+    pub fn new(error: impl Into<BoxError>) -> Permanent {
+        Permanent(error.into())
+    }
+}
+
+impl fmt::Display for Permanent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::error::Error for Permanent {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
 }
 
 /// The message of a caught panic's payload.

@@ -40,7 +40,7 @@ pub mod window;
 pub mod windowing;
 
 pub use coder::{Coder, CoderError, Element, SerdeCoder};
-pub use error::{BoxError, ExecError, FileError, UnitResult, render_element};
+pub use error::{BoxError, ExecError, FileError, Permanent, UnitResult, render_element};
 pub use key::{KEY_HASH_SEED, key_hash, route};
 pub use receiver::{AnyPort, AnyReceiver, Port, PortCounters, Receiver, TypeMismatch};
 pub use time::Timestamp;

@@ -32,7 +32,10 @@ pub fn read_events(p: &Pipeline, name: &str, pattern: &str) -> sluice::Result<PC
     Ok(lines.composite("Parse", |lines| {
         lines
             .try_map("FromJson", |line: String| {
-                event_from_json(&line).map_err(|e| format!("not a Nexmark event ({e}): {line}"))
+                // A line that is not an event stays one whatever the attempt.
+                event_from_json(&line).map_err(|e| {
+                    sluice::Permanent::new(format!("not a Nexmark event ({e}): {line}"))
+                })
             })
             .with_timestamps("EventTime", |e: &Event| e.timestamp())
     }))

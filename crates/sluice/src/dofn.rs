@@ -572,6 +572,7 @@ impl<D: DoFn> Receiver<D::In> for ParDoUnit<D> {
             tagged,
             counters,
             side_inputs,
+            dead_letter,
             ..
         } = self;
         let mut ctx = Context {
@@ -594,7 +595,12 @@ impl<D: DoFn> Receiver<D::In> for ParDoUnit<D> {
         match ctx.downstream.take() {
             Some(e) => Err(e),
             None => result.map_err(|e| {
-                let error = ExecError::new(transform.as_str(), e);
+                let mut error = ExecError::new(transform.as_str(), e);
+                // With a dead-letter output even a permanent failure is retried, so that
+                // the last attempt sets the element aside.
+                if dead_letter.is_some() {
+                    error.permanent = false;
+                }
                 match rendered {
                     Some(r) => error.with_element(r),
                     None => error,

@@ -54,8 +54,8 @@ pub use pipeline::Pipeline;
 pub use result::PipelineResult;
 pub use sluice_core::user_metrics::{MetricValue, UserMetrics};
 pub use sluice_core::{
-    BoxError, Coder, CoderError, Element, PaneInfo, PaneTiming, SerdeCoder, Timestamp, Window,
-    serde_coder,
+    BoxError, Coder, CoderError, Element, PaneInfo, PaneTiming, Permanent, SerdeCoder, Timestamp,
+    Window, serde_coder,
 };
 pub use sluice_io::text::source::BadRecord;
 pub use sluice_runtime::job::JobError;
@@ -96,6 +96,7 @@ pub mod prelude {
     pub use crate::{
         BadRecord, BoxError, Coder, CoderError, Collected, CombineFn, Context, CountFn, DeadLetter,
         DoFn, Element, FinishContext, JobState, MaxFn, MeanFn, MinFn, PCollection, PTransform,
-        PValue, Pipeline, PipelineResult, ReadText, SumFn, Timestamp, TupleTag, Window, WriteText,
+        PValue, Permanent, Pipeline, PipelineResult, ReadText, SumFn, Timestamp, TupleTag, Window,
+        WriteText,
     };
 }

@@ -167,3 +167,50 @@ fn lines_that_are_not_utf8_can_be_read_as_bytes_or_lossily() {
         2
     );
 }
+
+/// Parses numbers; a line that is not one is a permanent failure.
+fn parse(line: String) -> Result<u64, Permanent> {
+    line.parse()
+        .map_err(|e| Permanent::new(format!("not a number ({e}): {line}")))
+}
+
+#[test]
+fn a_permanent_error_from_user_code_fails_at_once_or_is_dead_lettered() {
+    let lines: Vec<String> = (0..1_000)
+        .map(|i| if i == 600 { "x".into() } else { i.to_string() })
+        .collect();
+    let p = pipeline(2);
+    let _ = p
+        .create("Lines", lines.clone())
+        .try_map("Parse", parse)
+        .collect("Out");
+    let result = p.run().unwrap();
+    assert_eq!(result.state(), JobState::Failed);
+    let error = result.error().unwrap().to_string();
+    assert!(
+        error.contains("after 1 attempt:") && error.contains("not a number"),
+        "{error}"
+    );
+    // With a dead-letter output it is set aside (on the last attempt) instead.
+    #[derive(Clone)]
+    struct Parse;
+    impl DoFn for Parse {
+        type In = String;
+        type Out = u64;
+        fn process(&mut self, line: String, ctx: &mut Context<'_, u64>) -> Result<(), BoxError> {
+            ctx.emit(parse(line)?);
+            Ok(())
+        }
+    }
+    let p = pipeline(2);
+    let (numbers, dead) = p
+        .create("Lines", lines)
+        .par_do_with_dead_letter("Parse", Parse);
+    let numbers = numbers.collect("Numbers");
+    let dead = dead.collect("Dead");
+    p.run().unwrap().wait_until_finish().unwrap();
+    assert_eq!(numbers.values().len(), 999);
+    let dead = dead.values();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].element, "x");
+}
