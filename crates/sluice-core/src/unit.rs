@@ -417,6 +417,10 @@ impl SinkBuffer {
 pub struct JobInfo {
     /// The job's id.
     pub job_id: String,
+    /// This process is a member of a cluster job: another process (the launcher) has
+    /// begun the sink and commits it; this one only writes, and hands what it wrote over
+    /// ([`SinkJob::handoff`]).
+    pub member: bool,
 }
 
 /// A sink of a pipeline.
@@ -443,6 +447,16 @@ pub trait SinkJob: Send + Sync {
     fn finalize(&self) {}
     /// The job failed: removes all temporary output.
     fn abort(&self);
+    /// In a member process of a cluster job, once its writers have closed: what they
+    /// produced, for the launcher's [`SinkJob::adopt`].
+    fn handoff(&self) -> Result<Vec<u8>, BoxError> {
+        Ok(Vec::new())
+    }
+    /// In the launcher of a cluster job: takes in what a member's writers produced, as
+    /// if written here, before the commit.
+    fn adopt(&self, _handoff: &[u8]) -> Result<(), BoxError> {
+        Ok(())
+    }
 }
 
 /// Writes the committed bundles of one worker.

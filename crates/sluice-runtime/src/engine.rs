@@ -47,12 +47,25 @@ use sluice_core::error::current_step;
 /// Runs the job's dataflow on `config.workers` threads; returns the merged reports.
 pub(crate) fn execute(job: Arc<JobShared>) -> Result<WorkerReport, String> {
     let workers = job.config.workers;
-    let guards = timely::execute(timely::Config::process(workers), move |worker| {
+    let config = match &job.config.cluster {
+        None => timely::Config::process(workers),
+        Some(cluster) => timely::Config {
+            communication: timely::CommunicationConfig::Cluster {
+                threads: workers,
+                process: cluster.process,
+                addresses: cluster.addresses.clone(),
+                report: false,
+                zerocopy: false,
+            },
+            worker: timely::WorkerConfig::default(),
+        },
+    };
+    let guards = timely::execute(config, move |worker| {
         let index = worker.index();
         let peers = worker.peers();
         let state = Rc::new(RefCell::new(WorkerState::default()));
         state.borrow_mut().report.worker = index;
-        job.progress[index].attach_thread(job.epoch, current_step::handle());
+        job.progress[job.local(index)].attach_thread(job.epoch, current_step::handle());
         // User code cannot panic past its stage (bundles are guarded); a panic here is a
         // bug in the runner. Catch it to report its message and drop the dataflow so that
         // timely does not keep stepping it; the other workers, which would wait for the

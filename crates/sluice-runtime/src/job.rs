@@ -154,13 +154,25 @@ fn cancel_reason(code: usize) -> String {
     }
 }
 
+/// This process's part in a job that several processes of the same binary run together
+/// (the cluster runner), connected over TCP by the engine.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// This process's index, `0..addresses.len()`.
+    pub process: usize,
+    /// Every process's `host:port`, in process order.
+    pub addresses: Vec<String>,
+}
+
 /// How to run a job.
 #[derive(Clone, Debug)]
 pub struct RunnerConfig {
     /// The job's id.
     pub job_id: String,
-    /// Worker threads.
+    /// Worker threads (of this process, in a cluster).
     pub workers: usize,
+    /// Set when this process is one of several running the job.
+    pub cluster: Option<ClusterConfig>,
     /// Preferred input bytes per source bundle.
     pub desired_bundle_bytes: u64,
     /// Most groups a bundle emits after a shuffle.
@@ -190,11 +202,29 @@ pub struct RunnerConfig {
 }
 
 impl RunnerConfig {
+    /// How many processes run the job.
+    pub fn processes(&self) -> usize {
+        self.cluster
+            .as_ref()
+            .map_or(1, |c| c.addresses.len().max(1))
+    }
+
+    /// This process's index.
+    pub fn process(&self) -> usize {
+        self.cluster.as_ref().map_or(0, |c| c.process)
+    }
+
+    /// Worker threads of the whole job, across processes.
+    pub fn total_workers(&self) -> usize {
+        self.workers * self.processes()
+    }
+
     /// Defaults for a job with `workers` worker threads.
     pub fn new(job_id: impl Into<String>, workers: usize) -> RunnerConfig {
         RunnerConfig {
             job_id: job_id.into(),
             workers: workers.max(1),
+            cluster: None,
             desired_bundle_bytes: 8 << 20,
             max_groups_per_bundle: 16_384,
             max_bundle_attempts: 4,
@@ -398,6 +428,11 @@ impl JobShared {
             .map(|(_, s)| s)
     }
 
+    /// The index of global worker `worker` among this process's threads.
+    pub fn local(&self, worker: usize) -> usize {
+        worker % self.config.workers
+    }
+
     /// Stage id and name, for messages.
     pub fn stage_label(&self, stage: usize) -> String {
         let s = &self.graph.stages[stage];
@@ -426,38 +461,97 @@ fn upstream_stages(graph: &ExecutionGraph, layouts: &[StageLayout]) -> Vec<Vec<u
         .collect()
 }
 
-/// Runs a validated, optimised plan to completion.
+/// The sinks of a job, each begun: its temporary output prepared (by the process that
+/// will commit), or — for a `member` of a cluster job — joined.
+pub type Sinks = Vec<(TransformId, Arc<dyn SinkJob>)>;
+
+/// Begins every sink of the pipeline; on an error, the sinks begun so far are aborted.
+pub fn begin_sinks(
+    pipeline: &PipelineGraph,
+    job_id: &str,
+    member: bool,
+) -> Result<Sinks, JobError> {
+    let info = JobInfo {
+        job_id: job_id.to_string(),
+        member,
+    };
+    let mut sinks: Sinks = Vec::new();
+    for (id, t) in pipeline.leaves() {
+        if let Payload::Write(sink) = &t.payload {
+            match sink.begin(&info) {
+                Ok(job) => sinks.push((id, job)),
+                Err(source) => {
+                    for (_, begun) in &sinks {
+                        begun.abort();
+                    }
+                    let transform = t.name.clone();
+                    return Err(JobError::SinkBegin { transform, source });
+                }
+            }
+        }
+    }
+    Ok(sinks)
+}
+
+/// What this process's part of a job did: its workers' merged report, and why it
+/// failed, if it did. Nothing is committed yet.
+pub struct PartOutcome {
+    failure: Option<JobError>,
+    report: WorkerReport,
+}
+
+/// Runs a validated, optimised plan to completion in this process.
 pub fn run(
     pipeline: Arc<PipelineGraph>,
     graph: Arc<ExecutionGraph>,
     config: RunnerConfig,
 ) -> JobOutcome {
     let started = Instant::now();
+    let workers = config.total_workers();
+    let sinks = match begin_sinks(&pipeline, &config.job_id, false) {
+        Ok(sinks) => sinks,
+        Err(error) => return failed_before_start(&pipeline, &graph, workers, error, started),
+    };
+    let part = run_part(pipeline.clone(), graph.clone(), config, &sinks);
+    finish(&pipeline, &graph, workers, &sinks, part, started)
+}
+
+fn failed_before_start(
+    pipeline: &PipelineGraph,
+    graph: &ExecutionGraph,
+    workers: usize,
+    error: JobError,
+    started: Instant,
+) -> JobOutcome {
+    JobOutcome {
+        state: JobState::Failed,
+        error: Some(error),
+        metrics: JobMetrics::from_report(
+            pipeline,
+            graph,
+            &WorkerReport::default(),
+            workers,
+            started.elapsed(),
+        ),
+        committed: Vec::new(),
+    }
+}
+
+/// Runs this process's part of the job — all of it on the embedded runner — writing to
+/// `sinks`; commits nothing.
+pub fn run_part(
+    pipeline: Arc<PipelineGraph>,
+    graph: Arc<ExecutionGraph>,
+    config: RunnerConfig,
+    sinks: &Sinks,
+) -> PartOutcome {
     // Panics of user code that a retry may mend stay off stderr (see `quiet_panics`).
     sluice_core::error::quiet_panics::install();
-    let failed = |error: JobError, sinks: &[(TransformId, Arc<dyn SinkJob>)]| {
-        for (_, sink) in sinks {
-            sink.abort();
-        }
-        JobOutcome {
-            state: JobState::Failed,
-            error: Some(error),
-            metrics: JobMetrics::from_report(
-                &pipeline,
-                &graph,
-                &WorkerReport::default(),
-                config.workers,
-                started.elapsed(),
-            ),
-            committed: Vec::new(),
-        }
-    };
-
     let layouts: Vec<StageLayout> = (0..graph.stages.len())
         .map(|i| StageLayout::new(&graph, i))
         .collect();
     let hint = SplitHint {
-        workers: config.workers,
+        workers: config.total_workers(),
         desired_bundle_bytes: config.desired_bundle_bytes,
     };
     let mut splits = Vec::with_capacity(layouts.len());
@@ -472,7 +566,10 @@ pub fn run(
                     Ok(s) => s,
                     Err(source) => {
                         let transform = transform.name.clone();
-                        return failed(JobError::Split { transform, source }, &[]);
+                        return PartOutcome {
+                            failure: Some(JobError::Split { transform, source }),
+                            report: WorkerReport::default(),
+                        };
                     }
                 }
             }
@@ -482,22 +579,6 @@ pub fn run(
             }
         };
         splits.push(stage_splits);
-    }
-
-    let info = JobInfo {
-        job_id: config.job_id.clone(),
-    };
-    let mut sinks: Vec<(TransformId, Arc<dyn SinkJob>)> = Vec::new();
-    for (id, t) in pipeline.leaves() {
-        if let Payload::Write(sink) = &t.payload {
-            match sink.begin(&info) {
-                Ok(job) => sinks.push((id, job)),
-                Err(source) => {
-                    let transform = t.name.clone();
-                    return failed(JobError::SinkBegin { transform, source }, &sinks);
-                }
-            }
-        }
     }
 
     let shared = Arc::new(JobShared {
@@ -518,7 +599,7 @@ pub fn run(
         layouts,
         splits,
         config,
-        sinks,
+        sinks: sinks.clone(),
         failed: AtomicBool::new(false),
         failure: Mutex::new(None),
         abandoned: AtomicBool::new(false),
@@ -543,14 +624,25 @@ pub fn run(
             "transform '{transform}': {n} more retried failure(s) like \"{kind}\" were not logged one by one"
         );
     }
-    let mut metrics = JobMetrics::from_report(
-        &pipeline,
-        &graph,
-        &report,
-        shared.config.workers,
-        started.elapsed(),
-    );
-    let mut warnings = metrics.fan_out_warnings(&pipeline, &graph, shared.config.workers);
+    PartOutcome {
+        failure: shared.take_failure(),
+        report,
+    }
+}
+
+/// Measures the job and, if no part failed, commits its sinks (two-phase); otherwise
+/// aborts them.
+fn finish(
+    pipeline: &PipelineGraph,
+    graph: &ExecutionGraph,
+    workers: usize,
+    sinks: &Sinks,
+    part: PartOutcome,
+    started: Instant,
+) -> JobOutcome {
+    let mut metrics =
+        JobMetrics::from_report(pipeline, graph, &part.report, workers, started.elapsed());
+    let mut warnings = metrics.fan_out_warnings(pipeline, graph, workers);
     for stage in &metrics.stages {
         if !stage.stragglers.is_empty() {
             warnings.push(format!(
@@ -564,8 +656,8 @@ pub fn run(
     }
     metrics.warnings = warnings;
 
-    if let Some(error) = shared.take_failure() {
-        for (_, sink) in &shared.sinks {
+    if let Some(error) = part.failure {
+        for (_, sink) in sinks {
             sink.abort();
         }
         let state = match error {
@@ -582,11 +674,11 @@ pub fn run(
     // Two phases across sinks: each commit can be undone until every sink has committed,
     // so a failure in one leaves none of the job's output.
     let mut committed = Vec::new();
-    for (i, (id, sink)) in shared.sinks.iter().enumerate() {
+    for (i, (id, sink)) in sinks.iter().enumerate() {
         match sink.commit() {
             Ok(description) => committed.push(description),
             Err(source) => {
-                for (done_id, done) in shared.sinks[..i].iter().rev() {
+                for (done_id, done) in sinks[..i].iter().rev() {
                     if let Err(e) = done.undo() {
                         log::error!(
                             "could not undo the commit of '{}': {}",
@@ -595,7 +687,7 @@ pub fn run(
                         );
                     }
                 }
-                for (_, any) in &shared.sinks {
+                for (_, any) in sinks {
                     any.abort();
                 }
                 return JobOutcome {
@@ -610,7 +702,7 @@ pub fn run(
             }
         }
     }
-    for (_, sink) in &shared.sinks {
+    for (_, sink) in sinks {
         sink.finalize();
     }
     JobOutcome {

@@ -35,5 +35,5 @@ mod stage_run;
 pub mod watchdog;
 mod watermark;
 
-pub use job::{JobOutcome, JobState, RunnerConfig, run};
+pub use job::{ClusterConfig, JobOutcome, JobState, RunnerConfig, run};
 pub use metrics::{JobMetrics, StageMetrics, TransformMetrics, UserMetric};

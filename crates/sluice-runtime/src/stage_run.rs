@@ -203,7 +203,9 @@ impl StageRun {
                 &self.layout,
                 self.worker,
                 self.peers,
-                self.job.progress[self.worker].position.clone(),
+                self.job.progress[self.job.local(self.worker)]
+                    .position
+                    .clone(),
                 crate::stage::JobMode {
                     streaming: self.job.config.streaming,
                     clock: self.job.config.clock.clone(),
@@ -280,7 +282,7 @@ impl StageRun {
 
     /// Publishes the output watermark the stage holds (an engine time).
     pub(crate) fn publish_output(&self, time: u64) {
-        self.job.acted[self.layout.index][self.worker]
+        self.job.acted[self.layout.index][self.job.local(self.worker)]
             .output
             .store(time, Ordering::Release);
     }
@@ -291,7 +293,7 @@ impl StageRun {
         if self.kind != RootKind::Shuffle {
             return;
         }
-        let acted = &self.job.acted[self.layout.index][self.worker];
+        let acted = &self.job.acted[self.layout.index][self.job.local(self.worker)];
         if self.finished {
             acted.watermark.store(u64::MAX, Ordering::Release);
             acted.now_ms.store(i64::MAX, Ordering::Release);
@@ -568,7 +570,12 @@ impl StageRun {
     /// Claims the next split of the stage's source; `None` when none is left.
     fn next_split(&mut self) -> Option<Pending> {
         let stage = self.layout.index;
-        let next = self.job.cursors[stage].fetch_add(1, Ordering::Relaxed);
+        // Each process reads its share of the splits (every process computes the same
+        // splits); its threads take them in turn as they are free.
+        let taken = self.job.cursors[stage].fetch_add(1, Ordering::Relaxed);
+        let next = taken
+            .saturating_mul(self.job.config.processes())
+            .saturating_add(self.job.config.process());
         self.job.splits[stage]
             .get(next)
             .cloned()
@@ -621,7 +628,7 @@ impl StageRun {
             Pending::Groups(range) => format!("groups {}..{}", range.start, range.end),
             Pending::Unbounded { split, .. } => format!("{split:?}"),
         };
-        let progress = self.job.progress[self.worker].clone();
+        let progress = self.job.progress[self.job.local(self.worker)].clone();
         if self.instance().is_none() {
             return Work {
                 finished: true,

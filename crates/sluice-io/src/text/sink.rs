@@ -251,6 +251,32 @@ impl SinkFactory for TextSink {
     }
 
     fn begin(&self, job: &JobInfo) -> Result<Arc<dyn SinkJob>, BoxError> {
+        let temp_dir = self
+            .dir
+            .join(format!("{TEMP_MARK}{}-{}", self.file_prefix, job.job_id));
+        if job.member {
+            // The launcher made (and locks) the temporary directory; this process only
+            // writes its files there and hands them over.
+            if !temp_dir.is_dir() {
+                return Err(FileError::new(
+                    "find the job's temporary directory",
+                    &temp_dir,
+                    std::io::Error::from(std::io::ErrorKind::NotFound),
+                )
+                .into());
+            }
+            return Ok(Arc::new(TextSinkJob {
+                sink: self.clone(),
+                temp_dir,
+                created: Vec::new(),
+                lock: Mutex::new(None),
+                next_file: AtomicUsize::new(0),
+                closed: Arc::default(),
+                renamed: Mutex::default(),
+                undo_failed: AtomicBool::new(false),
+                member: true,
+            }));
+        }
         // The directories this job creates, outermost first: a failed job removes them
         // again if they are empty, so it leaves no trace.
         let mut created = Vec::new();
@@ -266,9 +292,6 @@ impl SinkFactory for TextSink {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| FileError::new("create the output directory", &self.dir, e))?;
         clean_stale(&self.dir, &self.file_prefix);
-        let temp_dir = self
-            .dir
-            .join(format!("{TEMP_MARK}{}-{}", self.file_prefix, job.job_id));
         std::fs::create_dir_all(&temp_dir)
             .map_err(|e| FileError::new("create the temporary directory", &temp_dir, e))?;
         let lock = lock_temp_dir(&temp_dir, &self.file_prefix, &job.job_id)?;
@@ -281,6 +304,7 @@ impl SinkFactory for TextSink {
             closed: Arc::default(),
             renamed: Mutex::default(),
             undo_failed: AtomicBool::new(false),
+            member: false,
         }))
     }
 }
@@ -450,6 +474,9 @@ struct TextSinkJob {
     renamed: Mutex<Vec<(PathBuf, PathBuf)>>,
     /// An undo could not restore everything: what it could not is kept.
     undo_failed: AtomicBool,
+    /// A member of a cluster job: it writes and hands over; the launcher commits or
+    /// aborts.
+    member: bool,
 }
 
 impl TextSinkJob {
@@ -712,7 +739,51 @@ impl SinkJob for TextSinkJob {
         }
     }
 
+    fn handoff(&self) -> Result<Vec<u8>, BoxError> {
+        let mut out = String::new();
+        for (worker, path) in self.closed() {
+            let path = path.to_str().ok_or_else(|| {
+                FileError::new(
+                    "hand over",
+                    &path,
+                    std::io::Error::other("the path is not valid UTF-8"),
+                )
+            })?;
+            out.push_str(&format!("{worker}\t{path}\n"));
+        }
+        Ok(out.into_bytes())
+    }
+
+    fn adopt(&self, handoff: &[u8]) -> Result<(), BoxError> {
+        let text = std::str::from_utf8(handoff)
+            .map_err(|_| "internal error: a member's handoff is not text")?;
+        let mut closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
+        for line in text.lines() {
+            let (worker, path) = line
+                .split_once('\t')
+                .ok_or("internal error: a malformed handoff line")?;
+            let worker: usize = worker
+                .parse()
+                .map_err(|_| "internal error: a malformed handoff worker")?;
+            let path = PathBuf::from(path);
+            if path.parent() != Some(self.temp_dir.as_path()) {
+                return Err(format!(
+                    "a member handed over {}, which is not in the job's temporary directory {}",
+                    path.display(),
+                    self.temp_dir.display()
+                )
+                .into());
+            }
+            closed.push((worker, path));
+        }
+        Ok(())
+    }
+
     fn abort(&self) {
+        if self.member {
+            // The launcher removes the job's temporary output.
+            return;
+        }
         if self.undo_failed.load(Ordering::Acquire) {
             // Keep the earlier output that could not be restored, and the journal, so
             // that the next run at this prefix can try again; drop only the new files.
@@ -786,7 +857,11 @@ mod tests {
     use super::*;
 
     fn job(sink: &TextSink, id: &str) -> Arc<dyn SinkJob> {
-        sink.begin(&JobInfo { job_id: id.into() }).unwrap()
+        sink.begin(&JobInfo {
+            job_id: id.into(),
+            member: false,
+        })
+        .unwrap()
     }
 
     fn write(job: &Arc<dyn SinkJob>, worker: usize, text: &str) {

@@ -156,6 +156,20 @@ impl SinkJob for CollectJob {
         Ok(())
     }
 
+    fn handoff(&self) -> Result<Vec<u8>, BoxError> {
+        Ok(std::mem::take(
+            &mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner),
+        ))
+    }
+
+    fn adopt(&self, handoff: &[u8]) -> Result<(), BoxError> {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(handoff);
+        Ok(())
+    }
+
     fn abort(&self) {
         if let Ok(mut p) = self.pending.lock() {
             p.clear();
