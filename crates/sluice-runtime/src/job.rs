@@ -116,6 +116,14 @@ pub enum JobError {
     /// The execution engine itself failed.
     #[error("the execution engine failed: {0}")]
     Engine(String),
+    /// A worker process of a cluster job failed, or was lost.
+    #[error("worker process {process} failed: {message}")]
+    Worker {
+        /// The process's index.
+        process: usize,
+        /// What happened to it.
+        message: String,
+    },
     /// The job was cancelled before it finished; no output was committed.
     #[error("the job was cancelled ({reason}); no output was committed")]
     Cancelled {
@@ -136,7 +144,7 @@ impl JobError {
             JobError::Bundle { error, .. } => {
                 sluice_core::error::find_io_error(error.source.as_ref())
             }
-            JobError::Engine(_) | JobError::Cancelled { .. } => None,
+            JobError::Engine(_) | JobError::Worker { .. } | JobError::Cancelled { .. } => None,
         }
     }
 }
@@ -500,6 +508,16 @@ pub struct PartOutcome {
     report: WorkerReport,
 }
 
+impl PartOutcome {
+    /// A part that failed before it ran.
+    pub fn failed(error: JobError) -> PartOutcome {
+        PartOutcome {
+            failure: Some(error),
+            report: WorkerReport::default(),
+        }
+    }
+}
+
 /// Runs a validated, optimised plan to completion in this process.
 pub fn run(
     pipeline: Arc<PipelineGraph>,
@@ -711,4 +729,95 @@ fn finish(
         metrics,
         committed,
     }
+}
+
+/// What a member process of a cluster job tells its launcher at the end: its workers'
+/// report, how its part ended, and what its sinks wrote.
+#[derive(Serialize, serde::Deserialize)]
+struct MemberReport {
+    failure: Option<String>,
+    cancelled: bool,
+    report: WorkerReport,
+    /// Per sink (its transform's index): what the member's writers produced.
+    handoffs: Vec<(usize, Vec<u8>)>,
+}
+
+/// The report a member process sends its launcher (see [`finish_cluster`]), and whether
+/// its part succeeded.
+pub fn member_report(part: PartOutcome, sinks: &Sinks) -> (Vec<u8>, bool) {
+    let mut failure = match &part.failure {
+        Some(JobError::Cancelled { reason }) => Some(reason.clone()),
+        Some(error) => Some(sluice_core::error::display_safely(error)),
+        None => None,
+    };
+    let cancelled = matches!(part.failure, Some(JobError::Cancelled { .. }));
+    let mut handoffs = Vec::new();
+    for (id, sink) in sinks {
+        match sink.handoff() {
+            Ok(bytes) => handoffs.push((id.0, bytes)),
+            Err(e) => {
+                failure.get_or_insert_with(|| sluice_core::error::display_safely(&*e));
+            }
+        }
+    }
+    let ok = failure.is_none();
+    let report = MemberReport {
+        failure,
+        cancelled,
+        report: part.report,
+        handoffs,
+    };
+    (postcard::to_stdvec(&report).unwrap_or_default(), ok)
+}
+
+/// The launcher's end of a cluster job: takes in every member's report (or what
+/// happened to a member that sent none), by process index — the first failure listed
+/// is the one reported — and commits the sinks if every member succeeded, or aborts
+/// them.
+pub fn finish_cluster(
+    pipeline: &PipelineGraph,
+    graph: &ExecutionGraph,
+    workers: usize,
+    sinks: &Sinks,
+    members: Vec<(usize, Result<Vec<u8>, String>)>,
+    started: Instant,
+) -> JobOutcome {
+    let mut merged = WorkerReport::default();
+    let mut failure: Option<JobError> = None;
+    for (process, member) in members {
+        let report = member.and_then(|bytes| {
+            postcard::from_bytes::<MemberReport>(&bytes)
+                .map_err(|e| format!("its report could not be read: {e}"))
+        });
+        let report = match report {
+            Ok(report) => report,
+            Err(message) => {
+                failure.get_or_insert(JobError::Worker { process, message });
+                continue;
+            }
+        };
+        if let Some(message) = report.failure {
+            failure.get_or_insert(if report.cancelled {
+                JobError::Cancelled { reason: message }
+            } else {
+                JobError::Worker { process, message }
+            });
+        }
+        for (transform, bytes) in &report.handoffs {
+            if let Some((_, sink)) = sinks.iter().find(|(t, _)| t.0 == *transform)
+                && let Err(source) = sink.adopt(bytes)
+            {
+                failure.get_or_insert(JobError::SinkWrite {
+                    transform: pipeline.transform(TransformId(*transform)).name.clone(),
+                    source,
+                });
+            }
+        }
+        merged.merge(report.report);
+    }
+    let part = PartOutcome {
+        failure,
+        report: merged,
+    };
+    finish(pipeline, graph, workers, sinks, part, started)
 }

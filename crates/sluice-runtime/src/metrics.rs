@@ -8,12 +8,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sluice_core::user_metrics::MetricValue;
 use sluice_plan::{EdgeKind, ExecutionGraph, PipelineGraph, StepOp, TransformId, TransformKind};
 
 /// Counts one worker collected.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct WorkerReport {
     /// The worker (set on the worker's own report).
     pub worker: usize,
@@ -30,6 +30,7 @@ pub(crate) struct WorkerReport {
     /// Per step: elements a grouping dropped as too late for their window.
     pub step_late_dropped: BTreeMap<usize, u64>,
     /// Per (step, name): user metrics of committed bundles.
+    #[serde(with = "user_as_json")]
     pub user: BTreeMap<(usize, String), MetricValue>,
     /// Per edge: (elements, bytes).
     pub edges: BTreeMap<usize, (u64, u64)>,
@@ -44,13 +45,61 @@ pub(crate) struct WorkerReport {
     pub sink: BTreeMap<usize, (u64, u64)>,
 }
 
+/// User metrics travel between processes as JSON text inside the binary report: their
+/// tagged form, which compact binary formats cannot read back.
+mod user_as_json {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use sluice_core::user_metrics::MetricValue;
+
+    pub fn serialize<S: Serializer>(
+        user: &BTreeMap<(usize, String), MetricValue>,
+        out: S,
+    ) -> Result<S::Ok, S::Error> {
+        let pairs: Vec<(usize, &str, String)> = user
+            .iter()
+            .map(|((step, name), value)| {
+                (
+                    *step,
+                    name.as_str(),
+                    serde_json::to_string(value).unwrap_or_default(),
+                )
+            })
+            .collect();
+        pairs.serialize(out)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        input: D,
+    ) -> Result<BTreeMap<(usize, String), MetricValue>, D::Error> {
+        let pairs: Vec<(usize, String, String)> = Vec::deserialize(input)?;
+        pairs
+            .into_iter()
+            .map(|(step, name, json)| {
+                serde_json::from_str(&json)
+                    .map(|value| ((step, name), value))
+                    .map_err(serde::de::Error::custom)
+            })
+            .collect()
+    }
+}
+
 impl WorkerReport {
     pub fn merge(&mut self, other: WorkerReport) {
-        for (stage, nanos) in &other.stage_nanos {
-            *self
-                .worker_stage_nanos
-                .entry((*stage, other.worker))
-                .or_default() += nanos;
+        if other.worker_stage_nanos.is_empty() {
+            // One worker's own report.
+            for (stage, nanos) in &other.stage_nanos {
+                *self
+                    .worker_stage_nanos
+                    .entry((*stage, other.worker))
+                    .or_default() += nanos;
+            }
+        } else {
+            // A process's merged report (a member of a cluster job): per worker already.
+            for (key, nanos) in &other.worker_stage_nanos {
+                *self.worker_stage_nanos.entry(*key).or_default() += nanos;
+            }
         }
         fn add2(a: &mut BTreeMap<usize, (u64, u64)>, b: BTreeMap<usize, (u64, u64)>) {
             for (k, (x, y)) in b {

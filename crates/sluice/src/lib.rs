@@ -37,6 +37,7 @@
 //! [`prelude`].
 #![deny(missing_docs)]
 
+mod cluster;
 pub mod dofn;
 mod drain;
 pub mod error;

@@ -78,6 +78,31 @@ pub enum OptionsError {
     },
 }
 
+/// What a worker process of a cluster job was told by its launcher (flags the launcher
+/// adds; not for users).
+#[derive(Clone, Debug, Default)]
+pub struct WorkerRole {
+    /// `--sluice_worker_index`: this process's index.
+    pub index: usize,
+    /// `--sluice_peers`: every process's `host:port`, comma-separated.
+    pub peers: Vec<String>,
+    /// `--sluice_job_id`.
+    pub job_id: String,
+    /// `--sluice_report`: where to write the report for the launcher.
+    pub report: Option<PathBuf>,
+    /// `--sluice_plan_hash`: the launcher's plan hash, to compare with this process's.
+    pub plan_hash: Option<String>,
+}
+
+/// Flags the cluster runner's launcher adds for its worker processes.
+const WORKER_FLAGS: &[&str] = &[
+    "sluice_worker_index",
+    "sluice_peers",
+    "sluice_job_id",
+    "sluice_report",
+    "sluice_plan_hash",
+];
+
 /// The runner's own flags, with what each means (for `--help` and typo checks).
 pub const RUNNER_FLAGS: &[(&str, &str)] = &[
     (
@@ -123,6 +148,11 @@ pub const RUNNER_FLAGS: &[(&str, &str)] = &[
         "allow_unknown_flags",
         "only warn about an unknown flag close to a known one",
     ),
+    ("num_workers", "ClusterRunner: worker processes (default 2)"),
+    (
+        "worker_threads",
+        "ClusterRunner: threads per worker process (default: cores / processes, at least 1)",
+    ),
     ("help", "print the flags and exit without running"),
 ];
 
@@ -161,6 +191,14 @@ pub struct PipelineOptions {
     pub allow_unknown_flags: bool,
     /// `--help` or `-h`.
     pub help: bool,
+    /// `--num_workers`: worker processes of the cluster runner.
+    pub num_workers: usize,
+    /// `--worker_threads`: threads per worker process (0: cores / processes).
+    pub worker_threads: usize,
+    /// Set in a worker process started by the cluster runner's launcher (internal).
+    pub worker: Option<WorkerRole>,
+    /// The arguments as given (without the program name), for the launcher to pass on.
+    pub args: Vec<String>,
     /// Every other flag, by name, in the order given.
     user: BTreeMap<String, Vec<String>>,
 }
@@ -250,6 +288,7 @@ impl PipelineOptions {
         S: Into<String>,
     {
         let args: Vec<String> = args.into_iter().map(Into::into).collect();
+        let given = args.clone();
         let mut raw: Vec<(String, String)> = Vec::new();
         let mut i = 0;
         let mut last_boolean: Option<String> = None;
@@ -297,7 +336,16 @@ impl PipelineOptions {
             runner: "DirectRunner".into(),
             max_bundle_attempts: 4,
             stuck_bundle_secs: 300.0,
+            num_workers: 2,
+            args: given,
             ..PipelineOptions::default()
+        };
+        let number = |name: &str, value: &str, what: &str| -> Result<usize, OptionsError> {
+            value.parse().map_err(|_| OptionsError::Invalid {
+                flag: name.into(),
+                value: value.into(),
+                expected: what.into(),
+            })
         };
         for (name, value) in raw {
             match name.as_str() {
@@ -356,6 +404,28 @@ impl PipelineOptions {
                         })?
                 }
                 "labels" => options.add_labels(&value)?,
+                "num_workers" => {
+                    options.num_workers =
+                        number(&name, &value, "a number of worker processes, at least 1")?.max(1)
+                }
+                "worker_threads" => {
+                    options.worker_threads =
+                        number(&name, &value, "a number of threads per worker process")?
+                }
+                flag if WORKER_FLAGS.contains(&flag) => {
+                    let role = options.worker.get_or_insert_with(WorkerRole::default);
+                    match flag {
+                        "sluice_worker_index" => {
+                            role.index = number(&name, &value, "a worker process index")?
+                        }
+                        "sluice_peers" => {
+                            role.peers = value.split(',').map(str::to_string).collect()
+                        }
+                        "sluice_job_id" => role.job_id = value,
+                        "sluice_report" => role.report = Some(PathBuf::from(value)),
+                        _ => role.plan_hash = Some(value),
+                    }
+                }
                 _ => options.user.entry(name).or_default().push(value),
             }
         }
@@ -460,6 +530,18 @@ impl PipelineOptions {
     pub fn runner_name(&self) -> String {
         let lower = self.runner.to_ascii_lowercase();
         lower.strip_suffix("runner").unwrap_or(&lower).to_string()
+    }
+
+    /// Threads per process of the cluster runner: `--worker_threads`, or the cores shared
+    /// out among the processes (at least 1).
+    pub fn threads_per_worker(&self) -> usize {
+        if self.worker_threads > 0 {
+            return self.worker_threads;
+        }
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        (cores / self.num_workers.max(1)).max(1)
     }
 
     /// Worker threads: `--direct_num_workers`, or one per core.

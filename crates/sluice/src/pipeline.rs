@@ -17,7 +17,7 @@ use crate::pcollection::{PCollection, PValue};
 use crate::result::PipelineResult;
 
 /// The runner's known names (after [`PipelineOptions::runner_name`]).
-const RUNNERS: &[&str] = &["direct"];
+const RUNNERS: &[&str] = &["direct", "cluster"];
 
 pub(crate) struct Inner {
     pub(crate) graph: PipelineGraph,
@@ -337,7 +337,8 @@ impl Pipeline {
             return Err(OptionsError::Invalid {
                 flag: "runner".into(),
                 value: options.runner.clone(),
-                expected: "DirectRunner (the embedded runner); no other runner is built in".into(),
+                expected: "DirectRunner (the embedded runner) or ClusterRunner (several processes)"
+                    .into(),
             }
             .into());
         }
@@ -374,7 +375,12 @@ impl Pipeline {
         let plan = Arc::new(sluice_plan::optimize(&graph, &OptimizeOptions::default()));
         // Streaming when asked, or when a source never ends.
         let streaming = options.streaming || graph.pcollections.iter().any(|pc| !pc.bounded);
-        let job_id = new_job_id();
+        let cluster = runner == "cluster";
+        let member = options.worker.clone().filter(|_| cluster);
+        let job_id = match &member {
+            Some(role) => role.job_id.clone(),
+            None => new_job_id(),
+        };
         let job_name = options.job_name.clone().unwrap_or_else(default_job_name);
         let description = sluice_plan::json::pipeline_description(&graph, &plan);
         let mut job_json = json!({
@@ -386,7 +392,7 @@ impl Pipeline {
             "labels": options.labels,
             "pipelineDescription": description,
         });
-        if let Some(path) = &options.plan_out {
+        if let Some(path) = options.plan_out.as_ref().filter(|_| member.is_none()) {
             write_json(path, &job_json)?;
         }
         if options.dry_run {
@@ -397,13 +403,24 @@ impl Pipeline {
             return Ok(PipelineResult::dry_run(job_id, job_name));
         }
 
-        let workers = options.workers();
-        log::info!(
-            "running job {job_id} ({job_name}) on the embedded runner with {workers} worker{}: {} transforms in {} fused stages",
-            if workers == 1 { "" } else { "s" },
-            graph.transforms.len(),
-            plan.stages.len()
-        );
+        let workers = if cluster {
+            options.threads_per_worker()
+        } else {
+            options.workers()
+        };
+        if member.is_none() {
+            log::info!(
+                "running job {job_id} ({job_name}) on the {} runner with {}: {} transforms in {} fused stages",
+                if cluster { "cluster" } else { "embedded" },
+                if cluster {
+                    format!("{} processes of {workers} thread(s)", options.num_workers)
+                } else {
+                    format!("{workers} worker{}", if workers == 1 { "" } else { "s" })
+                },
+                graph.transforms.len(),
+                plan.stages.len()
+            );
+        }
         let mut config = RunnerConfig::new(job_id.clone(), workers);
         config.max_bundle_attempts = options.max_bundle_attempts;
         if streaming {
@@ -430,7 +447,19 @@ impl Pipeline {
                 .and_then(|w| w.parse().ok());
         }
         let cancel = config.cancel.clone();
-        let outcome = sluice_runtime::run(graph.clone(), plan.clone(), config);
+        let outcome = if cluster {
+            let hash = crate::cluster::plan_hash(&job_json["pipelineDescription"]);
+            match &member {
+                Some(role) => {
+                    crate::cluster::run_member(graph.clone(), plan.clone(), config, role, &hash)
+                }
+                None => {
+                    crate::cluster::launch(graph.clone(), plan.clone(), &config, &options, &hash)?
+                }
+            }
+        } else {
+            sluice_runtime::run(graph.clone(), plan.clone(), config)
+        };
         drop(signals);
         let cancel_signal = match cancel.load(std::sync::atomic::Ordering::SeqCst) {
             0 | sluice_runtime::job::CANCEL_REQUESTED => None,

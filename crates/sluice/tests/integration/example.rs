@@ -452,3 +452,166 @@ fn regression_transient_panics_do_not_flood_stderr() {
         "{stderr}"
     );
 }
+
+/// The example binary `name`, built next to this test binary.
+fn example(name: &str) -> Command {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("examples")
+        .join(name);
+    let mut cmd = Command::new(path);
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
+/// Every line of every shard under `prefix`, sorted.
+fn sorted_lines(prefix: &std::path::Path) -> Vec<String> {
+    let mut lines = read_lines(prefix);
+    lines.sort();
+    lines
+}
+
+#[test]
+fn the_cluster_runner_gives_the_embedded_results_on_two_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    sluice::io::corpus::write_file(&input, 2_000_000, 11).unwrap();
+    let cluster = [
+        "--runner=ClusterRunner",
+        "--num_workers=2",
+        "--worker_threads=1",
+    ];
+    for (name, args) in [
+        ("wordcount", vec![format!("--input={}", input.display())]),
+        ("join", vec![]),
+    ] {
+        let mut outputs = Vec::new();
+        for (label, runner) in [("embedded", &[][..]), ("cluster", &cluster[..])] {
+            let prefix = dir.path().join(format!("{name}-{label}/out"));
+            let run = example(name)
+                .args(&args)
+                .args(runner)
+                .arg(format!("--output={}", prefix.display()))
+                .output()
+                .unwrap();
+            assert!(
+                run.status.success(),
+                "{name} {label}: {}",
+                String::from_utf8_lossy(&run.stderr)
+            );
+            let stdout = String::from_utf8(run.stdout).unwrap();
+            assert!(stdout.contains("JOB_STATE_DONE"), "{stdout}");
+            outputs.push(sorted_lines(&prefix));
+        }
+        assert!(!outputs[0].is_empty());
+        assert_eq!(
+            outputs[0], outputs[1],
+            "{name}: cluster and embedded differ"
+        );
+    }
+}
+
+#[test]
+fn a_worker_running_another_binary_fails_the_job_naming_both_plan_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "a b a\n").unwrap();
+    // The same program, one byte longer: another build.
+    let other = dir.path().join("wordcount-other-build");
+    let mut bytes = std::fs::read(example("wordcount").get_program()).unwrap();
+    bytes.push(0);
+    std::fs::write(&other, bytes).unwrap();
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let run = example("wordcount")
+        .args([
+            "--runner=ClusterRunner".to_string(),
+            "--num_workers=2".into(),
+            "--worker_threads=1".into(),
+            format!("--worker_binary={}", other.display()),
+            format!("--input={}", input.display()),
+            format!("--output={}/out/counts", dir.path().display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("worker process 0 failed")
+            && stderr.contains("its plan hash is")
+            && stderr.contains("the launcher's"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("out").exists(),
+        "nothing written: {:?}",
+        crate::kit::listing(dir.path())
+    );
+}
+
+/// A worker process killed mid-job: the launcher stops the other (which would wait for
+/// its lost peer forever), names the lost worker and its signal, and writes nothing.
+#[test]
+fn a_lost_worker_process_fails_the_cluster_job_without_hanging_or_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    sluice::io::corpus::write_file(&input, 30_000_000, 5).unwrap();
+    let out = dir.path().join("out");
+    let mut launcher = example("wordcount")
+        .env("RUST_LOG", "info")
+        .args([
+            "--runner=ClusterRunner".to_string(),
+            "--num_workers=2".into(),
+            "--worker_threads=1".into(),
+            format!("--input={}", input.display()),
+            format!("--output={}/counts", out.display()),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Worker 1 is the launcher's second child; find it by its flags among this
+    // launcher's children once the job has begun.
+    let started = std::time::Instant::now();
+    let victim = loop {
+        let children = std::fs::read_to_string(format!(
+            "/proc/{}/task/{}/children",
+            launcher.id(),
+            launcher.id()
+        ))
+        .unwrap_or_default();
+        let found = children.split_whitespace().find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains("--sluice_worker_index=1"))
+                .unwrap_or(false)
+        });
+        if let Some(pid) = found
+            && out.exists()
+        {
+            break pid.parse::<i32>().unwrap();
+        }
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the workers never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = rustix::process::Pid::from_raw(victim).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+    let status = launcher.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(launcher.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("worker process 1 failed") && stderr.contains("SIGKILL"),
+        "{stderr}"
+    );
+    assert!(
+        !out.exists(),
+        "nothing written: {:?}",
+        crate::kit::listing(dir.path())
+    );
+}
