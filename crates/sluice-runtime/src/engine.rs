@@ -84,6 +84,7 @@ pub(crate) fn execute(job: Arc<JobShared>) -> Result<WorkerReport, String> {
                 // A cancelled job fails everywhere: operators stop at their next
                 // activation and release their capabilities.
                 job.check_cancelled();
+                job.config.steps.fetch_add(1, Ordering::Relaxed);
                 #[cfg(feature = "test-hooks")]
                 if job.config.panic_worker_for_test == Some(index) && steps == 2 {
                     panic!("injected engine failure (test hook)");

@@ -181,6 +181,9 @@ pub struct RunnerConfig {
     pub workers: usize,
     /// Set when this process is one of several running the job.
     pub cluster: Option<ClusterConfig>,
+    /// Counts the engine's steps, so that a watcher can tell a worker process that makes
+    /// progress from one that hangs.
+    pub steps: Arc<AtomicU64>,
     /// Preferred input bytes per source bundle.
     pub desired_bundle_bytes: u64,
     /// Most groups a bundle emits after a shuffle.
@@ -233,6 +236,7 @@ impl RunnerConfig {
             job_id: job_id.into(),
             workers: workers.max(1),
             cluster: None,
+            steps: Arc::default(),
             desired_bundle_bytes: 8 << 20,
             max_groups_per_bundle: 16_384,
             max_bundle_attempts: 4,

@@ -243,6 +243,9 @@ pub struct JobMetrics {
     /// spreading, straggling workers.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// How many times the whole job ran: more than 1 when the cluster runner ran it again
+    /// after losing a worker process.
+    pub job_attempts: u32,
 }
 
 impl JobMetrics {
@@ -428,6 +431,7 @@ impl JobMetrics {
             stages,
             wall_time,
             warnings: Vec::new(),
+            job_attempts: 1,
         }
     }
 }

@@ -51,6 +51,18 @@ pub(crate) fn run_member(
         process: role.index,
         addresses: role.peers.clone(),
     });
+    // Test hook (built only for sluice's own tests): this worker hangs on the first
+    // attempt, sending no heartbeat.
+    #[cfg(feature = "test-hooks")]
+    if role.attempt <= 1 && options_hang(role.index) {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    if let Some(path) = role.heartbeat.clone() {
+        let steps = config.steps.clone();
+        std::thread::spawn(move || heartbeat(&path, &steps));
+    }
     let nothing = Vec::new();
     match &role.plan_hash {
         Some(expected) if expected != hash => {
@@ -77,6 +89,29 @@ pub(crate) fn run_member(
             ),
         },
     }
+}
+
+/// Touches `path` every second while the engine makes progress (or has not started yet:
+/// connecting to the peers), so that the launcher can tell a hung worker.
+fn heartbeat(path: &std::path::Path, steps: &std::sync::atomic::AtomicU64) {
+    let mut last = 0;
+    loop {
+        let now = steps.load(Ordering::Relaxed);
+        if now == 0 || now != last {
+            let _ = std::fs::write(path, now.to_string());
+        }
+        last = now;
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Whether the test hook asks worker `index` to hang (`SLUICE_TEST_HANG_WORKER`).
+#[cfg(feature = "test-hooks")]
+fn options_hang(index: usize) -> bool {
+    std::env::var("SLUICE_TEST_HANG_WORKER")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        == Some(index)
 }
 
 /// Writes a member's report where the launcher reads it, and ends the process: exit
@@ -123,13 +158,29 @@ fn free_addresses(n: usize) -> std::io::Result<Vec<String>> {
 struct Worker {
     child: Child,
     report: PathBuf,
+    /// The file the worker touches while it makes progress.
+    heartbeat: PathBuf,
     exited: Option<std::process::ExitStatus>,
     /// Killed by the launcher because another worker failed.
     stopped: bool,
+    /// Killed by the launcher because it stopped making progress.
+    hung: bool,
+}
+
+/// How one attempt of a cluster job ended.
+struct AttemptEnd {
+    /// Per process: its report, or what happened to it; the first failure first.
+    members: Vec<(usize, std::result::Result<Vec<u8>, String>)>,
+    /// A worker process was lost (it died or hung without reporting): the job may be
+    /// attempted again. A failure a worker reported (its user code failed every
+    /// attempt of a bundle, a plan mismatch) is final.
+    lost: Option<String>,
 }
 
 /// Starts the worker processes, waits for them, and commits the job's output if all
-/// succeeded.
+/// succeeded. An attempt that loses a worker process is retried whole, up to
+/// `--max_job_attempts`; a failed attempt commits nothing, so the output is what a run
+/// without the fault writes.
 pub(crate) fn launch(
     pipeline: Arc<PipelineGraph>,
     plan: Arc<ExecutionGraph>,
@@ -141,19 +192,6 @@ pub(crate) fn launch(
     let processes = options.num_workers.max(1);
     let threads = config.workers;
     let workers = processes * threads;
-    let sinks = match job::begin_sinks(&pipeline, &config.job_id, false) {
-        Ok(sinks) => sinks,
-        Err(error) => {
-            return Ok(job::finish_cluster(
-                &pipeline,
-                &plan,
-                workers,
-                &Vec::new(),
-                vec![(0, Err(error.to_string()))],
-                started,
-            ));
-        }
-    };
     let binary = match &options.worker_binary {
         Some(path) => PathBuf::from(path),
         None => std::env::current_exe().map_err(|e| {
@@ -164,6 +202,61 @@ pub(crate) fn launch(
             })
         })?,
     };
+    let max_attempts = options.max_job_attempts.max(1);
+    for attempt in 1..=max_attempts {
+        let sinks = match job::begin_sinks(&pipeline, &config.job_id, false) {
+            Ok(sinks) => sinks,
+            Err(error) => {
+                return Ok(job::finish_cluster(
+                    &pipeline,
+                    &plan,
+                    workers,
+                    &Vec::new(),
+                    vec![(0, Err(error.to_string()))],
+                    started,
+                ));
+            }
+        };
+        let end = match run_attempt(&binary, config, options, hash, attempt) {
+            Ok(end) => end,
+            Err(e) => {
+                for (_, sink) in &sinks {
+                    sink.abort();
+                }
+                return Err(e);
+            }
+        };
+        if let Some(lost) = &end.lost
+            && attempt < max_attempts
+            && config.cancel.load(Ordering::SeqCst) == 0
+        {
+            log::warn!(
+                "job {}: attempt {attempt} of {max_attempts} failed: {lost}; nothing was committed, running the job again",
+                config.job_id
+            );
+            for (_, sink) in &sinks {
+                sink.abort();
+            }
+            continue;
+        }
+        let mut outcome =
+            job::finish_cluster(&pipeline, &plan, workers, &sinks, end.members, started);
+        outcome.metrics.job_attempts = attempt;
+        return Ok(outcome);
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// Runs one attempt: starts the workers and waits for them.
+fn run_attempt(
+    binary: &PathBuf,
+    config: &RunnerConfig,
+    options: &PipelineOptions,
+    hash: &str,
+    attempt: u32,
+) -> Result<AttemptEnd> {
+    let processes = options.num_workers.max(1);
+    let threads = config.workers;
     let addresses = free_addresses(processes).map_err(|e| {
         Error::from(OptionsError::Invalid {
             flag: "num_workers".into(),
@@ -177,7 +270,7 @@ pub(crate) fn launch(
         .filter(|a| !a.starts_with("--sluice_"))
         .collect();
     log::info!(
-        "job {}: starting {processes} worker processes of {} with {threads} thread{} each, at {}",
+        "job {} attempt {attempt}: starting {processes} worker processes of {} with {threads} thread{} each, at {}",
         config.job_id,
         binary.display(),
         if threads == 1 { "" } else { "s" },
@@ -185,17 +278,25 @@ pub(crate) fn launch(
     );
     let mut running: Vec<Worker> = Vec::with_capacity(processes);
     for index in 0..processes {
-        let report =
-            std::env::temp_dir().join(format!("sluice-{}-worker-{index}.report", config.job_id));
+        let file = |what: &str| {
+            std::env::temp_dir().join(format!(
+                "sluice-{}-attempt-{attempt}-worker-{index}.{what}",
+                config.job_id
+            ))
+        };
+        let (report, heartbeat) = (file("report"), file("heartbeat"));
         let _ = std::fs::remove_file(&report);
-        let spawned = Command::new(&binary)
+        let _ = std::fs::write(&heartbeat, b"");
+        let spawned = Command::new(binary)
             .args(&passed)
             .arg(format!("--worker_threads={threads}"))
             .arg(format!("--sluice_worker_index={index}"))
             .arg(format!("--sluice_peers={}", addresses.join(",")))
             .arg(format!("--sluice_job_id={}", config.job_id))
             .arg(format!("--sluice_report={}", report.display()))
+            .arg(format!("--sluice_heartbeat={}", heartbeat.display()))
             .arg(format!("--sluice_plan_hash={hash}"))
+            .arg(format!("--sluice_attempt={attempt}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -204,14 +305,13 @@ pub(crate) fn launch(
             Ok(child) => running.push(Worker {
                 child,
                 report,
+                heartbeat,
                 exited: None,
                 stopped: false,
+                hung: false,
             }),
             Err(e) => {
                 stop(&mut running);
-                for (_, sink) in &sinks {
-                    sink.abort();
-                }
                 return Err(OptionsError::Invalid {
                     flag: "worker_binary".into(),
                     value: binary.display().to_string(),
@@ -221,15 +321,22 @@ pub(crate) fn launch(
             }
         }
     }
-    let first_failed = wait_all(&mut running, &config.cancel);
+    let timeout = Duration::from_secs_f64(options.worker_timeout_secs);
+    let first_failed = wait_all(&mut running, &config.cancel, timeout);
+    let mut lost = None;
     let mut members: Vec<(usize, std::result::Result<Vec<u8>, String>)> = running
         .iter()
         .enumerate()
         .map(|(index, w)| {
             let report = std::fs::read(&w.report);
             let _ = std::fs::remove_file(&w.report);
+            let _ = std::fs::remove_file(&w.heartbeat);
             let member = match (report, w.exited) {
                 (Ok(bytes), Some(_)) => Ok(bytes),
+                (_, _) if w.hung => Err(format!(
+                    "it made no progress for {} s (--worker_timeout_secs) and was stopped",
+                    timeout.as_secs_f64()
+                )),
                 (_, Some(_)) if first_failed.is_some_and(|f| f != index) && w.stopped => {
                     Err(format!(
                         "stopped by the launcher after worker process {} failed",
@@ -241,6 +348,11 @@ pub(crate) fn launch(
                 }
                 (_, None) => Err("its process did not end".to_string()),
             };
+            if let (Err(why), Some(first)) = (&member, first_failed)
+                && first == index
+            {
+                lost = Some(format!("worker process {index} was lost: {why}"));
+            }
             (index, member)
         })
         .collect();
@@ -248,15 +360,18 @@ pub(crate) fn launch(
     if let Some(first) = first_failed {
         members.sort_by_key(|(index, _)| *index != first);
     }
-    Ok(job::finish_cluster(
-        &pipeline, &plan, workers, &sinks, members, started,
-    ))
+    Ok(AttemptEnd { members, lost })
 }
 
 /// Waits for every worker process; returns the first that failed. When one fails the
-/// others are stopped (they may be waiting for it: a cluster job is fail-stop); when the
-/// launcher is asked to cancel, each worker is told to cancel its part.
-fn wait_all(running: &mut [Worker], cancel: &std::sync::atomic::AtomicUsize) -> Option<usize> {
+/// others are stopped (they may be waiting for it: a cluster job is fail-stop); a
+/// worker whose heartbeat is older than `timeout` is taken for hung and stopped too;
+/// when the launcher is asked to cancel, each worker is told to cancel its part.
+fn wait_all(
+    running: &mut [Worker],
+    cancel: &std::sync::atomic::AtomicUsize,
+    timeout: Duration,
+) -> Option<usize> {
     let mut forwarded = false;
     loop {
         let mut failed = None;
@@ -269,6 +384,22 @@ fn wait_all(running: &mut [Worker], cancel: &std::sync::atomic::AtomicUsize) -> 
                 if !status.success() {
                     failed.get_or_insert(index);
                 }
+                continue;
+            }
+            let silent = std::fs::metadata(&w.heartbeat)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > timeout);
+            if silent {
+                log::error!(
+                    "worker process {index} made no progress for {} s: stopping it",
+                    timeout.as_secs_f64()
+                );
+                let _ = w.child.kill();
+                w.exited = w.child.wait().ok();
+                w.hung = true;
+                failed.get_or_insert(index);
             }
         }
         if let Some(index) = failed {

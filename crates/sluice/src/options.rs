@@ -92,6 +92,10 @@ pub struct WorkerRole {
     pub report: Option<PathBuf>,
     /// `--sluice_plan_hash`: the launcher's plan hash, to compare with this process's.
     pub plan_hash: Option<String>,
+    /// `--sluice_heartbeat`: the file to touch while this process makes progress.
+    pub heartbeat: Option<PathBuf>,
+    /// `--sluice_attempt`: which attempt of the job this is, from 1.
+    pub attempt: u32,
 }
 
 /// Flags the cluster runner's launcher adds for its worker processes.
@@ -101,6 +105,8 @@ const WORKER_FLAGS: &[&str] = &[
     "sluice_job_id",
     "sluice_report",
     "sluice_plan_hash",
+    "sluice_heartbeat",
+    "sluice_attempt",
 ];
 
 /// The runner's own flags, with what each means (for `--help` and typo checks).
@@ -150,6 +156,14 @@ pub const RUNNER_FLAGS: &[(&str, &str)] = &[
     ),
     ("num_workers", "ClusterRunner: worker processes (default 2)"),
     (
+        "max_job_attempts",
+        "ClusterRunner: runs of a job that loses a worker process (default 3)",
+    ),
+    (
+        "worker_timeout_secs",
+        "ClusterRunner: a worker making no progress this long is lost (default 60)",
+    ),
+    (
         "worker_threads",
         "ClusterRunner: threads per worker process (default: cores / processes, at least 1)",
     ),
@@ -195,6 +209,10 @@ pub struct PipelineOptions {
     pub num_workers: usize,
     /// `--worker_threads`: threads per worker process (0: cores / processes).
     pub worker_threads: usize,
+    /// `--max_job_attempts`: how often the cluster runner runs a job that loses a worker.
+    pub max_job_attempts: u32,
+    /// `--worker_timeout_secs`: a worker process making no progress this long is lost.
+    pub worker_timeout_secs: f64,
     /// Set in a worker process started by the cluster runner's launcher (internal).
     pub worker: Option<WorkerRole>,
     /// The arguments as given (without the program name), for the launcher to pass on.
@@ -337,6 +355,8 @@ impl PipelineOptions {
             max_bundle_attempts: 4,
             stuck_bundle_secs: 300.0,
             num_workers: 2,
+            max_job_attempts: 3,
+            worker_timeout_secs: 60.0,
             args: given,
             ..PipelineOptions::default()
         };
@@ -408,6 +428,21 @@ impl PipelineOptions {
                     options.num_workers =
                         number(&name, &value, "a number of worker processes, at least 1")?.max(1)
                 }
+                "max_job_attempts" => {
+                    options.max_job_attempts =
+                        number(&name, &value, "a number of attempts, at least 1")?.max(1) as u32
+                }
+                "worker_timeout_secs" => {
+                    options.worker_timeout_secs = value
+                        .parse()
+                        .ok()
+                        .filter(|s: &f64| *s > 0.0)
+                        .ok_or_else(|| OptionsError::Invalid {
+                            flag: name.clone(),
+                            value: value.clone(),
+                            expected: "a number of seconds greater than 0".into(),
+                        })?
+                }
                 "worker_threads" => {
                     options.worker_threads =
                         number(&name, &value, "a number of threads per worker process")?
@@ -423,6 +458,10 @@ impl PipelineOptions {
                         }
                         "sluice_job_id" => role.job_id = value,
                         "sluice_report" => role.report = Some(PathBuf::from(value)),
+                        "sluice_heartbeat" => role.heartbeat = Some(PathBuf::from(value)),
+                        "sluice_attempt" => {
+                            role.attempt = number(&name, &value, "an attempt number")? as u32
+                        }
                         _ => role.plan_hash = Some(value),
                     }
                 }

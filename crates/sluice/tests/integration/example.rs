@@ -551,14 +551,13 @@ fn a_worker_running_another_binary_fails_the_job_naming_both_plan_hashes() {
     );
 }
 
-/// A worker process killed mid-job: the launcher stops the other (which would wait for
-/// its lost peer forever), names the lost worker and its signal, and writes nothing.
-#[test]
-fn a_lost_worker_process_fails_the_cluster_job_without_hanging_or_writing() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in.txt");
-    sluice::io::corpus::write_file(&input, 30_000_000, 5).unwrap();
-    let out = dir.path().join("out");
+/// Starts a cluster wordcount of `input` on 2 processes with `flags`, kills worker 1 with
+/// SIGKILL once the job has begun, and returns the launcher's exit status and stderr.
+fn cluster_wordcount_losing_a_worker(
+    input: &std::path::Path,
+    out: &std::path::Path,
+    flags: &[&str],
+) -> (std::process::ExitStatus, String) {
     let mut launcher = example("wordcount")
         .env("RUST_LOG", "info")
         .args([
@@ -568,12 +567,13 @@ fn a_lost_worker_process_fails_the_cluster_job_without_hanging_or_writing() {
             format!("--input={}", input.display()),
             format!("--output={}/counts", out.display()),
         ])
+        .args(flags)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Worker 1 is the launcher's second child; find it by its flags among this
-    // launcher's children once the job has begun.
+    // Worker 1 is one of the launcher's children; find it by its flags once the job has
+    // begun (its output directory exists).
     let started = std::time::Instant::now();
     let victim = loop {
         let children = std::fs::read_to_string(format!(
@@ -604,6 +604,47 @@ fn a_lost_worker_process_fails_the_cluster_job_without_hanging_or_writing() {
     let status = launcher.wait().unwrap();
     let mut stderr = String::new();
     std::io::Read::read_to_string(launcher.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    (status, stderr)
+}
+
+/// A worker process killed mid-job: the launcher stops the other (which would wait for
+/// its lost peer forever) and runs the job again; the output is what a run without the
+/// fault writes, and the metrics count 2 attempts.
+#[test]
+fn a_lost_worker_process_makes_the_launcher_run_the_job_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    sluice::io::corpus::write_file(&input, 30_000_000, 5).unwrap();
+    let out = dir.path().join("out");
+    let plan = dir.path().join("plan.json");
+    let plan_flag = format!("--plan_out={}", plan.display());
+    let (status, stderr) = cluster_wordcount_losing_a_worker(&input, &out, &[&plan_flag]);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("attempt 1 of 3 failed: worker process 1 was lost")
+            && stderr.contains("SIGKILL"),
+        "{stderr}"
+    );
+    let job: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    assert_eq!(job["metrics"]["jobAttempts"], 2);
+    let text = std::fs::read_to_string(&input).unwrap();
+    assert_eq!(
+        parse_counts(&read_lines(&out.join("counts"))),
+        count_words(&text)
+    );
+}
+
+/// With one attempt allowed, a lost worker fails the job without hanging, names the lost
+/// worker and its signal, and writes nothing.
+#[test]
+fn a_lost_worker_process_on_the_last_attempt_fails_the_job_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    sluice::io::corpus::write_file(&input, 30_000_000, 5).unwrap();
+    let out = dir.path().join("out");
+    let (status, stderr) =
+        cluster_wordcount_losing_a_worker(&input, &out, &["--max_job_attempts=1"]);
     assert!(!status.success());
     assert!(
         stderr.contains("worker process 1 failed") && stderr.contains("SIGKILL"),
@@ -613,5 +654,36 @@ fn a_lost_worker_process_fails_the_cluster_job_without_hanging_or_writing() {
         !out.exists(),
         "nothing written: {:?}",
         crate::kit::listing(dir.path())
+    );
+}
+
+/// A worker that stops making progress (a test hook hangs it on the first attempt) is
+/// found by its missing heartbeat, stopped, and the job runs again.
+#[test]
+fn a_hung_worker_process_is_detected_and_the_job_runs_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "a b a\nc\n").unwrap();
+    let run = example("wordcount")
+        .env("SLUICE_TEST_HANG_WORKER", "1")
+        .args([
+            "--runner=ClusterRunner".to_string(),
+            "--num_workers=2".into(),
+            "--worker_threads=1".into(),
+            "--worker_timeout_secs=3".into(),
+            format!("--input={}", input.display()),
+            format!("--output={}/out/counts", dir.path().display()),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("worker process 1 made no progress for 3 s"),
+        "{stderr}"
+    );
+    assert_eq!(
+        parse_counts(&read_lines(&dir.path().join("out/counts"))),
+        count_words("a b a\nc\n")
     );
 }
