@@ -89,3 +89,85 @@ fn results_go_to_exactly_the_output_file() {
         assert!(v["auction"].as_u64().unwrap().is_multiple_of(123), "{line}");
     }
 }
+
+/// The results of query `q` on 20,000 events, with `flags`, sorted.
+fn results(dir: &std::path::Path, q: u32, label: &str, flags: &[&str]) -> Vec<String> {
+    let output = dir.join(format!("q{q}-{label}.json"));
+    let run = nexmark()
+        .args([
+            format!("--query={q}"),
+            "--num_events=20000".into(),
+            format!("--output={}", output.display()),
+        ])
+        .args(flags)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "q{q} {label}: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let mut lines: Vec<String> = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn every_query_gives_the_same_results_on_two_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = [
+        "--runner=ClusterRunner",
+        "--num_workers=2",
+        "--worker_threads=1",
+    ];
+    for q in 0..=12 {
+        let embedded = results(dir.path(), q, "embedded", &["--direct_num_workers=2"]);
+        let processes = results(dir.path(), q, "cluster", &cluster);
+        assert_eq!(embedded, processes, "query {q}");
+    }
+}
+
+/// SIGTERM to the launcher of a streaming job drains every worker process, and the
+/// output is committed.
+#[test]
+fn a_streaming_job_on_two_processes_drains_and_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("q1.json");
+    let mut launcher = nexmark()
+        .args([
+            "--query=1".to_string(),
+            "--streaming".into(),
+            "--event_rate=2000".into(),
+            "--num_events=0".into(),
+            "--runner=ClusterRunner".into(),
+            "--num_workers=2".into(),
+            "--worker_threads=1".into(),
+            format!("--output={}", output.display()),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let pid = rustix::process::Pid::from_raw(launcher.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = launcher.wait().unwrap();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(launcher.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    assert!(status.success(), "{stdout}");
+    let written: usize = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("wrote "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a 'wrote N results' line");
+    assert!(written > 0, "{stdout}");
+    assert_eq!(
+        std::fs::read_to_string(&output).unwrap().lines().count(),
+        written
+    );
+}

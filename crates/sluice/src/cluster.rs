@@ -46,6 +46,7 @@ pub(crate) fn run_member(
     mut config: RunnerConfig,
     role: &WorkerRole,
     hash: &str,
+    startup_secs: f64,
 ) -> ! {
     config.cluster = Some(ClusterConfig {
         process: role.index,
@@ -61,7 +62,8 @@ pub(crate) fn run_member(
     }
     if let Some(path) = role.heartbeat.clone() {
         let steps = config.steps.clone();
-        std::thread::spawn(move || heartbeat(&path, &steps));
+        let startup = Duration::from_secs_f64(startup_secs);
+        std::thread::spawn(move || heartbeat(&path, &steps, startup));
     }
     let nothing = Vec::new();
     match &role.plan_hash {
@@ -91,13 +93,16 @@ pub(crate) fn run_member(
     }
 }
 
-/// Touches `path` every second while the engine makes progress (or has not started yet:
-/// connecting to the peers), so that the launcher can tell a hung worker.
-fn heartbeat(path: &std::path::Path, steps: &std::sync::atomic::AtomicU64) {
+/// Touches `path` every second while the engine makes progress — or, for at most
+/// `startup`, before it starts (connecting to its peers) — so that the launcher can tell
+/// a hung worker, or one that never connects, from a busy one.
+fn heartbeat(path: &std::path::Path, steps: &std::sync::atomic::AtomicU64, startup: Duration) {
+    let born = Instant::now();
     let mut last = 0;
     loop {
         let now = steps.load(Ordering::Relaxed);
-        if now == 0 || now != last {
+        let starting = now == 0 && born.elapsed() < startup;
+        if starting || (now != 0 && now != last) {
             let _ = std::fs::write(path, now.to_string());
         }
         last = now;
@@ -229,6 +234,7 @@ pub(crate) fn launch(
         if let Some(lost) = &end.lost
             && attempt < max_attempts
             && config.cancel.load(Ordering::SeqCst) == 0
+            && !config.drain.load(Ordering::SeqCst)
         {
             log::warn!(
                 "job {}: attempt {attempt} of {max_attempts} failed: {lost}; nothing was committed, running the job again",
@@ -322,7 +328,7 @@ fn run_attempt(
         }
     }
     let timeout = Duration::from_secs_f64(options.worker_timeout_secs);
-    let first_failed = wait_all(&mut running, &config.cancel, timeout);
+    let first_failed = wait_all(&mut running, config, timeout);
     let mut lost = None;
     let mut members: Vec<(usize, std::result::Result<Vec<u8>, String>)> = running
         .iter()
@@ -367,11 +373,7 @@ fn run_attempt(
 /// others are stopped (they may be waiting for it: a cluster job is fail-stop); a
 /// worker whose heartbeat is older than `timeout` is taken for hung and stopped too;
 /// when the launcher is asked to cancel, each worker is told to cancel its part.
-fn wait_all(
-    running: &mut [Worker],
-    cancel: &std::sync::atomic::AtomicUsize,
-    timeout: Duration,
-) -> Option<usize> {
+fn wait_all(running: &mut [Worker], config: &RunnerConfig, timeout: Duration) -> Option<usize> {
     let mut forwarded = false;
     loop {
         let mut failed = None;
@@ -412,9 +414,11 @@ fn wait_all(
         if running.iter().all(|w| w.exited.is_some()) {
             return None;
         }
-        let signal = cancel.load(Ordering::SeqCst);
-        if signal != 0 && !forwarded {
-            // Cancelled by a signal: every worker cancels its part as the launcher does.
+        let signalled =
+            config.cancel.load(Ordering::SeqCst) != 0 || config.drain.load(Ordering::SeqCst);
+        if signalled && !forwarded {
+            // Stopped by a signal: every worker cancels (batch) or drains (streaming) its
+            // part as the launcher would.
             forwarded = true;
             for w in running.iter().filter(|w| w.exited.is_none()) {
                 if let Some(pid) = rustix::process::Pid::from_raw(w.child.id() as i32) {

@@ -450,9 +450,14 @@ impl Pipeline {
         let outcome = if cluster {
             let hash = crate::cluster::plan_hash(&job_json["pipelineDescription"]);
             match &member {
-                Some(role) => {
-                    crate::cluster::run_member(graph.clone(), plan.clone(), config, role, &hash)
-                }
+                Some(role) => crate::cluster::run_member(
+                    graph.clone(),
+                    plan.clone(),
+                    config,
+                    role,
+                    &hash,
+                    options.worker_timeout_secs,
+                ),
                 None => {
                     crate::cluster::launch(graph.clone(), plan.clone(), &config, &options, &hash)?
                 }
