@@ -37,7 +37,12 @@ use timely::dataflow::operators::generic::OutputBuilder;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::{Scope, Stream};
 
-use crate::job::{JobError, JobShared};
+use std::net::{TcpListener, TcpStream};
+
+use timely::communication::allocator::zero_copy::initialize::initialize_networking_from_sockets;
+use timely::communication::allocator::{AllocatorBuilder, ProcessBuilder};
+
+use crate::job::{ClusterConfig, JobError, JobShared};
 use crate::metrics::WorkerReport;
 use crate::stage::StageLayout;
 use crate::stage_run::{Batch, Batches, RootKind, StageRun, WorkerState};
@@ -47,82 +52,180 @@ use sluice_core::error::current_step;
 /// Runs the job's dataflow on `config.workers` threads; returns the merged reports.
 pub(crate) fn execute(job: Arc<JobShared>) -> Result<WorkerReport, String> {
     let workers = job.config.workers;
-    let config = match &job.config.cluster {
-        None => timely::Config::process(workers),
-        Some(cluster) => timely::Config {
-            communication: timely::CommunicationConfig::Cluster {
-                threads: workers,
-                process: cluster.process,
-                addresses: cluster.addresses.clone(),
-                report: false,
-                zerocopy: false,
-            },
-            worker: timely::WorkerConfig::default(),
-        },
+    let (allocators, others) = match &job.config.cluster {
+        None => timely::CommunicationConfig::Process(workers).try_build()?,
+        Some(cluster) => {
+            let sockets = connect(cluster)?;
+            let hooks = timely::communication::Hooks::default();
+            let local = ProcessBuilder::new_typed_vector(
+                workers,
+                hooks.refill.clone(),
+                hooks.spill.clone(),
+            );
+            let (builders, guard) =
+                initialize_networking_from_sockets(local, sockets, cluster.process, workers, hooks)
+                    .map_err(|e| format!("cannot start the connections between processes: {e}"))?;
+            let builders = builders.into_iter().map(AllocatorBuilder::Tcp).collect();
+            (builders, Box::new(guard) as Box<dyn std::any::Any + Send>)
+        }
     };
-    let guards = timely::execute(config, move |worker| {
-        let index = worker.index();
-        let peers = worker.peers();
-        let state = Rc::new(RefCell::new(WorkerState::default()));
-        state.borrow_mut().report.worker = index;
-        job.progress[job.local(index)].attach_thread(job.epoch, current_step::handle());
-        // User code cannot panic past its stage (bundles are guarded); a panic here is a
-        // bug in the runner. Catch it to report its message and drop the dataflow so that
-        // timely does not keep stepping it; the other workers, which would wait for the
-        // dead one's progress forever, see the job abandoned and drop theirs too (they
-        // park for at most a moment at a time, so they notice).
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            worker.dataflow::<u64, _, _>(|scope| {
-                let mut shuffles: HashMap<EdgeId, Vec<Stream<'_, u64, Batches>>> = HashMap::new();
-                for layout in &job.layouts {
-                    build_stage(scope, &job, layout, index, peers, &state, &mut shuffles);
-                }
-            });
-            #[cfg(feature = "test-hooks")]
-            let mut steps = 0u64;
-            while worker.has_dataflows() && !job.is_abandoned() {
-                // A cancelled job fails everywhere: operators stop at their next
-                // activation and release their capabilities.
-                job.check_cancelled();
-                job.config.steps.fetch_add(1, Ordering::Relaxed);
+    let guards = timely::execute::execute_from(
+        allocators,
+        others,
+        timely::WorkerConfig::default(),
+        move |worker| {
+            let index = worker.index();
+            let peers = worker.peers();
+            let state = Rc::new(RefCell::new(WorkerState::default()));
+            state.borrow_mut().report.worker = index;
+            job.progress[job.local(index)].attach_thread(job.epoch, current_step::handle());
+            // User code cannot panic past its stage (bundles are guarded); a panic here is a
+            // bug in the runner. Catch it to report its message and drop the dataflow so that
+            // timely does not keep stepping it; the other workers, which would wait for the
+            // dead one's progress forever, see the job abandoned and drop theirs too (they
+            // park for at most a moment at a time, so they notice).
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                worker.dataflow::<u64, _, _>(|scope| {
+                    let mut shuffles: HashMap<EdgeId, Vec<Stream<'_, u64, Batches>>> =
+                        HashMap::new();
+                    for layout in &job.layouts {
+                        build_stage(scope, &job, layout, index, peers, &state, &mut shuffles);
+                    }
+                });
                 #[cfg(feature = "test-hooks")]
-                if job.config.panic_worker_for_test == Some(index) && steps == 2 {
-                    panic!("injected engine failure (test hook)");
+                let mut steps = 0u64;
+                while worker.has_dataflows() && !job.is_abandoned() {
+                    // A cancelled job fails everywhere: operators stop at their next
+                    // activation and release their capabilities.
+                    job.check_cancelled();
+                    job.config.steps.fetch_add(1, Ordering::Relaxed);
+                    #[cfg(feature = "test-hooks")]
+                    if job.config.panic_worker_for_test == Some(index) && steps == 2 {
+                        panic!("injected engine failure (test hook)");
+                    }
+                    worker.step_or_park(Some(Duration::from_millis(50)));
+                    #[cfg(feature = "test-hooks")]
+                    {
+                        steps += 1;
+                    }
                 }
-                worker.step_or_park(Some(Duration::from_millis(50)));
-                #[cfg(feature = "test-hooks")]
-                {
-                    steps += 1;
+            }));
+            if let Err(panic) = ran {
+                job.abandon(JobError::Engine(format!(
+                    "worker {index} panicked: {}",
+                    panic_message(&*panic)
+                )));
+            }
+            if job.is_abandoned() {
+                for dataflow in worker.installed_dataflows() {
+                    worker.drop_dataflow(dataflow);
                 }
             }
-        }));
-        if let Err(panic) = ran {
-            job.abandon(JobError::Engine(format!(
-                "worker {index} panicked: {}",
-                panic_message(&*panic)
-            )));
-        }
-        if job.is_abandoned() {
-            for dataflow in worker.installed_dataflows() {
-                worker.drop_dataflow(dataflow);
+            let mut state = state.borrow_mut();
+            let mut writers: Vec<_> = state.writers.drain().collect();
+            writers.sort_by_key(|(t, _)| *t);
+            for (transform, writer) in writers {
+                if let Err(source) = writer.close() {
+                    let transform = job.pipeline.transform(transform).name.clone();
+                    job.fail(JobError::SinkWrite { transform, source });
+                }
             }
-        }
-        let mut state = state.borrow_mut();
-        let mut writers: Vec<_> = state.writers.drain().collect();
-        writers.sort_by_key(|(t, _)| *t);
-        for (transform, writer) in writers {
-            if let Err(source) = writer.close() {
-                let transform = job.pipeline.transform(transform).name.clone();
-                job.fail(JobError::SinkWrite { transform, source });
-            }
-        }
-        std::mem::take(&mut state.report)
-    })?;
+            std::mem::take(&mut state.report)
+        },
+    )?;
     let mut total = WorkerReport::default();
     for report in guards.join() {
         total.merge(report?);
     }
     Ok(total)
+}
+
+/// How long a process waits for its peers to accept its connection, or to connect.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Connects this process to every other process of a cluster job: it listens on its own
+/// address for the processes after it and connects to those before it (each side then
+/// says its index), retrying every few milliseconds — not every second, as timely's own
+/// set-up does — until [`CONNECT_DEADLINE`]. Returns one stream per process, `None` for
+/// this one, as timely's networking takes them.
+fn connect(cluster: &ClusterConfig) -> Result<Vec<Option<TcpStream>>, String> {
+    use std::io::{Read, Write};
+    let me = cluster.process;
+    let n = cluster.addresses.len();
+    let own = &cluster.addresses[me];
+    let listener = TcpListener::bind(own).map_err(|e| {
+        format!("process {me} cannot listen on {own}: {e} (is the port in use by another program?)")
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("process {me}: {e}"))?;
+    let started = Instant::now();
+    let mut sockets: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
+    let expired = |what: String| {
+        format!(
+            "process {me} {what} within {} s; check that every process runs and can reach the others",
+            CONNECT_DEADLINE.as_secs()
+        )
+    };
+    for (peer, address) in cluster.addresses.iter().enumerate().take(me) {
+        loop {
+            match TcpStream::connect(address) {
+                Ok(mut stream) => {
+                    stream
+                        .set_nodelay(true)
+                        .and_then(|()| stream.write_all(&(me as u64).to_le_bytes()))
+                        .map_err(|e| format!("process {me} -> process {peer} at {address}: {e}"))?;
+                    sockets[peer] = Some(stream);
+                    break;
+                }
+                Err(_) if started.elapsed() < CONNECT_DEADLINE => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => {
+                    return Err(expired(format!(
+                        "could not reach process {peer} at {address} ({e})"
+                    )));
+                }
+            }
+        }
+    }
+    let mut awaited = n - me - 1;
+    while awaited > 0 {
+        match listener.accept() {
+            Ok((mut stream, _)) => {
+                stream
+                    .set_nonblocking(false)
+                    .map_err(|e| format!("process {me}: {e}"))?;
+                stream
+                    .set_nodelay(true)
+                    .map_err(|e| format!("process {me}: {e}"))?;
+                let mut index = [0u8; 8];
+                stream
+                    .read_exact(&mut index)
+                    .map_err(|e| format!("process {me}: a peer did not say its index: {e}"))?;
+                let peer = u64::from_le_bytes(index) as usize;
+                if peer <= me || peer >= n || sockets[peer].is_some() {
+                    return Err(format!(
+                        "process {me}: a connection claimed to be process {peer}; is another job using the same ports?"
+                    ));
+                }
+                sockets[peer] = Some(stream);
+                awaited -= 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if started.elapsed() > CONNECT_DEADLINE {
+                    let missing: Vec<usize> =
+                        (me + 1..n).filter(|p| sockets[*p].is_none()).collect();
+                    return Err(expired(format!(
+                        "was never reached by process(es) {missing:?}"
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(format!("process {me} cannot accept connections: {e}")),
+        }
+    }
+    Ok(sockets)
 }
 
 fn build_stage<'s>(
