@@ -55,7 +55,15 @@ pub(crate) fn execute(job: Arc<JobShared>) -> Result<WorkerReport, String> {
     let (allocators, others) = match &job.config.cluster {
         None => timely::CommunicationConfig::Process(workers).try_build()?,
         Some(cluster) => {
-            let sockets = connect(cluster)?;
+            let made = cluster
+                .connected
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            let sockets = match made {
+                Some(sockets) => sockets,
+                None => connect(cluster)?,
+            };
             let hooks = timely::communication::Hooks::default();
             let local = ProcessBuilder::new_typed_vector(
                 workers,
@@ -148,7 +156,7 @@ const CONNECT_DEADLINE: Duration = Duration::from_secs(60);
 /// says its index), retrying every few milliseconds — not every second, as timely's own
 /// set-up does — until [`CONNECT_DEADLINE`]. Returns one stream per process, `None` for
 /// this one, as timely's networking takes them.
-fn connect(cluster: &ClusterConfig) -> Result<Vec<Option<TcpStream>>, String> {
+pub(crate) fn connect(cluster: &ClusterConfig) -> Result<Vec<Option<TcpStream>>, String> {
     use std::io::{Read, Write};
     let me = cluster.process;
     let n = cluster.addresses.len();
@@ -226,6 +234,55 @@ fn connect(cluster: &ClusterConfig) -> Result<Vec<Option<TcpStream>>, String> {
         }
     }
     Ok(sockets)
+}
+
+/// Connects to every process (see [`connect`]), then agrees on the job: every process
+/// sends its plan hash and job id to every other; a hash that differs from this
+/// process's fails it, naming both; process 0's job id is returned.
+pub(crate) fn connect_and_agree(
+    cluster: &ClusterConfig,
+    plan_hash: &str,
+    job_id: &str,
+) -> Result<(Vec<Option<TcpStream>>, String), String> {
+    use std::io::{Read, Write};
+    let me = cluster.process;
+    let mut sockets = connect(cluster)?;
+    let message = format!("{plan_hash}\n{job_id}\n");
+    for (peer, socket) in sockets.iter_mut().enumerate() {
+        if let Some(stream) = socket {
+            let bytes = message.as_bytes();
+            stream
+                .write_all(&(bytes.len() as u32).to_le_bytes())
+                .and_then(|()| stream.write_all(bytes))
+                .map_err(|e| format!("process {me} -> process {peer}: {e}"))?;
+        }
+    }
+    let mut agreed = job_id.to_string();
+    for (peer, socket) in sockets.iter_mut().enumerate() {
+        if let Some(stream) = socket {
+            let mut len = [0u8; 4];
+            stream
+                .read_exact(&mut len)
+                .map_err(|e| format!("process {me}: process {peer} did not send its plan: {e}"))?;
+            let mut text = vec![0u8; u32::from_le_bytes(len) as usize];
+            stream
+                .read_exact(&mut text)
+                .map_err(|e| format!("process {me}: process {peer} did not send its plan: {e}"))?;
+            let text = String::from_utf8_lossy(&text);
+            let mut lines = text.lines();
+            let (hash, id) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
+            if hash != plan_hash {
+                return Err(format!(
+                    "process {peer} built a different plan or runs a different binary: its plan hash is {hash}, process {me}'s {plan_hash}; \
+                     start every worker with the same binary and the same flags"
+                ));
+            }
+            if peer == 0 {
+                agreed = id.to_string();
+            }
+        }
+    }
+    Ok((sockets, agreed))
 }
 
 fn build_stage<'s>(

@@ -170,6 +170,33 @@ pub struct ClusterConfig {
     pub process: usize,
     /// Every process's `host:port`, in process order.
     pub addresses: Vec<String>,
+    /// Connections made ahead of the job by [`ClusterConfig::join`]; the engine makes
+    /// them itself otherwise.
+    pub connected: Arc<Mutex<Option<Vec<Option<std::net::TcpStream>>>>>,
+}
+
+impl ClusterConfig {
+    /// This process's part of a cluster of `addresses`.
+    pub fn new(process: usize, addresses: Vec<String>) -> ClusterConfig {
+        ClusterConfig {
+            process,
+            addresses,
+            connected: Arc::default(),
+        }
+    }
+
+    /// Connects to every other process now, before the job starts, and checks that all
+    /// built the same plan: each process sends its `plan_hash`, and a process whose hash
+    /// differs from another's fails with both hashes and the process named. Process 0's
+    /// `job_id` becomes every process's: returns it.
+    pub fn join(&self, plan_hash: &str, job_id: &str) -> Result<String, String> {
+        let (sockets, agreed) = crate::engine::connect_and_agree(self, plan_hash, job_id)?;
+        *self
+            .connected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(sockets);
+        Ok(agreed)
+    }
 }
 
 /// How to run a job.

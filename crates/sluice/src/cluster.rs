@@ -48,10 +48,7 @@ pub(crate) fn run_member(
     hash: &str,
     startup_secs: f64,
 ) -> ! {
-    config.cluster = Some(ClusterConfig {
-        process: role.index,
-        addresses: role.peers.clone(),
-    });
+    config.cluster = Some(ClusterConfig::new(role.index, role.peers.clone()));
     // Test hook (built only for sluice's own tests): this worker hangs on the first
     // attempt, sending no heartbeat.
     #[cfg(feature = "test-hooks")]
@@ -437,4 +434,136 @@ fn stop(running: &mut [Worker]) {
         w.exited = w.child.wait().ok();
         w.stopped = true;
     }
+}
+
+/// Runs this process's part of a cluster job whose processes were started one by one
+/// (`--worker_hosts=FILE --sluice_worker_index=i`, on one machine or several): the
+/// processes connect, agree on the plan and the job id, and run the job; process 0 then
+/// gathers the others' reports from `--temp_location` (a directory they all share) and
+/// commits. Returns on process 0; the others end their process.
+pub(crate) fn run_hosted(
+    pipeline: Arc<PipelineGraph>,
+    plan: Arc<ExecutionGraph>,
+    mut config: RunnerConfig,
+    options: &PipelineOptions,
+    hash: &str,
+) -> Result<JobOutcome> {
+    let started = Instant::now();
+    let invalid = |flag: &str, value: String, expected: String| {
+        Error::from(OptionsError::Invalid {
+            flag: flag.into(),
+            value,
+            expected,
+        })
+    };
+    let hosts_file = options.worker_hosts.clone().unwrap_or_default();
+    let hosts: Vec<String> = std::fs::read_to_string(&hosts_file)
+        .map_err(|e| {
+            invalid(
+                "worker_hosts",
+                hosts_file.display().to_string(),
+                format!("a readable file of host:port lines ({e})"),
+            )
+        })?
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect();
+    let index = options.worker.as_ref().map_or(0, |role| role.index);
+    if hosts.is_empty() || index >= hosts.len() {
+        return Err(invalid(
+            "sluice_worker_index",
+            index.to_string(),
+            format!(
+                "this process's line in {} (0 to {}); start one process per line",
+                hosts_file.display(),
+                hosts.len().saturating_sub(1)
+            ),
+        ));
+    }
+    let Some(temp) = options.temp_location.clone().map(PathBuf::from) else {
+        return Err(invalid(
+            "temp_location",
+            String::new(),
+            "a directory every worker process can read and write (shared between machines): \
+             the workers leave their reports there for process 0"
+                .into(),
+        ));
+    };
+    let cluster = ClusterConfig::new(index, hosts.clone());
+    let job_id = match cluster.join(hash, &config.job_id) {
+        Ok(id) => id,
+        Err(message) if index == 0 => {
+            return Ok(job::finish_cluster(
+                &pipeline,
+                &plan,
+                config.total_workers(),
+                &Vec::new(),
+                vec![(0, Err(message))],
+                started,
+            ));
+        }
+        Err(message) => {
+            log::error!("worker process {index}: {message}");
+            std::process::exit(1);
+        }
+    };
+    config.job_id = job_id.clone();
+    config.cluster = Some(cluster);
+    let workers = config.total_workers();
+    let report_of = |i: usize| temp.join(format!("sluice-{job_id}-worker-{i}.report"));
+    let leader = index == 0;
+    let (bytes, ok, sinks) = match job::begin_sinks(&pipeline, &job_id, !leader) {
+        Ok(sinks) => {
+            let part = job::run_part(pipeline.clone(), plan.clone(), config, &sinks);
+            let (bytes, ok) = job::member_report(part, &sinks);
+            (bytes, ok, sinks)
+        }
+        Err(error) => {
+            let (bytes, ok) = job::member_report(job::PartOutcome::failed(error), &Vec::new());
+            (bytes, ok, Vec::new())
+        }
+    };
+    if !leader {
+        // Written whole, then renamed: process 0 never reads half a report.
+        let path = report_of(index);
+        let partial = path.with_extension("partial");
+        let written =
+            std::fs::write(&partial, &bytes).and_then(|()| std::fs::rename(&partial, &path));
+        if let Err(e) = written {
+            log::error!(
+                "worker process {index}: cannot leave its report at {}: {e}",
+                path.display()
+            );
+            std::process::exit(1);
+        }
+        std::process::exit(if ok { 0 } else { 2 });
+    }
+    let mut members = vec![(0, Ok(bytes))];
+    let deadline = Instant::now() + Duration::from_secs_f64(options.worker_timeout_secs);
+    for i in 1..hosts.len() {
+        let path = report_of(i);
+        let member = loop {
+            if let Ok(bytes) = std::fs::read(&path) {
+                let _ = std::fs::remove_file(&path);
+                break Ok(bytes);
+            }
+            if Instant::now() > deadline {
+                break Err(format!(
+                    "left no report at {} within {} s (--worker_timeout_secs); is --temp_location shared by every machine?",
+                    path.display(),
+                    options.worker_timeout_secs
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        members.push((i, member));
+    }
+    if let Some(first) = members.iter().position(|(_, m)| m.is_err()) {
+        members.swap(0, first);
+    }
+    Ok(job::finish_cluster(
+        &pipeline, &plan, workers, &sinks, members, started,
+    ))
 }

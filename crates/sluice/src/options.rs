@@ -156,6 +156,10 @@ pub const RUNNER_FLAGS: &[(&str, &str)] = &[
     ),
     ("num_workers", "ClusterRunner: worker processes (default 2)"),
     (
+        "worker_hosts",
+        "ClusterRunner: a file of host:port lines, one per worker process started by hand (with --sluice_worker_index=i)",
+    ),
+    (
         "max_job_attempts",
         "ClusterRunner: runs of a job that loses a worker process (default 3)",
     ),
@@ -213,6 +217,9 @@ pub struct PipelineOptions {
     pub max_job_attempts: u32,
     /// `--worker_timeout_secs`: a worker process making no progress this long is lost.
     pub worker_timeout_secs: f64,
+    /// `--worker_hosts`: a file of `host:port` lines, one per worker process, for a job
+    /// whose processes are started one by one (on several machines).
+    pub worker_hosts: Option<PathBuf>,
     /// Set in a worker process started by the cluster runner's launcher (internal).
     pub worker: Option<WorkerRole>,
     /// The arguments as given (without the program name), for the launcher to pass on.
@@ -428,6 +435,7 @@ impl PipelineOptions {
                     options.num_workers =
                         number(&name, &value, "a number of worker processes, at least 1")?.max(1)
                 }
+                "worker_hosts" => options.worker_hosts = Some(PathBuf::from(value)),
                 "max_job_attempts" => {
                     options.max_job_attempts =
                         number(&name, &value, "a number of attempts, at least 1")?.max(1) as u32
@@ -467,6 +475,19 @@ impl PipelineOptions {
                 }
                 _ => options.user.entry(name).or_default().push(value),
             }
+        }
+        // A process started by Kubernetes as part of an Indexed Job knows its index from
+        // the environment.
+        if options.worker_hosts.is_some()
+            && options.worker.is_none()
+            && let Some(index) = std::env::var("JOB_COMPLETION_INDEX")
+                .ok()
+                .and_then(|v| v.parse().ok())
+        {
+            options.worker = Some(WorkerRole {
+                index,
+                ..WorkerRole::default()
+            });
         }
         Ok(options)
     }

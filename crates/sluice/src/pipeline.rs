@@ -376,7 +376,13 @@ impl Pipeline {
         // Streaming when asked, or when a source never ends.
         let streaming = options.streaming || graph.pcollections.iter().any(|pc| !pc.bounded);
         let cluster = runner == "cluster";
-        let member = options.worker.clone().filter(|_| cluster);
+        // Processes started one by one (`--worker_hosts`): process 0 leads, reporting and
+        // committing as a launcher does.
+        let hosted = cluster && options.worker_hosts.is_some();
+        let member = options
+            .worker
+            .clone()
+            .filter(|role| cluster && !(hosted && role.index == 0));
         let job_id = match &member {
             Some(role) => role.job_id.clone(),
             None => new_job_id(),
@@ -447,7 +453,10 @@ impl Pipeline {
                 .and_then(|w| w.parse().ok());
         }
         let cancel = config.cancel.clone();
-        let outcome = if cluster {
+        let outcome = if hosted {
+            let hash = crate::cluster::plan_hash(&job_json["pipelineDescription"]);
+            crate::cluster::run_hosted(graph.clone(), plan.clone(), config, &options, &hash)?
+        } else if cluster {
             let hash = crate::cluster::plan_hash(&job_json["pipelineDescription"]);
             match &member {
                 Some(role) => crate::cluster::run_member(

@@ -255,16 +255,12 @@ impl SinkFactory for TextSink {
             .dir
             .join(format!("{TEMP_MARK}{}-{}", self.file_prefix, job.job_id));
         if job.member {
-            // The launcher made (and locks) the temporary directory; this process only
-            // writes its files there and hands them over.
-            if !temp_dir.is_dir() {
-                return Err(FileError::new(
-                    "find the job's temporary directory",
-                    &temp_dir,
-                    std::io::Error::from(std::io::ErrorKind::NotFound),
-                )
-                .into());
-            }
+            // The process that commits makes (and locks) the temporary directory; this
+            // one only writes its files there and hands them over. (It may get there
+            // first: a directory without a lock file is left alone by clean-ups for a
+            // minute.)
+            std::fs::create_dir_all(&temp_dir)
+                .map_err(|e| FileError::new("create the temporary directory", &temp_dir, e))?;
             return Ok(Arc::new(TextSinkJob {
                 sink: self.clone(),
                 temp_dir,
@@ -740,8 +736,13 @@ impl SinkJob for TextSinkJob {
     }
 
     fn handoff(&self) -> Result<Vec<u8>, BoxError> {
+        // Taken, not copied: handed over (and adopted back, when the committing process
+        // is a member too) exactly once.
+        let mut closed =
+            std::mem::take(&mut *self.closed.lock().unwrap_or_else(PoisonError::into_inner));
+        closed.sort();
         let mut out = String::new();
-        for (worker, path) in self.closed() {
+        for (worker, path) in closed {
             let path = path.to_str().ok_or_else(|| {
                 FileError::new(
                     "hand over",

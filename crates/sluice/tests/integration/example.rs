@@ -687,3 +687,79 @@ fn a_hung_worker_process_is_detected_and_the_job_runs_again() {
         count_words("a b a\nc\n")
     );
 }
+
+/// A hosts file of `n` free loopback ports.
+fn hosts_file(dir: &std::path::Path, n: usize) -> PathBuf {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let lines: Vec<String> = listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect();
+    let path = dir.join("hosts");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+/// Processes started one by one from a hosts file, as on several machines: process 0
+/// gathers the others' reports from the shared temporary location and commits.
+#[test]
+fn processes_started_by_hand_from_a_hosts_file_run_one_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    sluice::io::corpus::write_file(&input, 1_000_000, 9).unwrap();
+    let hosts = hosts_file(dir.path(), 2);
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let out = dir.path().join("out/counts");
+    let args = |index: usize, program: &std::ffi::OsStr| {
+        let mut cmd = Command::new(program);
+        cmd.env("RUST_LOG", "warn").args([
+            "--runner=ClusterRunner".to_string(),
+            format!("--worker_hosts={}", hosts.display()),
+            format!("--sluice_worker_index={index}"),
+            "--worker_threads=1".into(),
+            format!("--temp_location={}", shared.display()),
+            format!("--input={}", input.display()),
+            format!("--output={}", out.display()),
+        ]);
+        cmd
+    };
+    let program = example("wordcount").get_program().to_owned();
+    let mut second = args(1, &program).spawn().unwrap();
+    let first = args(0, &program).output().unwrap();
+    let second = second.wait().unwrap();
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success() && second.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(stdout.contains("JOB_STATE_DONE"), "{stdout}");
+    let text = std::fs::read_to_string(&input).unwrap();
+    assert_eq!(parse_counts(&read_lines(&out)), count_words(&text));
+    assert!(
+        crate::kit::listing(&shared).is_empty(),
+        "reports are removed"
+    );
+
+    // A process of another build is refused by the others before any data moves.
+    let other = dir.path().join("wordcount-other-build");
+    let mut bytes = std::fs::read(&program).unwrap();
+    bytes.push(0);
+    std::fs::write(&other, bytes).unwrap();
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::remove_dir_all(dir.path().join("out")).unwrap();
+    let mut second = args(1, other.as_os_str()).spawn().unwrap();
+    let first = args(0, &program).output().unwrap();
+    let second = second.wait().unwrap();
+    assert!(!first.status.success() && !second.success());
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        stderr.contains("process 1 built a different plan or runs a different binary")
+            && stderr.contains("its plan hash is"),
+        "{stderr}"
+    );
+    assert!(crate::kit::shards(&out).is_empty(), "nothing written");
+}
