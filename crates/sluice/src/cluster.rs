@@ -48,7 +48,7 @@ pub(crate) fn run_member(
     hash: &str,
     startup_secs: f64,
 ) -> ! {
-    config.cluster = Some(ClusterConfig::new(role.index, role.peers.clone()));
+    let cluster = ClusterConfig::new(role.index, role.peers.clone());
     // Test hook (built only for sluice's own tests): this worker hangs on the first
     // attempt, sending no heartbeat.
     #[cfg(feature = "test-hooks")]
@@ -77,16 +77,41 @@ pub(crate) fn run_member(
                 job::member_report(job::PartOutcome::failed(mismatch), &nothing),
             )
         }
-        _ => match job::begin_sinks(&pipeline, &config.job_id, true) {
-            Ok(sinks) => {
-                let part = job::run_part(pipeline.clone(), plan, config, &sinks);
-                write_report(role, job::member_report(part, &sinks))
+        _ => {
+            // The workers connect and exchange their plan hashes among themselves too,
+            // before any data moves.
+            if let Err(message) = cluster.join(hash, &config.job_id) {
+                let failed = JobError::Worker {
+                    process: role.index,
+                    message,
+                };
+                write_report(
+                    role,
+                    job::member_report(job::PartOutcome::failed(failed), &nothing),
+                )
             }
-            Err(error) => write_report(
-                role,
-                job::member_report(job::PartOutcome::failed(error), &nothing),
-            ),
-        },
+            config.cluster = Some(cluster);
+            run_member_part(pipeline, plan, config, role)
+        }
+    }
+}
+
+/// Runs a member's part once connected, reports, and ends the process.
+fn run_member_part(
+    pipeline: Arc<PipelineGraph>,
+    plan: Arc<ExecutionGraph>,
+    config: RunnerConfig,
+    role: &WorkerRole,
+) -> ! {
+    match job::begin_sinks(&pipeline, &config.job_id, true) {
+        Ok(sinks) => {
+            let part = job::run_part(pipeline.clone(), plan, config, &sinks);
+            write_report(role, job::member_report(part, &sinks))
+        }
+        Err(error) => write_report(
+            role,
+            job::member_report(job::PartOutcome::failed(error), &Vec::new()),
+        ),
     }
 }
 
