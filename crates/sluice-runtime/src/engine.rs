@@ -148,13 +148,10 @@ pub(crate) fn execute(job: Arc<JobShared>) -> Result<WorkerReport, String> {
     Ok(total)
 }
 
-/// How long a process waits for its peers to accept its connection, or to connect.
-const CONNECT_DEADLINE: Duration = Duration::from_secs(60);
-
 /// Connects this process to every other process of a cluster job: it listens on its own
 /// address for the processes after it and connects to those before it (each side then
 /// says its index), retrying every few milliseconds — not every second, as timely's own
-/// set-up does — until [`CONNECT_DEADLINE`]. Returns one stream per process, `None` for
+/// set-up does — until the cluster's connect deadline. Returns one stream per process, `None` for
 /// this one, as timely's networking takes them.
 pub(crate) fn connect(cluster: &ClusterConfig) -> Result<Vec<Option<TcpStream>>, String> {
     use std::io::{Read, Write};
@@ -168,11 +165,12 @@ pub(crate) fn connect(cluster: &ClusterConfig) -> Result<Vec<Option<TcpStream>>,
         .set_nonblocking(true)
         .map_err(|e| format!("process {me}: {e}"))?;
     let started = Instant::now();
+    let deadline = cluster.connect_deadline;
     let mut sockets: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
     let expired = |what: String| {
         format!(
             "process {me} {what} within {} s; check that every process runs and can reach the others",
-            CONNECT_DEADLINE.as_secs()
+            deadline.as_secs_f64()
         )
     };
     for (peer, address) in cluster.addresses.iter().enumerate().take(me) {
@@ -186,7 +184,7 @@ pub(crate) fn connect(cluster: &ClusterConfig) -> Result<Vec<Option<TcpStream>>,
                     sockets[peer] = Some(stream);
                     break;
                 }
-                Err(_) if started.elapsed() < CONNECT_DEADLINE => {
+                Err(_) if started.elapsed() < deadline => {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 Err(e) => {
@@ -221,7 +219,7 @@ pub(crate) fn connect(cluster: &ClusterConfig) -> Result<Vec<Option<TcpStream>>,
                 awaited -= 1;
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if started.elapsed() > CONNECT_DEADLINE {
+                if started.elapsed() > deadline {
                     let missing: Vec<usize> =
                         (me + 1..n).filter(|p| sockets[*p].is_none()).collect();
                     return Err(expired(format!(

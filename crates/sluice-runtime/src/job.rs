@@ -173,6 +173,8 @@ pub struct ClusterConfig {
     /// Connections made ahead of the job by [`ClusterConfig::join`]; the engine makes
     /// them itself otherwise.
     pub connected: Arc<Mutex<Option<Vec<Option<std::net::TcpStream>>>>>,
+    /// How long a process waits for its peers to connect or accept.
+    pub connect_deadline: std::time::Duration,
 }
 
 impl ClusterConfig {
@@ -182,6 +184,7 @@ impl ClusterConfig {
             process,
             addresses,
             connected: Arc::default(),
+            connect_deadline: std::time::Duration::from_secs(60),
         }
     }
 

@@ -516,7 +516,8 @@ pub(crate) fn run_hosted(
                 .into(),
         ));
     };
-    let cluster = ClusterConfig::new(index, hosts.clone());
+    let mut cluster = ClusterConfig::new(index, hosts.clone());
+    cluster.connect_deadline = Duration::from_secs_f64(options.worker_timeout_secs);
     let job_id = match cluster.join(hash, &config.job_id) {
         Ok(id) => id,
         Err(message) if index == 0 => {

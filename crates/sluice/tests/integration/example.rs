@@ -763,3 +763,52 @@ fn processes_started_by_hand_from_a_hosts_file_run_one_job() {
     );
     assert!(crate::kit::shards(&out).is_empty(), "nothing written");
 }
+
+/// A peer that never starts, and a port another program holds, each fail the job with
+/// the process and address named, within the deadline.
+#[test]
+fn a_missing_peer_or_a_port_in_use_fails_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "a b\n").unwrap();
+    let hosts = hosts_file(dir.path(), 2);
+    let run = |hosts: &std::path::Path| {
+        example("wordcount")
+            .args([
+                "--runner=ClusterRunner".to_string(),
+                format!("--worker_hosts={}", hosts.display()),
+                "--sluice_worker_index=0".into(),
+                "--worker_threads=1".into(),
+                "--worker_timeout_secs=2".into(),
+                format!("--temp_location={}", dir.path().display()),
+                format!("--input={}", input.display()),
+                format!("--output={}/out/counts", dir.path().display()),
+            ])
+            .output()
+            .unwrap()
+    };
+    // Process 1 is never started.
+    let alone = run(&hosts);
+    assert!(!alone.status.success());
+    let stderr = String::from_utf8_lossy(&alone.stderr);
+    assert!(
+        stderr.contains("process 0 was never reached by process(es) [1] within 2 s"),
+        "{stderr}"
+    );
+    // Process 0's port is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = dir.path().join("busy-hosts");
+    std::fs::write(
+        &busy,
+        format!("{}\n127.0.0.1:1\n", taken.local_addr().unwrap()),
+    )
+    .unwrap();
+    let blocked = run(&busy);
+    assert!(!blocked.status.success());
+    let stderr = String::from_utf8_lossy(&blocked.stderr);
+    assert!(
+        stderr.contains("process 0 cannot listen on") && stderr.contains("in use"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("out").exists());
+}
