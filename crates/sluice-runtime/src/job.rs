@@ -781,6 +781,8 @@ struct MemberReport {
 pub fn member_report(part: PartOutcome, sinks: &Sinks) -> (Vec<u8>, bool) {
     let mut failure = match &part.failure {
         Some(JobError::Cancelled { reason }) => Some(reason.clone()),
+        // The launcher names the process itself.
+        Some(JobError::Worker { message, .. }) => Some(message.clone()),
         Some(error) => Some(sluice_core::error::display_safely(error)),
         None => None,
     };
