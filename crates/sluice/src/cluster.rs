@@ -79,16 +79,12 @@ pub(crate) fn run_member(
         }
         _ => {
             // The workers connect and exchange their plan hashes among themselves too,
-            // before any data moves.
+            // before any data moves. A connection that cannot be made (a port taken
+            // since the launcher chose it) leaves no report: the launcher takes the
+            // worker for lost and runs the job again on other ports.
             if let Err(message) = cluster.join(hash, &config.job_id) {
-                let failed = JobError::Worker {
-                    process: role.index,
-                    message,
-                };
-                write_report(
-                    role,
-                    job::member_report(job::PartOutcome::failed(failed), &nothing),
-                )
+                log::error!("worker process {}: {message}", role.index);
+                std::process::exit(3);
             }
             config.cluster = Some(cluster);
             run_member_part(pipeline, plan, config, role)
