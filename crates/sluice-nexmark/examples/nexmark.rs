@@ -16,6 +16,7 @@
 //! | `--output=FILE` | write the results, one JSON line each | results are counted |
 //! | `--streaming` | generate an unbounded stream; results are emitted as triggers fire | off |
 //! | `--event_rate=N` | events per second: sets the generator's rate (and so event times), and in streaming paces the stream in real time | 10000 (unpaced) |
+//! | `--collect` | gather the results in this process; print their number and a checksum | off |
 //! | `--direct_num_workers=N` | worker threads | one per core |
 //!
 //! It ends with a line `events=<n> results=<n> seconds=<s> events_per_sec=<r>`; a paced
@@ -77,6 +78,10 @@ fn run() -> sluice::Result<()> {
         (
             "event_rate",
             "events per second; in streaming, paces the stream in real time",
+        ),
+        (
+            "collect",
+            "gather the results in this process and print their number and checksum",
         ),
     ] {
         p.describe_flag(flag, help);
@@ -160,9 +165,10 @@ fn run() -> sluice::Result<()> {
             base_time_ms: config.base_time_ms,
             samples: Arc::new(Mutex::new(Vec::new())),
         }),
+        (None, None) if p.flag("collect")? => Output::Collect,
         (None, None) => Output::Count,
     };
-    query(query_number, &events, &config, &sink)?;
+    let collected = query(query_number, &events, &config, &sink)?;
 
     let result = p.run()?;
     let metrics = result.metrics().clone();
@@ -181,6 +187,18 @@ fn run() -> sluice::Result<()> {
     };
     if let Some(path) = &output {
         println!("wrote {n_results} results to {}", path.display());
+    }
+    if let Some(collected) = collected {
+        // Gathered here, whichever processes computed them.
+        let mut results = collected.values();
+        results.sort();
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&results, &mut hasher);
+        println!(
+            "collected={} checksum={:016x}",
+            results.len(),
+            std::hash::Hasher::finish(&hasher)
+        );
     }
     let mut summary = format!(
         "events={n_events} results={n_results} seconds={seconds:.3} events_per_sec={:.0}",

@@ -171,3 +171,35 @@ fn a_streaming_job_on_two_processes_drains_and_commits() {
         written
     );
 }
+
+/// `collect()` gathers the results in the launcher, whichever worker processes computed
+/// them.
+#[test]
+fn collected_results_reach_the_launcher_of_a_cluster_job() {
+    let collect = |flags: &[&str]| {
+        let run = nexmark()
+            .args(["--query=3", "--num_events=20000", "--collect"])
+            .args(flags)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        String::from_utf8(run.stdout)
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("collected="))
+            .expect("a collected= line")
+            .to_string()
+    };
+    let embedded = collect(&["--direct_num_workers=2"]);
+    let cluster = collect(&[
+        "--runner=ClusterRunner",
+        "--num_workers=2",
+        "--worker_threads=1",
+    ]);
+    assert!(!embedded.starts_with("collected=0 "), "{embedded}");
+    assert_eq!(embedded, cluster);
+}
