@@ -172,6 +172,10 @@ fn run() -> sluice::Result<()> {
 
     let result = p.run()?;
     let metrics = result.metrics().clone();
+    if result.is_submitted() {
+        // The job service runs it; its metrics are the service's (`sluice jobs metrics`).
+        return result.wait_until_finish();
+    }
     result.wait_until_finish()?;
     let seconds = started.elapsed().as_secs_f64();
     let n_events = metrics

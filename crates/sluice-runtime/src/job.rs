@@ -236,6 +236,8 @@ pub struct RunnerConfig {
     /// a signal's number (set from a signal handler, hence an atomic), or
     /// [`CANCEL_REQUESTED`].
     pub cancel: Arc<AtomicUsize>,
+    /// Where workers publish their counts as the job runs, for a reporter to read.
+    pub live: Option<Arc<crate::live::LiveMetrics>>,
     /// Test hook: this worker panics inside the engine (not in user code) once its
     /// dataflow runs, so tests can check that the other workers stop and the job fails.
     #[cfg(feature = "test-hooks")]
@@ -276,6 +278,7 @@ impl RunnerConfig {
             clock: Clock::wall(),
             drain: Arc::default(),
             cancel: Arc::default(),
+            live: None,
             #[cfg(feature = "test-hooks")]
             panic_worker_for_test: None,
         }
@@ -657,6 +660,9 @@ pub fn run_part(
         abandoned: AtomicBool::new(false),
     });
 
+    if let Some(live) = &shared.config.live {
+        live.attach(&shared);
+    }
     let watchdog = Watchdog::start(
         shared.progress.clone(),
         graph.clone(),

@@ -28,6 +28,7 @@
 
 mod engine;
 pub mod job;
+pub mod live;
 pub mod metrics;
 mod retry;
 pub mod stage;
@@ -36,4 +37,5 @@ pub mod watchdog;
 mod watermark;
 
 pub use job::{ClusterConfig, JobOutcome, JobState, RunnerConfig, run};
+pub use live::{LiveMetrics, LiveSnapshot};
 pub use metrics::{JobMetrics, StageMetrics, TransformMetrics, UserMetric};

@@ -13,7 +13,7 @@ use sluice_core::user_metrics::MetricValue;
 use sluice_plan::{EdgeKind, ExecutionGraph, PipelineGraph, StepOp, TransformId, TransformKind};
 
 /// Counts one worker collected.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct WorkerReport {
     /// The worker (set on the worker's own report).
     pub worker: usize,

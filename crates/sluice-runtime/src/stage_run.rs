@@ -862,6 +862,9 @@ impl StageRun {
             let transform = self.job.pipeline.transform(transform).name.clone();
             self.job.fail(JobError::SinkWrite { transform, source });
         }
+        if let Some(live) = &self.job.config.live {
+            live.publish(self.job.local(self.worker), &state.report, false);
+        }
         emitted
     }
 

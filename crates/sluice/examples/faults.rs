@@ -160,6 +160,10 @@ fn main() -> sluice::Result<()> {
         .write_text("Write", &output);
 
     let result = p.run()?;
+    if result.is_submitted() {
+        // The job service runs the job: follow it there (`sluice jobs metrics` has its counts).
+        return result.wait_until_finish();
+    }
     let m = result.metrics();
     let stage = m.stages.first();
     let check_metrics = m.transform("Check");

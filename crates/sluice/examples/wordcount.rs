@@ -40,6 +40,10 @@ fn main() -> sluice::Result<()> {
     build(&p, &input, &output);
 
     let result = p.run()?;
+    if result.is_submitted() {
+        // The job service runs the job: follow it there (`sluice jobs metrics` has its counts).
+        return result.wait_until_finish();
+    }
     if let Some(error) = result.error() {
         // Counts of a failed job are partial: the failure is the result.
         println!("job {}: {}: {error}", result.job_id(), result.state());

@@ -35,6 +35,10 @@ pub enum Error {
         /// The job's id.
         job_id: String,
     },
+    /// The job service (`--service_url`) could not be used, or a job it ran did not
+    /// succeed.
+    #[error("{0}")]
+    Service(String),
     /// The plan could not be written where `--plan_out` asked.
     #[error("cannot write the plan to {} (--plan_out): {source}", path.display())]
     PlanOut {

@@ -45,6 +45,7 @@ pub mod options;
 pub mod pcollection;
 pub mod pipeline;
 pub mod result;
+mod service;
 pub mod transforms;
 
 pub use dofn::{Context, DeadLetter, DoFn, FinishContext, TagSpec, TupleTag};

@@ -171,6 +171,14 @@ pub const RUNNER_FLAGS: &[(&str, &str)] = &[
         "worker_threads",
         "ClusterRunner: threads per worker process (default: cores / processes, at least 1)",
     ),
+    (
+        "service_url",
+        "submit the job to the job service at this URL (sluice serve) instead of running it here",
+    ),
+    (
+        "service_token",
+        "the job service's token (default: $SLUICE_TOKEN, else the token file of the default data directory)",
+    ),
     ("help", "print the flags and exit without running"),
 ];
 
@@ -222,6 +230,14 @@ pub struct PipelineOptions {
     pub worker_hosts: Option<PathBuf>,
     /// Set in a worker process started by the cluster runner's launcher (internal).
     pub worker: Option<WorkerRole>,
+    /// `--service_url`: the job service to submit to (or, in a job the service started,
+    /// to report to).
+    pub service_url: Option<String>,
+    /// `--service_token`: the job service's token.
+    pub service_token: Option<String>,
+    /// `--sluice_service_job`: set by the job service in the process it starts for a
+    /// submitted job: the job's id (internal).
+    pub service_job: Option<String>,
     /// The arguments as given (without the program name), for the launcher to pass on.
     pub args: Vec<String>,
     /// Every other flag, by name, in the order given.
@@ -258,7 +274,7 @@ fn max_workers() -> (usize, usize) {
 }
 
 /// Converts `jobName` to `job_name`; leaves snake_case alone.
-fn snake_case(name: &str) -> String {
+pub(crate) fn snake_case(name: &str) -> String {
     let mut out = String::with_capacity(name.len() + 4);
     for (i, c) in name.chars().enumerate() {
         if c.is_ascii_uppercase() {
@@ -436,6 +452,18 @@ impl PipelineOptions {
                         number(&name, &value, "a number of worker processes, at least 1")?.max(1)
                 }
                 "worker_hosts" => options.worker_hosts = Some(PathBuf::from(value)),
+                "service_url" => {
+                    if !(value.starts_with("http://") || value.starts_with("https://")) {
+                        return Err(OptionsError::Invalid {
+                            flag: name.clone(),
+                            value: value.clone(),
+                            expected: "the job service's URL, such as http://127.0.0.1:8130".into(),
+                        });
+                    }
+                    options.service_url = Some(value.trim_end_matches('/').to_string())
+                }
+                "service_token" => options.service_token = Some(value),
+                "sluice_service_job" => options.service_job = Some(value),
                 "max_job_attempts" => {
                     options.max_job_attempts =
                         number(&name, &value, "a number of attempts, at least 1")?.max(1) as u32

@@ -383,9 +383,12 @@ impl Pipeline {
             .worker
             .clone()
             .filter(|role| cluster && !(hosted && role.index == 0));
-        let job_id = match &member {
-            Some(role) => role.job_id.clone(),
-            None => new_job_id(),
+        // A job the service started keeps the id it was submitted with.
+        let service_job = options.service_job.clone().filter(|_| member.is_none());
+        let job_id = match (&member, &service_job) {
+            (Some(role), _) => role.job_id.clone(),
+            (None, Some(id)) => id.clone(),
+            (None, None) => new_job_id(),
         };
         let job_name = options.job_name.clone().unwrap_or_else(default_job_name);
         let description = sluice_plan::json::pipeline_description(&graph, &plan);
@@ -407,6 +410,15 @@ impl Pipeline {
                 serde_json::to_string_pretty(&job_json).unwrap_or_default()
             );
             return Ok(PipelineResult::dry_run(job_id, job_name));
+        }
+        // Submitted to the job service, which runs it in a process of its own.
+        if options.service_url.is_some()
+            && options.service_job.is_none()
+            && options.worker.is_none()
+        {
+            job_json["currentState"] = json!("JOB_STATE_PENDING");
+            let submitted = crate::service::submit(&options, &job_json)?;
+            return Ok(PipelineResult::submitted(job_name, submitted));
         }
 
         let workers = if cluster {
@@ -453,6 +465,24 @@ impl Pipeline {
                 .and_then(|w| w.parse().ok());
         }
         let cancel = config.cancel.clone();
+        let drained = config.drain.clone();
+        let reporter = match &service_job {
+            Some(id) => match crate::service::Reporter::start(
+                &options,
+                id,
+                &job_json["pipelineDescription"],
+                &mut config,
+            ) {
+                Ok(reporter) => Some(reporter),
+                Err(mismatch) => {
+                    let (reporter, failure) = *mismatch;
+                    log::error!("job {id}: {failure}");
+                    reporter.finish("JOB_STATE_FAILED", None, Some(failure.clone()), &[]);
+                    return Err(Error::Service(format!("job {id} failed: {failure}")));
+                }
+            },
+            None => None,
+        };
         let outcome = if hosted {
             let hash = crate::cluster::plan_hash(&job_json["pipelineDescription"]);
             crate::cluster::run_hosted(graph.clone(), plan.clone(), config, &options, &hash)?
@@ -493,6 +523,33 @@ impl Pipeline {
             ),
             (state, Some(error)) => log::error!("job {job_id} ended {state}: {error}"),
             (state, None) => log::error!("job {job_id} ended {state}"),
+        }
+        if let Some(reporter) = reporter {
+            let metrics = crate::service::metrics_json(&outcome.metrics, &[]);
+            // A streaming job that ended because it was drained ends DRAINED.
+            let state = if outcome.state == JobState::Done
+                && streaming
+                && drained.load(std::sync::atomic::Ordering::SeqCst)
+            {
+                "JOB_STATE_DRAINED"
+            } else {
+                outcome.state.as_str()
+            };
+            let mut summary = vec![format!(
+                "job ended {state} after {:.2} s",
+                outcome.metrics.wall_time.as_secs_f64()
+            )];
+            summary.extend(outcome.committed.iter().map(|c| format!("wrote {c}")));
+            reporter.finish(
+                state,
+                Some(metrics),
+                outcome
+                    .error
+                    .as_ref()
+                    .filter(|_| outcome.state == JobState::Failed)
+                    .map(|e| e.to_string()),
+                &summary,
+            );
         }
         if let Some(path) = &options.plan_out {
             job_json["currentState"] = json!(outcome.state.as_str());
@@ -556,11 +613,37 @@ fn write_json(path: &std::path::Path, value: &serde_json::Value) -> Result<()> {
     })
 }
 
+/// Logs to stderr through env_logger; warnings and errors are also kept for the job
+/// service when this process runs a job the service started.
+struct Logger(env_logger::Logger);
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.0.enabled(metadata) || metadata.level() <= log::Level::Warn
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.0.matches(record) {
+            self.0.log(record);
+        }
+        crate::service::capture(record);
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
+}
+
 fn init_logging() {
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .target(env_logger::Target::Stderr)
-        .format_target(false)
-        .try_init();
+    let logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+            .target(env_logger::Target::Stderr)
+            .format_target(false)
+            .build();
+    let level = logger.filter().max(log::LevelFilter::Warn);
+    if log::set_boxed_logger(Box::new(Logger(logger))).is_ok() {
+        log::set_max_level(level);
+    }
 }
 
 /// A job id in Dataflow's form: `2026-11-22_13_05_09-<u64>`, UTC.

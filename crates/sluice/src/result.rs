@@ -17,6 +17,8 @@ pub struct PipelineResult {
     dry_run: bool,
     /// The signal that cancelled the job, if one did.
     cancel_signal: Option<i32>,
+    /// The job runs in the job service (`--service_url`).
+    submitted: Option<crate::service::Submitted>,
 }
 
 impl PipelineResult {
@@ -35,6 +37,7 @@ impl PipelineResult {
             committed: outcome.committed,
             dry_run: false,
             cancel_signal,
+            submitted: None,
         }
     }
 
@@ -48,7 +51,29 @@ impl PipelineResult {
             committed: Vec::new(),
             dry_run: true,
             cancel_signal: None,
+            submitted: None,
         }
+    }
+
+    pub(crate) fn submitted(job_name: String, submitted: crate::service::Submitted) -> Self {
+        PipelineResult {
+            job_id: submitted.id().to_string(),
+            job_name,
+            state: JobState::Pending,
+            error: None,
+            metrics: JobMetrics::default(),
+            committed: Vec::new(),
+            dry_run: false,
+            cancel_signal: None,
+            submitted: Some(submitted),
+        }
+    }
+
+    /// Whether the job was submitted to the job service (`--service_url`) and runs there;
+    /// its state and metrics are the service's ([`PipelineResult::wait_until_finish`]
+    /// follows it).
+    pub fn is_submitted(&self) -> bool {
+        self.submitted.is_some()
     }
 
     /// The job's id (`2026-11-22_13_05_09-<n>`).
@@ -99,6 +124,22 @@ impl PipelineResult {
     /// output is removed, with the exit code the signal stands for (130 or 143), as the
     /// signal would have.
     pub fn wait_until_finish(self) -> Result<()> {
+        if let Some(submitted) = &self.submitted {
+            let (state, failure) = submitted.wait()?;
+            return match state.as_str() {
+                "JOB_STATE_DONE" | "JOB_STATE_DRAINED" => Ok(()),
+                "JOB_STATE_CANCELLED" => Err(Error::Cancelled {
+                    job_id: self.job_id,
+                }),
+                _ => Err(Error::Service(format!(
+                    "job {} failed ({state}): {}",
+                    self.job_id,
+                    failure
+                        .as_deref()
+                        .unwrap_or("see `sluice jobs messages` for why")
+                ))),
+            };
+        }
         if let Some(signal) = self.cancel_signal {
             eprintln!(
                 "job {} was cancelled ({}): no output was committed",
