@@ -502,3 +502,39 @@ fn a_restarted_service_reattaches_to_running_jobs() {
     assert!(std::fs::read_to_string(&out).unwrap().lines().count() > 0);
     serve.stop();
 }
+
+#[test]
+fn a_cancelled_cluster_runner_job_commits_nothing_on_any_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let serve = Serve::start(&tmp.path().join("sluice"), 0);
+    let out = tmp.path().join("q5.json");
+    let mut command = submitting(&serve, "nexmark");
+    command
+        .args([
+            "--runner=ClusterRunner",
+            "--num_workers=2",
+            "--query=5",
+            "--streaming",
+            "--event_rate=2000",
+            "--num_events=0",
+        ])
+        .arg(format!("--output={}", out.display()));
+    let (mut submitter, id) = spawn_submitting(command);
+    serve.wait_until(&id, "running", |j| j["currentState"] == "JOB_STATE_RUNNING");
+    // Its workers read for a while (a streaming worker told to drain would commit).
+    std::thread::sleep(Duration::from_secs(3));
+    let asked = Instant::now();
+    serve.jobs_ok(&["cancel", &id]);
+    assert!(!wait_exit(&mut submitter).success());
+    // The job acted on the cancel itself, well before the service would kill it.
+    assert!(
+        asked.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(serve.job(&id)["currentState"], "JOB_STATE_CANCELLED");
+    let messages = serve.jobs_ok(&["messages", &id]);
+    assert!(!messages.contains("was killed"), "{messages}");
+    assert!(!out.exists(), "a cancelled job commits nothing");
+    serve.stop();
+}

@@ -432,15 +432,21 @@ fn wait_all(running: &mut [Worker], config: &RunnerConfig, timeout: Duration) ->
         if running.iter().all(|w| w.exited.is_some()) {
             return None;
         }
-        let signalled =
-            config.cancel.load(Ordering::SeqCst) != 0 || config.drain.load(Ordering::SeqCst);
-        if signalled && !forwarded {
-            // Stopped by a signal: every worker cancels (batch) or drains (streaming) its
-            // part as the launcher would.
+        let cancelled = config.cancel.load(Ordering::SeqCst) != 0;
+        let drained = config.drain.load(Ordering::SeqCst);
+        if (cancelled || drained) && !forwarded {
+            // Stopped: a cancel (by a signal in batch, or by the job service) cancels
+            // every worker's part (SIGUSR1, whatever the mode); a drain drains it
+            // (SIGTERM, which drains a streaming job).
             forwarded = true;
+            let signal = if cancelled {
+                rustix::process::Signal::USR1
+            } else {
+                rustix::process::Signal::TERM
+            };
             for w in running.iter().filter(|w| w.exited.is_none()) {
                 if let Some(pid) = rustix::process::Pid::from_raw(w.child.id() as i32) {
-                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+                    let _ = rustix::process::kill_process(pid, signal);
                 }
             }
         }

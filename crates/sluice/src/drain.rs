@@ -11,7 +11,9 @@
 //! process with the signal's conventional exit code (130 for SIGINT, 143 for SIGTERM).
 //!
 //! In both, a second signal ends the process at once (exit code 130), as an impatient
-//! user expects. While no job runs, the signals do what they would have done without
+//! user expects. SIGUSR1 cancels a job whatever its mode (the cluster runner's launcher
+//! sends it to its workers when the job is cancelled, so a streaming job's workers stop
+//! at once rather than drain first). While no job runs, the signals do what they would have done without
 //! sluice: they end the process.
 //!
 //! The handlers are installed once per process and only touch atomics (all a signal
@@ -20,7 +22,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 
 /// What the process's signal handlers share with the jobs it runs.
 struct Signals {
@@ -30,6 +32,8 @@ struct Signals {
     stop: Arc<AtomicUsize>,
     /// Set by the first signal: streaming jobs drain on it.
     drain: Arc<AtomicBool>,
+    /// Set by SIGUSR1: streaming jobs cancel on it.
+    cancel: Arc<AtomicUsize>,
 }
 
 fn signals() -> &'static Signals {
@@ -39,6 +43,7 @@ fn signals() -> &'static Signals {
             running: AtomicUsize::new(0),
             stop: Arc::default(),
             drain: Arc::default(),
+            cancel: Arc::default(),
         }));
         for signal in [SIGINT, SIGTERM] {
             let action = move || {
@@ -59,6 +64,21 @@ fn signals() -> &'static Signals {
                 );
             }
         }
+        let cancel = move || {
+            if shared.running.load(Ordering::SeqCst) == 0 {
+                let _ = signal_hook::low_level::emulate_default_handler(SIGUSR1);
+                return;
+            }
+            let requested = sluice_runtime::job::CANCEL_REQUESTED;
+            let _ = shared
+                .stop
+                .compare_exchange(0, requested, Ordering::SeqCst, Ordering::SeqCst);
+            shared.cancel.store(requested, Ordering::SeqCst);
+        };
+        // SAFETY: as above: atomics, and the async-signal-safe default handler.
+        if let Err(e) = unsafe { signal_hook::low_level::register(SIGUSR1, cancel) } {
+            log::warn!("cannot cancel jobs on SIGUSR1: {e}");
+        }
         shared
     })
 }
@@ -75,9 +95,11 @@ impl OnSignals {
             // No job was running: a signal that came before this one belongs to nobody.
             s.stop.store(0, Ordering::SeqCst);
             s.drain.store(false, Ordering::SeqCst);
+            s.cancel.store(0, Ordering::SeqCst);
         }
         if config.streaming {
             config.drain = s.drain.clone();
+            config.cancel = s.cancel.clone();
         } else {
             config.cancel = s.stop.clone();
         }
