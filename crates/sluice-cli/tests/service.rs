@@ -436,7 +436,7 @@ fn streaming_jobs_report_live_and_drain_or_cancel_on_request() {
 
     // Drained: live metrics while it runs, its output committed when it ends.
     let drained_out = tmp.path().join("q5-drained.json");
-    let (mut submitter, id) = nexmark_streaming(&serve, &drained_out);
+    let (submitter, id) = nexmark_streaming(&serve, &drained_out);
     let running = serve.wait_until(&id, "live metrics", |j| {
         j["currentState"] == "JOB_STATE_RUNNING" && events_read(j) > 0
     });
@@ -451,11 +451,14 @@ fn streaming_jobs_report_live_and_drain_or_cancel_on_request() {
                 .any(|s| s["watermark"].is_string() && s["dataFreshnessSecs"].is_number())
         })
     });
+    // The job lives on without the process that submitted it.
+    drop(submitter);
+    std::thread::sleep(Duration::from_secs(1));
+    let still = serve.job(&id);
+    assert_eq!(still["currentState"], "JOB_STATE_RUNNING", "{still}");
     let said = serve.jobs_ok(&["drain", &id]);
     assert!(said.contains("JOB_STATE_DRAINING"), "{said}");
-    assert!(wait_exit(&mut submitter).success());
-    let job = serve.job(&id);
-    assert_eq!(job["currentState"], "JOB_STATE_DRAINED");
+    serve.wait_until(&id, "drained", |j| j["currentState"] == "JOB_STATE_DRAINED");
     let results = std::fs::read_to_string(&drained_out).unwrap();
     assert!(
         results.lines().count() > 0,
