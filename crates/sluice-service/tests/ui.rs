@@ -225,3 +225,182 @@ fn the_jobs_list_filters_by_state_and_pages() {
     assert!(dom.contains("job-number-119") && !dom.contains("job-number-118"));
     assert!(dom.contains(">Done<"));
 }
+
+/// Headless Chromium driven over the DevTools protocol: a page opened, scripts run in
+/// it, clicks made as a person would.
+struct Browser {
+    child: std::process::Child,
+    socket: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+    session: String,
+    next_id: u64,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    fn open(url: &str) -> Browser {
+        use std::io::BufRead;
+        let profile = tempfile::tempdir().unwrap();
+        let mut child = Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--remote-debugging-address=127.0.0.1",
+                "--remote-debugging-port=0",
+                &format!("--user-data-dir={}", profile.path().display()),
+                "about:blank",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(at) = line.find("ws://") {
+                    let _ = tx.send(line[at..].trim().to_string());
+                }
+            }
+        });
+        let endpoint = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(endpoint) => endpoint,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("chromium did not open its DevTools endpoint");
+            }
+        };
+        let (socket, _) = tungstenite::connect(endpoint.as_str()).unwrap();
+        let mut browser = Browser {
+            child,
+            socket,
+            session: String::new(),
+            next_id: 0,
+            _profile: profile,
+        };
+        let target = browser.send(None, "Target.createTarget", json!({"url": url}));
+        let target = target["targetId"].as_str().unwrap().to_string();
+        let attached = browser.send(
+            None,
+            "Target.attachToTarget",
+            json!({"targetId": target, "flatten": true}),
+        );
+        browser.session = attached["sessionId"].as_str().unwrap().to_string();
+        browser
+    }
+
+    /// Sends a command and returns its result (events in between are skipped).
+    fn send(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut message = json!({"id": id, "method": method, "params": params});
+        if let Some(session) = session {
+            message["sessionId"] = json!(session);
+        }
+        self.socket
+            .send(tungstenite::Message::text(message.to_string()))
+            .unwrap();
+        loop {
+            let answer = self.socket.read().unwrap();
+            let Ok(text) = answer.to_text() else { continue };
+            let Ok(value) = serde_json::from_str::<Value>(text) else {
+                continue;
+            };
+            if value["id"] == id {
+                assert!(value.get("error").is_none(), "{method}: {value}");
+                return value["result"].clone();
+            }
+        }
+    }
+
+    /// Runs `expression` in the page; its value.
+    fn eval(&mut self, expression: &str) -> Value {
+        let session = self.session.clone();
+        let result = self.send(
+            Some(&session),
+            "Runtime.evaluate",
+            json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+        );
+        result["result"]["value"].clone()
+    }
+
+    /// Waits until `expression` is true in the page.
+    fn wait_for(&mut self, expression: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.eval(expression) != json!(true) {
+            assert!(
+                Instant::now() < deadline,
+                "never true in the page: {expression}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_cancel_and_drain_buttons_stop_the_job_with_the_links_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = start(dir.path());
+    let token = service.service().token.clone();
+    for (id, kind) in [
+        ("2026-11-28_10_00_00-3", "JOB_TYPE_STREAMING"),
+        ("2026-11-28_10_00_00-4", "JOB_TYPE_BATCH"),
+    ] {
+        let mut job = fixture();
+        job["id"] = json!(id);
+        job["type"] = json!(kind);
+        job["currentState"] = json!("JOB_STATE_RUNNING");
+        insert(&service, job);
+    }
+    let client = sluice_client::Client::new(service.url(), None);
+
+    // The link `sluice serve` prints carries the token; the page keeps it.
+    let mut browser = Browser::open(&format!(
+        "{}/jobs/2026-11-28_10_00_00-3?token={token}",
+        service.url()
+    ));
+    browser.wait_for("document.getElementById('job')?.dataset.loaded === 'live'");
+    browser.wait_for("!document.getElementById('drain').hidden");
+    browser.eval("window.confirm = () => true; document.getElementById('drain').click(); true");
+    browser.wait_for("document.getElementById('state').textContent === 'Draining'");
+    let job = client.job("2026-11-28_10_00_00-3", "summary").unwrap();
+    assert_eq!(job["currentState"], "JOB_STATE_DRAINING");
+    assert_eq!(job["requestedState"], "JOB_STATE_DRAINED");
+    assert_eq!(
+        browser.eval("document.getElementById('drain').hidden"),
+        json!(true)
+    );
+
+    // Another job's page, opened without the token: the page remembers it.
+    let session = browser.session.clone();
+    browser.send(
+        Some(&session),
+        "Page.navigate",
+        json!({"url": format!("{}/jobs/2026-11-28_10_00_00-4", service.url())}),
+    );
+    browser.wait_for(
+        "document.getElementById('job')?.dataset.job === '2026-11-28_10_00_00-4' && document.getElementById('job').dataset.loaded === 'live'",
+    );
+    // A batch job has no Drain.
+    assert_eq!(
+        browser.eval("document.getElementById('drain').hidden"),
+        json!(true)
+    );
+    browser.eval("window.confirm = () => true; document.getElementById('cancel').click(); true");
+    browser.wait_for("document.getElementById('state').textContent === 'Cancelling'");
+    let job = client.job("2026-11-28_10_00_00-4", "summary").unwrap();
+    assert_eq!(job["currentState"], "JOB_STATE_CANCELLING");
+    assert_eq!(job["requestedState"], "JOB_STATE_CANCELLED");
+}
