@@ -32,6 +32,7 @@ pub mod key;
 pub mod panes;
 pub mod receiver;
 pub mod shuffle;
+pub mod spill;
 pub mod time;
 pub mod trigger;
 pub mod unit;

@@ -243,6 +243,16 @@ fn write_record(
     Ok(())
 }
 
+/// Appends `record` in the shuffle record format (what [`records`] reads back).
+pub fn append_record(out: &mut Vec<u8>, record: &ShuffleRecord<'_>) {
+    write_varint(out, record.key.len() as u64);
+    out.extend_from_slice(record.key);
+    record.window.encode_to(out);
+    out.extend_from_slice(&record.timestamp.0.to_le_bytes());
+    out.extend_from_slice(&(record.value.len() as u32).to_le_bytes());
+    out.extend_from_slice(record.value);
+}
+
 /// A batch's bytes were not a sequence of well-formed records.
 #[derive(Debug, thiserror::Error)]
 #[error("malformed shuffle record at byte {offset}")]

@@ -51,6 +51,9 @@ pub struct UnitContext {
     pub clock: crate::time::Clock,
     /// The running job, as sources that pace themselves against it see it.
     pub job: Option<Arc<dyn JobControl>>,
+    /// The process's memory budget, which buffering units account against and spill
+    /// under (`None`: unbounded, nothing spills).
+    pub memory: Option<Arc<crate::spill::MemoryBudget>>,
 }
 
 /// What a source can ask of the job it runs in.
@@ -183,6 +186,7 @@ impl UnitContext {
             streaming: false,
             clock: crate::time::Clock::wall(),
             job: None,
+            memory: None,
         }
     }
 

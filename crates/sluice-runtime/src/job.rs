@@ -238,6 +238,11 @@ pub struct RunnerConfig {
     pub cancel: Arc<AtomicUsize>,
     /// Where workers publish their counts as the job runs, for a reporter to read.
     pub live: Option<Arc<crate::live::LiveMetrics>>,
+    /// Bytes of encoded records this process's grouping readers may hold before they
+    /// spill to disk (`None`: [`sluice_core::spill::default_limit`]).
+    pub max_memory: Option<u64>,
+    /// Where spill files go (a `sluice-spill-<job>-<process>` directory under it).
+    pub temp_dir: std::path::PathBuf,
     /// Test hook: this worker panics inside the engine (not in user code) once its
     /// dataflow runs, so tests can check that the other workers stop and the job fails.
     #[cfg(feature = "test-hooks")]
@@ -279,6 +284,8 @@ impl RunnerConfig {
             drain: Arc::default(),
             cancel: Arc::default(),
             live: None,
+            max_memory: None,
+            temp_dir: std::env::temp_dir(),
             #[cfg(feature = "test-hooks")]
             panic_worker_for_test: None,
         }
@@ -325,6 +332,8 @@ pub(crate) struct JobShared {
     pub upstream: Vec<Vec<usize>>,
     /// Retried failures, logged without flooding.
     pub retry_log: crate::retry::RetryLog,
+    /// What this process's grouping readers may hold in memory.
+    pub memory: Option<Arc<sluice_core::spill::MemoryBudget>>,
     failed: AtomicBool,
     failure: Mutex<Option<JobError>>,
     /// A worker died in the engine: the others stop stepping rather than wait for it.
@@ -636,6 +645,25 @@ pub fn run_part(
         splits.push(stage_splits);
     }
 
+    // Spill directories of jobs that died are removed first.
+    let stale = sluice_core::spill::remove_stale(&config.temp_dir);
+    if stale > 0 {
+        log::info!(
+            "removed {stale} spill director{} left by jobs that no longer run in {}",
+            if stale == 1 { "y" } else { "ies" },
+            config.temp_dir.display()
+        );
+    }
+    let budget = sluice_core::spill::MemoryBudget::new(
+        config
+            .max_memory
+            .unwrap_or_else(sluice_core::spill::default_limit),
+        config.temp_dir.join(format!(
+            "sluice-spill-{}-{}",
+            config.job_id,
+            config.process()
+        )),
+    );
     let shared = Arc::new(JobShared {
         pipeline: pipeline.clone(),
         graph: graph.clone(),
@@ -651,6 +679,7 @@ pub fn run_part(
         sent: AtomicU64::new(0),
         accepted: AtomicU64::new(0),
         retry_log: crate::retry::RetryLog::default(),
+        memory: Some(Arc::new(budget)),
         layouts,
         splits,
         config,
@@ -677,6 +706,18 @@ pub fn run_part(
         }
     };
     drop(watchdog);
+    let mut report = report;
+    if let Some(memory) = &shared.memory {
+        let stats = memory.stats();
+        report.memory = crate::metrics::MemoryMetrics {
+            max_memory: stats.limit,
+            peak_bytes_held: stats.peak,
+            bytes_spilled: stats.spilled_bytes,
+            spill_files: stats.spill_files,
+        };
+        // Whatever the outcome, no spill file outlives the job.
+        memory.remove_dir();
+    }
     for (transform, kind, n) in shared.retry_log.unlogged() {
         log::warn!(
             "transform '{transform}': {n} more retried failure(s) like \"{kind}\" were not logged one by one"

@@ -43,6 +43,22 @@ pub(crate) struct WorkerReport {
     pub source_bytes: BTreeMap<usize, u64>,
     /// Per sink transform: records and bytes written.
     pub sink: BTreeMap<usize, (u64, u64)>,
+    /// The process's memory budget and spills (set once per process, after its workers).
+    pub memory: MemoryMetrics,
+}
+
+/// What a job's grouping readers held in memory and spilled to disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemoryMetrics {
+    /// The memory budget of each process (`--max_memory`), bytes.
+    pub max_memory: u64,
+    /// The most any one process held at once, bytes of encoded records.
+    pub peak_bytes_held: u64,
+    /// Bytes of records written to spill files (before compression), all processes.
+    pub bytes_spilled: u64,
+    /// Spill files written, all processes.
+    pub spill_files: u64,
 }
 
 /// User metrics travel between processes as JSON text inside the binary report: their
@@ -119,6 +135,13 @@ impl WorkerReport {
         add2(&mut self.shuffle, other.shuffle);
         add1(&mut self.source_bytes, other.source_bytes);
         add2(&mut self.sink, other.sink);
+        self.memory.max_memory = self.memory.max_memory.max(other.memory.max_memory);
+        self.memory.peak_bytes_held = self
+            .memory
+            .peak_bytes_held
+            .max(other.memory.peak_bytes_held);
+        self.memory.bytes_spilled += other.memory.bytes_spilled;
+        self.memory.spill_files += other.memory.spill_files;
         add1(&mut self.stage_attempts, other.stage_attempts);
         add1(&mut self.stage_retries, other.stage_retries);
         add1(&mut self.stage_failed_attempts, other.stage_failed_attempts);
@@ -246,6 +269,8 @@ pub struct JobMetrics {
     /// How many times the whole job ran: more than 1 when the cluster runner ran it again
     /// after losing a worker process.
     pub job_attempts: u32,
+    /// Memory held and spilled by grouping readers.
+    pub memory: MemoryMetrics,
 }
 
 impl JobMetrics {
@@ -432,6 +457,7 @@ impl JobMetrics {
             wall_time,
             warnings: Vec::new(),
             job_attempts: 1,
+            memory: report.memory,
         }
     }
 }

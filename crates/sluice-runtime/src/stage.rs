@@ -148,6 +148,8 @@ pub struct JobMode {
     pub job: Option<Arc<dyn JobControl>>,
     /// Attempts a bundle gets before the job fails.
     pub max_attempts: u32,
+    /// The process's memory budget.
+    pub memory: Option<Arc<sluice_core::spill::MemoryBudget>>,
 }
 
 /// What the units of a stage reported, per step.
@@ -554,6 +556,7 @@ impl Builder {
             streaming: self.mode.streaming,
             clock: self.mode.clock.clone(),
             job: self.mode.job.clone(),
+            memory: self.mode.memory.clone(),
         }
     }
 

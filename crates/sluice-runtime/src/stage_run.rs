@@ -211,6 +211,7 @@ impl StageRun {
                     clock: self.job.config.clock.clone(),
                     job: Some(self.job.clone()),
                     max_attempts: self.job.config.max_bundle_attempts,
+                    memory: self.job.memory.clone(),
                 },
             ) {
                 Ok(instance) => self.instance = Some(instance),

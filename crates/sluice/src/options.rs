@@ -172,6 +172,10 @@ pub const RUNNER_FLAGS: &[(&str, &str)] = &[
         "ClusterRunner: threads per worker process (default: cores / processes, at least 1)",
     ),
     (
+        "max_memory",
+        "bytes of records grouping steps may hold per process before spilling to disk, e.g. 256MB or 4GB (default: half the machine's memory)",
+    ),
+    (
         "service_url",
         "submit the job to the job service at this URL (sluice serve) instead of running it here",
     ),
@@ -230,6 +234,8 @@ pub struct PipelineOptions {
     pub worker_hosts: Option<PathBuf>,
     /// Set in a worker process started by the cluster runner's launcher (internal).
     pub worker: Option<WorkerRole>,
+    /// `--max_memory`: bytes grouping readers may hold per process before they spill.
+    pub max_memory: Option<u64>,
     /// `--service_url`: the job service to submit to (or, in a job the service started,
     /// to report to).
     pub service_url: Option<String>,
@@ -463,6 +469,16 @@ impl PipelineOptions {
                     options.service_url = Some(value.trim_end_matches('/').to_string())
                 }
                 "service_token" => options.service_token = Some(value),
+                "max_memory" => {
+                    options.max_memory =
+                        Some(sluice_core::spill::parse_size(&value).ok_or_else(|| {
+                            OptionsError::Invalid {
+                                flag: name.clone(),
+                                value: value.clone(),
+                                expected: "a size such as 256MB, 4GB or a number of bytes".into(),
+                            }
+                        })?)
+                }
                 "sluice_service_job" => options.service_job = Some(value),
                 "max_job_attempts" => {
                     options.max_job_attempts =

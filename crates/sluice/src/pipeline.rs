@@ -441,6 +441,10 @@ impl Pipeline {
         }
         let mut config = RunnerConfig::new(job_id.clone(), workers);
         config.max_bundle_attempts = options.max_bundle_attempts;
+        config.max_memory = options.max_memory;
+        if let Some(temp) = &options.temp_location {
+            config.temp_dir = std::path::PathBuf::from(temp);
+        }
         if streaming {
             config.streaming = true;
             // A streaming job does not give up on a bundle unless told to.

@@ -3,12 +3,27 @@
 //! fired as triggers and the watermark allow, and emitted as `(key, output)` in bundles.
 //! What differs between groupings — what a pane buffers and what it emits — is a
 //! [`Grouping`].
+//!
+//! In batch, under the process's memory budget, a reader keeps the records it receives
+//! encoded until its input ends ([`Spill`]). If the budget refuses more, it writes what
+//! it holds to 64 partition files by key hash (so every record of a key lands in one
+//! partition) and goes on writing there. At the end of input it takes one partition at a
+//! time — reads it back, groups it in fresh panes, fires it — and hands the runtime its
+//! groups a partition at a time, so that no more than a partition's groups are ever
+//! held at once. A partition larger than half the budget is divided again (by other
+//! hash bits, up to three times); one that stays larger than the whole budget (the
+//! values of very few keys) fails the job with an error naming the transform, rather
+//! than the process running out of memory. The groups are those of the in-memory path;
+//! only the order in which keys come out differs.
 
 use std::ops::Range;
+
+use std::sync::Arc;
 
 use sluice_core::panes::{Firing, Panes};
 use sluice_core::receiver::{AnyPort, Port, TypeMismatch};
 use sluice_core::shuffle::ShuffleRecord;
+use sluice_core::spill::{MemoryBudget, Run, RunWriter};
 use sluice_core::trigger::Windowing;
 use sluice_core::unit::{ShuffleReader, UnitContext, attached};
 use sluice_core::{
@@ -51,6 +66,113 @@ pub(crate) struct PaneReader<K, G: Grouping> {
     /// when it has been made sure of.
     default_key: Option<Vec<u8>>,
     grouping: G,
+    windowing: Windowing,
+    /// Batch under a memory budget: records held encoded, or spilled.
+    spill: Option<Spill>,
+    /// The last input watermark and processing time (while records are held).
+    last: (Timestamp, i64),
+}
+
+/// Partitions a spill divides a reader's records into.
+const PARTS: u64 = 64;
+
+/// Times a partition too large for the budget is divided again.
+const MAX_DEPTH: u32 = 3;
+
+/// A batch reader's records until its input ends, in memory or in partition files.
+struct Spill {
+    budget: Arc<MemoryBudget>,
+    /// Records held, in the shuffle record format.
+    arena: Vec<u8>,
+    /// Bytes reserved from the budget for the arena.
+    reserved: u64,
+    /// How much to reserve at a time.
+    chunk: u64,
+    /// The partition files being written, once the reader has spilled.
+    writers: Option<Vec<RunWriter>>,
+    /// Partitions still to group, with how often they were divided.
+    todo: Vec<(Run, u32)>,
+    /// Bytes reserved for the partition being emitted.
+    loaded: u64,
+    /// The end of input was reached: partitions are being grouped.
+    started: bool,
+    /// Nothing is left.
+    done: bool,
+    /// A record of the default key (a global combine's) was seen.
+    default_seen: bool,
+}
+
+fn partition(hash: u64, depth: u32) -> usize {
+    (hash.rotate_left(17 + 11 * depth) % PARTS) as usize
+}
+
+impl Spill {
+    fn io_error(ctx: &UnitContext, what: &str, e: impl std::fmt::Display) -> Box<ExecError> {
+        ExecError::permanent(
+            ctx.transform.clone(),
+            format!(
+                "{what}: {e} (spill files go under --temp_location, now {})",
+                ctx.memory
+                    .as_ref()
+                    .map(|m| m.dir().display().to_string())
+                    .unwrap_or_default()
+            ),
+        )
+    }
+
+    /// Writes `records` to `writers` by partition.
+    fn split(
+        ctx: &UnitContext,
+        records: &[u8],
+        writers: &mut [RunWriter],
+        depth: u32,
+    ) -> UnitResult {
+        let mut parts: Vec<Vec<u8>> = vec![Vec::new(); writers.len()];
+        let mut rest = records;
+        for record in sluice_core::shuffle::records(records) {
+            let record = record.map_err(|e| ctx.error(e))?;
+            let part = partition(key_hash(record.key), depth);
+            // The record's bytes: from where it starts to where the next one does.
+            let len = {
+                let mut one = Vec::new();
+                sluice_core::shuffle::append_record(&mut one, &record);
+                one.len()
+            };
+            parts[part].extend_from_slice(&rest[..len]);
+            rest = &rest[len..];
+        }
+        for (writer, bytes) in writers.iter_mut().zip(parts) {
+            writer
+                .write(&bytes)
+                .map_err(|e| Spill::io_error(ctx, "cannot write a spill file", e))?;
+        }
+        Ok(())
+    }
+
+    fn new_writers(&self, ctx: &UnitContext, depth: u32) -> Result<Vec<RunWriter>, Box<ExecError>> {
+        (0..PARTS)
+            .map(|p| {
+                RunWriter::create(
+                    &self.budget,
+                    &format!("w{}-s{}-d{depth}-p{p}", ctx.worker, ctx.step),
+                )
+                .map_err(|e| Spill::io_error(ctx, "cannot create a spill file", e))
+            })
+            .collect()
+    }
+
+    /// Writes the records held to the partition files and gives their memory back.
+    fn spill(&mut self, ctx: &UnitContext) -> UnitResult {
+        if self.writers.is_none() {
+            self.writers = Some(self.new_writers(ctx, 0)?);
+        }
+        let writers = self.writers.as_mut().expect("just made");
+        Spill::split(ctx, &self.arena, writers, 0)?;
+        self.arena = Vec::new();
+        self.budget.release(self.reserved);
+        self.reserved = 0;
+        Ok(())
+    }
 }
 
 impl<K, G: Grouping> PaneReader<K, G> {
@@ -60,6 +182,22 @@ impl<K, G: Grouping> PaneReader<K, G> {
         default_key: Option<Vec<u8>>,
         grouping: G,
     ) -> Self {
+        let spill = ctx
+            .memory
+            .clone()
+            .filter(|_| !ctx.streaming)
+            .map(|budget| Spill {
+                chunk: (budget.limit() / 16).clamp(4096, 1 << 20),
+                budget,
+                arena: Vec::new(),
+                reserved: 0,
+                writers: None,
+                todo: Vec::new(),
+                loaded: 0,
+                started: false,
+                done: false,
+                default_seen: false,
+            });
         PaneReader {
             ctx: ctx.clone(),
             panes: Panes::new(windowing.clone(), ctx.streaming),
@@ -67,16 +205,16 @@ impl<K, G: Grouping> PaneReader<K, G> {
             output: None,
             default_key,
             grouping,
+            windowing: windowing.clone(),
+            spill,
+            last: (Timestamp::MIN, 0),
         }
     }
 }
 
-impl<K: Element, G: Grouping> ShuffleReader for PaneReader<K, G> {
-    fn advance(&mut self, watermark: Timestamp, now_ms: i64) {
-        self.panes.advance(watermark, now_ms);
-    }
-
-    fn accept(&mut self, record: ShuffleRecord<'_>) -> UnitResult {
+impl<K: Element, G: Grouping> PaneReader<K, G> {
+    /// Takes a record into the panes.
+    fn accept_now(&mut self, record: ShuffleRecord<'_>) -> UnitResult {
         let (grouping, ctx) = (&self.grouping, &self.ctx);
         let taken = self.panes.accept::<Box<ExecError>>(
             record.key,
@@ -92,7 +230,7 @@ impl<K: Element, G: Grouping> ShuffleReader for PaneReader<K, G> {
         Ok(())
     }
 
-    fn fire(&mut self) -> Result<usize, Box<ExecError>> {
+    fn fire_now(&mut self) -> Result<usize, Box<ExecError>> {
         if self.panes.watermark() == Timestamp::MAX
             && let Some(key) = self.default_key.take()
         {
@@ -107,8 +245,163 @@ impl<K: Element, G: Grouping> ShuffleReader for PaneReader<K, G> {
         Ok(self.fired.len())
     }
 
+    /// Batch under a budget: at the end of input, the groups of the records held (all at
+    /// once) or of the next partition with any (a partition at a time); 0 when none are
+    /// left.
+    fn fire_spilled(&mut self) -> Result<usize, Box<ExecError>> {
+        let Some(spill) = self.spill.as_mut() else {
+            return Ok(0);
+        };
+        if spill.done {
+            spill.budget.release(spill.loaded);
+            spill.loaded = 0;
+            return Ok(0);
+        }
+        if self.last.0 != Timestamp::MAX {
+            return Ok(0);
+        }
+        let now_ms = self.last.1;
+        if !spill.started {
+            spill.started = true;
+            if spill.writers.is_none() {
+                // Everything fits: group it as the in-memory path does.
+                let arena = std::mem::take(&mut spill.arena);
+                spill.loaded = spill.reserved;
+                spill.reserved = 0;
+                spill.done = true;
+                for record in sluice_core::shuffle::records(&arena) {
+                    let record = record.map_err(|e| self.ctx.error(e))?;
+                    self.accept_now(record)?;
+                }
+                self.panes.advance(Timestamp::MAX, now_ms);
+                return self.fire_now();
+            }
+            spill.spill(&self.ctx)?;
+            let writers = spill.writers.take().expect("spilled");
+            for writer in writers {
+                let run = writer
+                    .finish(&spill.budget)
+                    .map_err(|e| Spill::io_error(&self.ctx, "cannot write a spill file", e))?;
+                if run.bytes > 0 {
+                    spill.todo.push((run, 0));
+                } else {
+                    let _ = std::fs::remove_file(&run.path);
+                }
+            }
+        }
+        loop {
+            let spill = self.spill.as_mut().expect("spilling");
+            spill.budget.release(spill.loaded);
+            spill.loaded = 0;
+            self.fired.clear();
+            self.panes = Panes::new(self.windowing.clone(), false);
+            let Some((run, depth)) = spill.todo.pop() else {
+                spill.done = true;
+                // A global combine's result exists even when no value arrived.
+                if !spill.default_seen {
+                    self.panes.advance(Timestamp::MAX, now_ms);
+                    return self.fire_now();
+                }
+                self.default_key = None;
+                return Ok(0);
+            };
+            let limit = spill.budget.limit();
+            if run.bytes > limit / 2 && depth < MAX_DEPTH {
+                // Too large to group at once: divide it by other bits of the key hash.
+                let records = sluice_core::spill::read_run(&run).map_err(|e| self.ctx.error(e))?;
+                let _ = std::fs::remove_file(&run.path);
+                let mut writers = spill.new_writers(&self.ctx, depth + 1)?;
+                Spill::split(&self.ctx, &records, &mut writers, depth + 1)?;
+                drop(records);
+                for writer in writers {
+                    let part = writer
+                        .finish(&spill.budget)
+                        .map_err(|e| Spill::io_error(&self.ctx, "cannot write a spill file", e))?;
+                    if part.bytes > 0 {
+                        spill.todo.push((part, depth + 1));
+                    } else {
+                        let _ = std::fs::remove_file(&part.path);
+                    }
+                }
+                continue;
+            }
+            if run.bytes > limit {
+                return Err(ExecError::permanent(
+                    self.ctx.transform.clone(),
+                    format!(
+                        "the values of a few keys hold {} MB, more than the memory budget of {} MB allows one group (GroupByKey delivers each group's values together in memory); raise --max_memory, or key the data more finely",
+                        run.bytes >> 20,
+                        limit >> 20
+                    ),
+                ));
+            }
+            let records = sluice_core::spill::read_run(&run).map_err(|e| self.ctx.error(e))?;
+            let _ = std::fs::remove_file(&run.path);
+            spill.budget.force_reserve(records.len() as u64);
+            spill.loaded = records.len() as u64;
+            let default_key = self.default_key.clone();
+            for record in sluice_core::shuffle::records(&records) {
+                let record = record.map_err(|e| self.ctx.error(e))?;
+                if let Some(spill) = self.spill.as_mut()
+                    && default_key.as_deref() == Some(record.key)
+                {
+                    spill.default_seen = true;
+                }
+                self.accept_now(record)?;
+            }
+            drop(records);
+            self.panes.advance(Timestamp::MAX, now_ms);
+            // The default key is made only once every partition has been seen.
+            let default_key = self.default_key.take();
+            let fired = self.fire_now()?;
+            self.default_key = default_key;
+            if fired > 0 {
+                return Ok(fired);
+            }
+        }
+    }
+}
+
+impl<K: Element, G: Grouping> ShuffleReader for PaneReader<K, G> {
+    fn advance(&mut self, watermark: Timestamp, now_ms: i64) {
+        if self.spill.is_some() {
+            // Held until the end of input: the panes see only the final watermark.
+            self.last = (watermark, now_ms);
+            return;
+        }
+        self.panes.advance(watermark, now_ms);
+    }
+
+    fn accept(&mut self, record: ShuffleRecord<'_>) -> UnitResult {
+        if let Some(spill) = self.spill.as_mut().filter(|s| !s.started) {
+            sluice_core::shuffle::append_record(&mut spill.arena, &record);
+            let need = spill.arena.len() as u64;
+            while need > spill.reserved {
+                if spill.budget.try_reserve(spill.chunk) {
+                    spill.reserved += spill.chunk;
+                } else {
+                    spill.spill(&self.ctx)?;
+                    break;
+                }
+            }
+            return Ok(());
+        }
+        self.accept_now(record)
+    }
+
+    fn fire(&mut self) -> Result<usize, Box<ExecError>> {
+        if self.spill.is_some() {
+            return self.fire_spilled();
+        }
+        self.fire_now()
+    }
+
     fn hold(&self) -> Timestamp {
-        self.panes.hold()
+        match &self.spill {
+            // Groups not yet fired hold the watermark back.
+            Some(spill) if !spill.done => Timestamp::MIN,
+            _ => self.panes.hold(),
+        }
     }
 
     fn next_wakeup_ms(&self) -> Option<i64> {

@@ -9,8 +9,15 @@ use sluice::{Pipeline, PipelineOptions};
 pub const WORKERS: [usize; 3] = [1, 2, 4];
 
 /// A pipeline on the embedded runner with `workers` threads and extra flags.
+///
+/// `SLUICE_TEST_MAX_MEMORY=SIZE` in the environment runs every test pipeline under that
+/// memory budget (`--max_memory`): with a tiny one, every grouping spills to disk, and
+/// every result must stay the same (`spill::every_test_under_a_tiny_budget` does so).
 pub fn pipeline_with(workers: usize, flags: &[&str]) -> Pipeline {
     let mut args = vec![format!("--direct_num_workers={workers}")];
+    if let Ok(budget) = std::env::var("SLUICE_TEST_MAX_MEMORY") {
+        args.push(format!("--max_memory={budget}"));
+    }
     args.extend(flags.iter().map(|f| f.to_string()));
     Pipeline::with_options(PipelineOptions::parse(args).expect("test flags parse"))
 }

@@ -19,6 +19,8 @@
 //! - `windowing.rs`: event time and windows (fixed, sliding, sessions) in batch.
 //! - `streaming.rs`: watermarks, triggers, lateness and panes on hand-made timelines
 //!   (`TestStream`), and the validation of unsafe windowing.
+//! - `spill.rs`: groupings over the memory budget spill to disk with the same results;
+//!   every other test again under a tiny budget.
 //! - `example.rs`: the example binaries as a user runs them (exit codes, stdout, logs).
 //!
 //! A test named `regression_*` pins a bug that was fixed; its doc comment says which.
@@ -36,6 +38,7 @@ mod example;
 mod failures;
 mod plan;
 mod retries;
+mod spill;
 mod streaming;
 mod transforms;
 mod validation;
