@@ -10,8 +10,10 @@
 //! partition) and goes on writing there. At the end of input it takes one partition at a
 //! time — reads it back, groups it in fresh panes, fires it — and hands the runtime its
 //! groups a partition at a time, so that no more than a partition's groups are ever
-//! held at once. A partition larger than half the budget is divided again (by other
-//! hash bits, up to three times); one that stays larger than the whole budget (the
+//! held at once. A reader holding more than an eighth of the budget at the end spills
+//! too, since grouping needs about twice the records' bytes again. A partition larger
+//! than an eighth of the budget is divided again (by other hash bits, up to three
+//! times); one that stays larger than the whole budget (the
 //! values of very few keys) fails the job with an error naming the transform, rather
 //! than the process running out of memory. The groups are those of the in-memory path;
 //! only the order in which keys come out differs.
@@ -83,7 +85,10 @@ const MAX_DEPTH: u32 = 3;
 struct Spill {
     budget: Arc<MemoryBudget>,
     /// Records held, in the shuffle record format.
-    arena: Vec<u8>,
+    /// (in chunks of `chunk` bytes, each allocated once at its full size).
+    arena: Vec<Vec<u8>>,
+    /// Bytes of records in the arena.
+    held: usize,
     /// Bytes reserved from the budget for the arena.
     reserved: u64,
     /// How much to reserve at a time.
@@ -127,24 +132,17 @@ impl Spill {
         writers: &mut [RunWriter],
         depth: u32,
     ) -> UnitResult {
-        let mut parts: Vec<Vec<u8>> = vec![Vec::new(); writers.len()];
-        let mut rest = records;
+        let base = records.as_ptr() as usize;
+        let mut start = 0;
         for record in sluice_core::shuffle::records(records) {
             let record = record.map_err(|e| ctx.error(e))?;
             let part = partition(key_hash(record.key), depth);
-            // The record's bytes: from where it starts to where the next one does.
-            let len = {
-                let mut one = Vec::new();
-                sluice_core::shuffle::append_record(&mut one, &record);
-                one.len()
-            };
-            parts[part].extend_from_slice(&rest[..len]);
-            rest = &rest[len..];
-        }
-        for (writer, bytes) in writers.iter_mut().zip(parts) {
-            writer
-                .write(&bytes)
+            // The record's bytes: from where it starts to the end of its value.
+            let end = record.value.as_ptr() as usize + record.value.len() - base;
+            writers[part]
+                .write(&records[start..end])
                 .map_err(|e| Spill::io_error(ctx, "cannot write a spill file", e))?;
+            start = end;
         }
         Ok(())
     }
@@ -167,8 +165,11 @@ impl Spill {
             self.writers = Some(self.new_writers(ctx, 0)?);
         }
         let writers = self.writers.as_mut().expect("just made");
-        Spill::split(ctx, &self.arena, writers, 0)?;
+        for chunk in &self.arena {
+            Spill::split(ctx, chunk, writers, 0)?;
+        }
         self.arena = Vec::new();
+        self.held = 0;
         self.budget.release(self.reserved);
         self.reserved = 0;
         Ok(())
@@ -190,6 +191,7 @@ impl<K, G: Grouping> PaneReader<K, G> {
                 chunk: (budget.limit() / 16).clamp(4096, 1 << 20),
                 budget,
                 arena: Vec::new(),
+                held: 0,
                 reserved: 0,
                 writers: None,
                 todo: Vec::new(),
@@ -263,15 +265,24 @@ impl<K: Element, G: Grouping> PaneReader<K, G> {
         let now_ms = self.last.1;
         if !spill.started {
             spill.started = true;
+            // Grouping takes about twice the records' bytes again (the panes, the groups
+            // fired): more than an eighth of the budget is grouped a partition at a time.
+            if spill.writers.is_none() && spill.held as u64 > spill.budget.limit() / 8 {
+                spill.spill(&self.ctx)?;
+            }
             if spill.writers.is_none() {
                 // Everything fits: group it as the in-memory path does.
                 let arena = std::mem::take(&mut spill.arena);
+                spill.held = 0;
                 spill.loaded = spill.reserved;
                 spill.reserved = 0;
                 spill.done = true;
-                for record in sluice_core::shuffle::records(&arena) {
-                    let record = record.map_err(|e| self.ctx.error(e))?;
-                    self.accept_now(record)?;
+                // A chunk at a time, each freed once its records are in the panes.
+                for chunk in arena {
+                    for record in sluice_core::shuffle::records(&chunk) {
+                        let record = record.map_err(|e| self.ctx.error(e))?;
+                        self.accept_now(record)?;
+                    }
                 }
                 self.panes.advance(Timestamp::MAX, now_ms);
                 return self.fire_now();
@@ -306,7 +317,7 @@ impl<K: Element, G: Grouping> PaneReader<K, G> {
                 return Ok(0);
             };
             let limit = spill.budget.limit();
-            if run.bytes > limit / 2 && depth < MAX_DEPTH {
+            if run.bytes > limit / 8 && depth < MAX_DEPTH {
                 // Too large to group at once: divide it by other bits of the key hash.
                 let records = sluice_core::spill::read_run(&run).map_err(|e| self.ctx.error(e))?;
                 let _ = std::fs::remove_file(&run.path);
@@ -337,8 +348,9 @@ impl<K: Element, G: Grouping> PaneReader<K, G> {
             }
             let records = sluice_core::spill::read_run(&run).map_err(|e| self.ctx.error(e))?;
             let _ = std::fs::remove_file(&run.path);
-            spill.budget.force_reserve(records.len() as u64);
-            spill.loaded = records.len() as u64;
+            // The records, then their panes and groups: about twice their bytes.
+            spill.budget.force_reserve(2 * records.len() as u64);
+            spill.loaded = 2 * records.len() as u64;
             let default_key = self.default_key.clone();
             for record in sluice_core::shuffle::records(&records) {
                 let record = record.map_err(|e| self.ctx.error(e))?;
@@ -374,16 +386,28 @@ impl<K: Element, G: Grouping> ShuffleReader for PaneReader<K, G> {
 
     fn accept(&mut self, record: ShuffleRecord<'_>) -> UnitResult {
         if let Some(spill) = self.spill.as_mut().filter(|s| !s.started) {
-            sluice_core::shuffle::append_record(&mut spill.arena, &record);
-            let need = spill.arena.len() as u64;
-            while need > spill.reserved {
-                if spill.budget.try_reserve(spill.chunk) {
-                    spill.reserved += spill.chunk;
+            // Reserved and allocated a chunk at a time, so what the arena takes is what
+            // the budget counts.
+            let len = record.key.len() + record.value.len() + 40;
+            let fits = spill
+                .arena
+                .last()
+                .is_some_and(|c| c.capacity() - c.len() >= len);
+            if !fits {
+                let size = (spill.chunk as usize).max(len);
+                if spill.budget.try_reserve(size as u64) {
+                    spill.reserved += size as u64;
                 } else {
                     spill.spill(&self.ctx)?;
-                    break;
+                    spill.budget.force_reserve(size as u64);
+                    spill.reserved = size as u64;
                 }
+                spill.arena.push(Vec::with_capacity(size));
             }
+            let chunk = spill.arena.last_mut().expect("a chunk with room");
+            let before = chunk.len();
+            sluice_core::shuffle::append_record(chunk, &record);
+            spill.held += chunk.len() - before;
             return Ok(());
         }
         self.accept_now(record)
