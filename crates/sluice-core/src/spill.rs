@@ -28,6 +28,7 @@ pub struct MemoryBudget {
     peak: AtomicU64,
     spilled_bytes: AtomicU64,
     spill_files: AtomicU64,
+    over_budget: AtomicU64,
     next_file: AtomicU64,
     dir: PathBuf,
     /// The lock file, created with the directory on the first spill.
@@ -45,6 +46,8 @@ pub struct MemoryStats {
     pub spilled_bytes: u64,
     /// Spill files written.
     pub spill_files: u64,
+    /// Groupings that went over the budget without being able to spill (streaming).
+    pub over_budget: u64,
 }
 
 impl MemoryBudget {
@@ -56,6 +59,7 @@ impl MemoryBudget {
             peak: AtomicU64::new(0),
             spilled_bytes: AtomicU64::new(0),
             spill_files: AtomicU64::new(0),
+            over_budget: AtomicU64::new(0),
             next_file: AtomicU64::new(0),
             dir,
             lock: Mutex::new(None),
@@ -96,6 +100,11 @@ impl MemoryBudget {
         self.peak.fetch_max(held, Ordering::Relaxed);
     }
 
+    /// Notes a grouping that holds more than the budget and cannot spill.
+    pub fn note_over_budget(&self) {
+        self.over_budget.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Gives `n` reserved bytes back.
     pub fn release(&self, n: u64) {
         self.held.fetch_sub(n, Ordering::AcqRel);
@@ -108,6 +117,7 @@ impl MemoryBudget {
             peak: self.peak.load(Ordering::Relaxed),
             spilled_bytes: self.spilled_bytes.load(Ordering::Relaxed),
             spill_files: self.spill_files.load(Ordering::Relaxed),
+            over_budget: self.over_budget.load(Ordering::Relaxed),
         }
     }
 
@@ -123,11 +133,18 @@ impl MemoryBudget {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if lock.is_none() {
-            std::fs::create_dir_all(&self.dir)?;
-            let file = File::create(self.dir.join("lock"))?;
+            // Made under another name with its lock taken, then renamed: no other job
+            // ever sees the directory without its lock held.
+            let name = self.dir.file_name().unwrap_or_default().to_string_lossy();
+            let making = self
+                .dir
+                .with_file_name(format!(".{name}.{}", std::process::id()));
+            std::fs::create_dir_all(&making)?;
+            let file = File::create(making.join("lock"))?;
             // Held while the job lives: the next job knows a dead job's directory by
             // a lock it can take.
             let _ = file.try_lock();
+            std::fs::rename(&making, &self.dir)?;
             *lock = Some(file);
         }
         let n = self.next_file.fetch_add(1, Ordering::Relaxed);

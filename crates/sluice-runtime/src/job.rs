@@ -714,6 +714,7 @@ pub fn run_part(
             peak_bytes_held: stats.peak,
             bytes_spilled: stats.spilled_bytes,
             spill_files: stats.spill_files,
+            over_budget: stats.over_budget,
         };
         // Whatever the outcome, no spill file outlives the job.
         memory.remove_dir();

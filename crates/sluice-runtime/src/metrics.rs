@@ -59,6 +59,9 @@ pub struct MemoryMetrics {
     pub bytes_spilled: u64,
     /// Spill files written, all processes.
     pub spill_files: u64,
+    /// Streaming groupings that went over the budget (their panes cannot spill; each
+    /// also logged a warning naming its transform).
+    pub over_budget: u64,
 }
 
 /// User metrics travel between processes as JSON text inside the binary report: their
@@ -142,6 +145,7 @@ impl WorkerReport {
             .max(other.memory.peak_bytes_held);
         self.memory.bytes_spilled += other.memory.bytes_spilled;
         self.memory.spill_files += other.memory.spill_files;
+        self.memory.over_budget += other.memory.over_budget;
         add1(&mut self.stage_attempts, other.stage_attempts);
         add1(&mut self.stage_retries, other.stage_retries);
         add1(&mut self.stage_failed_attempts, other.stage_failed_attempts);

@@ -73,6 +73,68 @@ pub(crate) struct PaneReader<K, G: Grouping> {
     spill: Option<Spill>,
     /// The last input watermark and processing time (while records are held).
     last: (Timestamp, i64),
+    /// Streaming under a memory budget: what the panes hold, counted.
+    held: Option<Held>,
+}
+
+/// What a streaming reader's panes hold, by window, counted against the budget. Panes
+/// cannot spill (a trigger may fire any of them at any time): a reader over the budget
+/// says so — a warning naming its transform, and the `overBudget` metric — and goes on.
+struct Held {
+    budget: Arc<MemoryBudget>,
+    by_window: std::collections::HashMap<Window, u64>,
+    bytes: u64,
+    reserved: u64,
+    chunk: u64,
+    warned: bool,
+}
+
+impl Held {
+    fn add(&mut self, ctx: &UnitContext, window: Window, n: u64) {
+        *self.by_window.entry(window).or_default() += n;
+        self.bytes += n;
+        while self.bytes > self.reserved {
+            if !self.budget.try_reserve(self.chunk) {
+                self.budget.force_reserve(self.chunk);
+                if !self.warned {
+                    self.warned = true;
+                    self.budget.note_over_budget();
+                    log::warn!(
+                        "transform '{}': its buffered panes hold {} MB, more than the memory budget of {} MB (--max_memory) allows, and panes of a streaming job cannot spill; the job goes on over budget. Raise --max_memory, shorten the windows or allowed lateness, or add an early trigger",
+                        ctx.transform,
+                        self.bytes >> 20,
+                        self.budget.limit() >> 20
+                    );
+                }
+            }
+            self.reserved += self.chunk;
+        }
+    }
+
+    /// Panes of `windows` fired: discarded, what they held is freed.
+    fn fired(&mut self, windows: impl Iterator<Item = Window>, empty: bool) {
+        if empty {
+            self.by_window.clear();
+            self.bytes = 0;
+        } else {
+            for window in windows {
+                if let Some(n) = self.by_window.remove(&window) {
+                    self.bytes -= n;
+                }
+            }
+        }
+        let keep = self.bytes.div_ceil(self.chunk) * self.chunk;
+        if self.reserved > keep {
+            self.budget.release(self.reserved - keep);
+            self.reserved = keep;
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.budget.release(self.reserved);
+    }
 }
 
 /// Partitions a spill divides a reader's records into.
@@ -208,6 +270,18 @@ impl<K, G: Grouping> PaneReader<K, G> {
             default_key,
             grouping,
             windowing: windowing.clone(),
+            held: ctx
+                .memory
+                .clone()
+                .filter(|_| ctx.streaming)
+                .map(|budget| Held {
+                    chunk: (budget.limit() / 64).clamp(1024, 1 << 20),
+                    budget,
+                    by_window: std::collections::HashMap::new(),
+                    bytes: 0,
+                    reserved: 0,
+                    warned: false,
+                }),
             spill,
             last: (Timestamp::MIN, 0),
         }
@@ -228,6 +302,12 @@ impl<K: Element, G: Grouping> PaneReader<K, G> {
         )?;
         if !taken {
             count_dropped(&self.ctx, &mut self.panes);
+        } else if let Some(held) = self.held.as_mut() {
+            held.add(
+                &self.ctx,
+                record.window,
+                (record.key.len() + record.value.len() + 24) as u64,
+            );
         }
         Ok(())
     }
@@ -244,6 +324,18 @@ impl<K: Element, G: Grouping> PaneReader<K, G> {
             }
         }
         self.fired = self.panes.fire(G::merge);
+        if let Some(held) = self.held.as_mut() {
+            // Discarding panes give up what they held once fired; accumulating ones keep
+            // it until their window expires.
+            let discarding =
+                self.windowing.accumulation == sluice_core::trigger::AccumulationMode::Discarding;
+            let windows: Vec<Window> = if discarding {
+                self.fired.iter().map(|f| f.window).collect()
+            } else {
+                Vec::new()
+            };
+            held.fired(windows.into_iter(), self.panes.is_empty());
+        }
         Ok(self.fired.len())
     }
 

@@ -181,3 +181,49 @@ fn every_test_under_a_tiny_budget() {
     );
     assert!(stdout.contains("test result: ok"), "{stdout}");
 }
+
+/// A streaming grouping cannot spill its panes: over the budget, it says so (a warning
+/// naming it, the `overBudget` metric) and the job goes on with the same results.
+#[test]
+fn a_streaming_grouping_over_budget_is_reported_not_killed() {
+    use sluice::transforms::test_stream::TestStream;
+    let ms = Timestamp::from_millis;
+    let mut stream = TestStream::new();
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    for batch in 0..4u64 {
+        let elements: Vec<((String, u64), Timestamp)> = (0..500u64)
+            .map(|i| {
+                let key = format!("key-{:03}-{}", i % 250, "x".repeat(40));
+                *expected.entry(key.clone()).or_default() += batch * 1000 + i;
+                ((key, batch * 1000 + i), ms(i as i64))
+            })
+            .collect();
+        stream = stream.add_elements(elements);
+    }
+    let stream = stream.advance_watermark_to_infinity();
+    let results = |flags: &[&str]| {
+        let p = pipeline_with(2, flags);
+        let sums = p
+            .test_stream("Events", stream.clone())
+            .window_into(
+                "Windows",
+                sluice::windowing::FixedWindows::of_millis(10_000),
+            )
+            .group_by_key("Group")
+            .map("Sum", |(k, vs): (String, Vec<u64>)| {
+                (k, vs.iter().sum::<u64>())
+            })
+            .collect("Out");
+        let result = p.run().unwrap();
+        let memory = result.metrics().memory;
+        result.wait_until_finish().unwrap();
+        (sorted(sums.values()), memory)
+    };
+    let expected: Vec<(String, u64)> = expected.into_iter().collect();
+    let (roomy, memory) = results(&["--max_memory=1GB"]);
+    assert_eq!(roomy, expected);
+    assert_eq!(memory.over_budget, 0);
+    let (tight, memory) = results(&["--max_memory=8KB"]);
+    assert_eq!(tight, expected);
+    assert!(memory.over_budget > 0, "{memory:?}");
+}
