@@ -27,6 +27,15 @@ use crate::metrics::{WorkerReport, shuffle_key};
 use crate::stage::{BundleOutput, StageInstance, StageLayout};
 use crate::watermark::{Held, engine_time, output_watermark};
 
+/// A size as people read it: `850 KB`, `12 MB`.
+fn human_bytes(n: u64) -> String {
+    if n < 1 << 20 {
+        format!("{} KB", n.div_ceil(1 << 10))
+    } else {
+        format!("{} MB", n >> 20)
+    }
+}
+
 /// Records bound for one worker, as they cross the engine's exchange.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Batch {
@@ -143,6 +152,8 @@ pub(crate) struct StageRun {
     queue: VecDeque<WorkItem>,
     /// Per side input: the encoded elements received so far.
     side_records: Vec<Vec<Vec<u8>>>,
+    /// Bytes of side-input records held, counted against the memory budget.
+    side_bytes: u64,
     /// Every side input is complete and materialised.
     sides_ready: bool,
     /// This worker's unbounded splits, once claimed.
@@ -186,6 +197,7 @@ impl StageRun {
             next_group: 0,
             queue: VecDeque::new(),
             side_records: vec![Vec::new(); layout.side_inputs.len()],
+            side_bytes: 0,
             sides_ready: layout.side_inputs.is_empty(),
             splits: None,
             next_split: 0,
@@ -233,6 +245,9 @@ impl StageRun {
 
     fn finish(&mut self) {
         self.finished = true;
+        if let Some(memory) = &self.job.memory {
+            memory.release(std::mem::take(&mut self.side_bytes));
+        }
         // Dropping the units runs each DoFn's teardown.
         if let Some(instance) = self.instance.take() {
             let dropped =
@@ -347,6 +362,29 @@ impl StageRun {
         if self.finished || self.job.has_failed() {
             return;
         }
+        // Every worker holds its own copy of a side input: one that alone exceeds the
+        // budget fails the job with a clear error instead of exhausting the memory.
+        if let Some(memory) = &self.job.memory {
+            let n = batch.bytes.len() as u64;
+            memory.force_reserve(n);
+            self.side_bytes += n;
+            let copies = self.job.config.workers as u64;
+            if self.side_bytes * copies > memory.limit() {
+                let view = self.side_view_name(side);
+                self.fail(
+                    ExecError::permanent(
+                        view,
+                        format!(
+                            "this side input holds {} on each of the {copies} worker(s) of the process, more than the memory budget of {} (--max_memory) allows; side inputs are held in memory whole: raise --max_memory, or join the data with CoGroupByKey instead",
+                            human_bytes(self.side_bytes),
+                            human_bytes(memory.limit())
+                        ),
+                    ),
+                    1,
+                );
+                return;
+            }
+        }
         for record in records(&batch.bytes) {
             match record {
                 Ok(record) => self.side_records[side].push(record.value.to_vec()),
@@ -356,6 +394,23 @@ impl StageRun {
                 }
             }
         }
+    }
+
+    /// The name of the view that writes side input `side`.
+    fn side_view_name(&self, side: usize) -> String {
+        let graph = &self.job.graph;
+        self.layout
+            .side_inputs
+            .get(side)
+            .and_then(|edge| graph.producers(*edge).next())
+            .map(|writer| {
+                self.job
+                    .pipeline
+                    .transform(graph.step(writer).original)
+                    .name
+                    .clone()
+            })
+            .unwrap_or_else(|| "side input".into())
     }
 
     /// Builds every view the stage reads from its complete side inputs.
