@@ -312,6 +312,18 @@ pub fn metrics(client: &Client, id: &str, format: &str) -> Result<String> {
         out.push('\n');
         out.push_str(&render_table(&["TRANSFORM", "METRIC", "VALUE"], &user));
     }
+    let memory = &metrics["memory"];
+    if memory["maxMemory"].as_u64().unwrap_or(0) > 0 {
+        let _ = writeln!(
+            out,
+            "\nmemory: peak {} of {} bytes held; {} bytes spilled in {} files; over budget in {} grouping(s)",
+            cell(&memory["peakBytesHeld"]),
+            cell(&memory["maxMemory"]),
+            cell(&memory["bytesSpilled"]),
+            cell(&memory["spillFiles"]),
+            cell(&memory["overBudget"])
+        );
+    }
     for warning in metrics["warnings"].as_array().into_iter().flatten() {
         let _ = writeln!(out, "\nwarning: {}", cell(warning));
     }

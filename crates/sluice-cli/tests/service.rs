@@ -314,6 +314,7 @@ fn a_submitted_batch_job_runs_in_the_service_and_the_cli_shows_it() {
         metrics.contains("STAGE") && metrics.contains("CountWords"),
         "{metrics}"
     );
+    assert!(metrics.contains("memory: peak"), "{metrics}");
     let messages = serve.jobs_ok(&["messages", &id]);
     assert!(
         messages.contains("job ended JOB_STATE_DONE") && messages.contains("wrote Write"),

@@ -254,7 +254,8 @@ async fn job_page(State(service): State<Arc<Service>>, Path(id): Path<String>) -
          <button id=\"cancel\" hidden>Cancel</button></span></div>\
          <dl class=\"facts\"><dt>Job id</dt><dd class=\"id\">{id}</dd>\
          <dt>Type</dt><dd id=\"type\"></dd><dt>Start time</dt><dd id=\"start\"></dd>\
-         <dt>Duration</dt><dd id=\"duration\"></dd><dt>Elements/s</dt><dd id=\"rate\"></dd></dl>\
+         <dt>Duration</dt><dd id=\"duration\"></dd><dt>Elements/s</dt><dd id=\"rate\"></dd>\
+         <dt>Memory</dt><dd id=\"memory\"></dd></dl>\
          <div id=\"failure\" class=\"failure\" hidden></div>\
          <div id=\"warnings\" class=\"warnings\" hidden></div>\
          <h2>Execution graph</h2><p class=\"hint\">Fused stages with their transforms; \

@@ -195,6 +195,12 @@
     let total = 0;
     for (const s of stages) if (rates.has(s.id) && (s.componentTransform || []).length && (s.inputSource || []).length && !(s.prerequisiteStage || []).length) total += rates.get(s.id);
     $("rate").textContent = rates.size ? num(total) : "–";
+    const memory = metrics.memory;
+    $("memory").textContent = memory && Number(memory.maxMemory) > 0
+      ? `peak ${bytes(memory.peakBytesHeld)} of ${bytes(memory.maxMemory)}` +
+        (Number(memory.spillFiles) > 0 ? `; spilled ${bytes(memory.bytesSpilled)} in ${num(memory.spillFiles)} files` : "") +
+        (Number(memory.overBudget) > 0 ? `; over budget in ${num(memory.overBudget)} grouping(s)` : "")
+      : "–";
     const failure = job.failureMessage;
     $("failure").hidden = !failure;
     if (failure) $("failure").replaceChildren(el("strong", {}, "The job failed: "), el("pre", {}, failure));
