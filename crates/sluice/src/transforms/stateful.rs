@@ -509,6 +509,7 @@ impl<D: StatefulDoFn> StatefulFactory for StatefulPayload<D> {
             now_ms: i64::MIN,
             group: GroupingKey::default(),
             pending: KeyedTable::default(),
+            pending_bytes: 0,
             states: HashMap::new(),
             fired: Vec::new(),
             changes: Vec::new(),
@@ -552,6 +553,8 @@ struct StatefulRead<D: StatefulDoFn> {
     group: GroupingKey,
     /// Received since the last firing.
     pending: KeyedTable<Elements>,
+    /// Bytes of `pending`, counted against the memory budget.
+    pending_bytes: u64,
     /// Committed state per key and window, by id.
     states: HashMap<Box<[u8]>, KeyState>,
     /// What the current firing has to do.
@@ -698,6 +701,24 @@ impl<D: StatefulDoFn> ShuffleReader for StatefulRead<D> {
                 .get_or_insert_with(&self.group, key_hash(record.key), Elements::default);
         elements.values.extend_from_slice(record.value);
         elements.timestamps.push(record.timestamp);
+        // A batch stateful DoFn sees each key's input once it is complete: that input is
+        // held in memory, and more than the budget fails clearly rather than exhausting
+        // it (it does not spill).
+        if let Some(memory) = &self.ctx.memory {
+            let n = (record.key.len() + record.value.len() + 16) as u64;
+            memory.force_reserve(n);
+            self.pending_bytes += n;
+            if self.pending_bytes > memory.limit() {
+                return Err(ExecError::permanent(
+                    self.ctx.transform.clone(),
+                    format!(
+                        "this stateful DoFn holds {} KB of input waiting for its keys, more than the memory budget of {} KB (--max_memory) allows; a stateful DoFn's input and state are held in memory: raise --max_memory",
+                        self.pending_bytes.div_ceil(1024),
+                        memory.limit().div_ceil(1024)
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -709,6 +730,9 @@ impl<D: StatefulDoFn> ShuffleReader for StatefulRead<D> {
         }
         let mut work: Vec<KeyWork> = Vec::new();
         let mut index: HashMap<Box<[u8]>, usize> = HashMap::new();
+        if let Some(memory) = &self.ctx.memory {
+            memory.release(std::mem::take(&mut self.pending_bytes));
+        }
         for (key, window, elements) in self.pending.drain() {
             let mut id = Vec::with_capacity(key.len() + 17);
             window.encode_to(&mut id);
