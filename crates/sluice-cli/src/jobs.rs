@@ -63,27 +63,6 @@ fn short_state(state: &Value) -> String {
     cell(state).trim_start_matches("JOB_STATE_").to_string()
 }
 
-fn duration(job: &Value) -> String {
-    let parse = |v: &Value| {
-        time::OffsetDateTime::parse(v.as_str()?, &time::format_description::well_known::Rfc3339)
-            .ok()
-    };
-    let Some(start) = parse(&job["startTime"]).or_else(|| parse(&job["createTime"])) else {
-        return "-".into();
-    };
-    let state = job["currentState"].as_str().unwrap_or_default();
-    let ended = matches!(
-        state,
-        "JOB_STATE_DONE" | "JOB_STATE_FAILED" | "JOB_STATE_CANCELLED" | "JOB_STATE_DRAINED"
-    );
-    let end = if ended {
-        parse(&job["currentStateTime"]).unwrap_or(start)
-    } else {
-        time::OffsetDateTime::now_utc()
-    };
-    sluice_service::ui::duration_text((end - start).as_seconds_f64())
-}
-
 /// `sluice jobs list`.
 pub fn list(client: &Client, status: &str, format: &str, limit: usize) -> Result<String> {
     let mut jobs = Vec::new();
@@ -118,7 +97,7 @@ pub fn list(client: &Client, status: &str, format: &str, limit: usize) -> Result
                         } else {
                             &j["startTime"]
                         }),
-                        duration(j),
+                        sluice_service::ui::job_duration(j).unwrap_or_else(|| "-".into()),
                     ]
                 })
                 .collect();
@@ -180,10 +159,7 @@ pub fn messages(client: &Client, id: &str, importance: &str, follow: bool) -> Re
         // Read the state first: messages added before it ended are then all seen.
         let ended = if follow {
             let job = client.job(id, "summary")?;
-            matches!(
-                job["currentState"].as_str().unwrap_or_default(),
-                "JOB_STATE_DONE" | "JOB_STATE_FAILED" | "JOB_STATE_CANCELLED" | "JOB_STATE_DRAINED"
-            )
+            sluice_client::is_terminal(job["currentState"].as_str().unwrap_or_default())
         } else {
             true
         };

@@ -14,6 +14,25 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+/// The states a job does not leave.
+pub const TERMINAL_STATES: &[&str] = &[
+    "JOB_STATE_DONE",
+    "JOB_STATE_FAILED",
+    "JOB_STATE_CANCELLED",
+    "JOB_STATE_DRAINED",
+];
+
+/// Whether a job in `state` has ended.
+pub fn is_terminal(state: &str) -> bool {
+    TERMINAL_STATES.contains(&state)
+}
+
+/// A binary's hash as the service records and checks it: XXH3 of its bytes, in hex.
+pub fn binary_hash(path: &std::path::Path) -> std::io::Result<String> {
+    let bytes = std::fs::read(path)?;
+    Ok(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)))
+}
+
 /// The service's default address.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8130";
 

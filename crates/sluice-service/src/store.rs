@@ -47,18 +47,7 @@ pub enum StateFilter {
     All,
 }
 
-/// The states a job does not leave.
-pub const TERMINAL: &[&str] = &[
-    "JOB_STATE_DONE",
-    "JOB_STATE_FAILED",
-    "JOB_STATE_CANCELLED",
-    "JOB_STATE_DRAINED",
-];
-
-/// Whether `state` is terminal.
-pub fn is_terminal(state: &str) -> bool {
-    TERMINAL.contains(&state)
-}
+pub use sluice_client::{TERMINAL_STATES as TERMINAL, is_terminal};
 
 /// A job as the service keeps it.
 #[derive(Clone, Debug)]

@@ -79,9 +79,8 @@ pub fn start(service: &Arc<Service>, id: &str) -> Result<JobRecord, ApiError> {
         .ok_or_else(|| ApiError::from(crate::store::StoreError::missing(id)))?;
     // The binary must be the one submitted: a rebuilt or replaced binary may build
     // another pipeline, or read its data differently.
-    match std::fs::read(&record.binary) {
-        Ok(bytes) => {
-            let hash = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
+    match sluice_client::binary_hash(std::path::Path::new(&record.binary)) {
+        Ok(hash) => {
             if hash != record.binary_hash {
                 fail(
                     service,

@@ -120,7 +120,7 @@ pub fn duration_text(seconds: f64) -> String {
 }
 
 /// How long a job has run: to now while it runs, to its last state change once ended.
-fn job_duration(job: &Value) -> Option<String> {
+pub fn job_duration(job: &Value) -> Option<String> {
     let start = parse_time(&job["startTime"]).or_else(|| parse_time(&job["createTime"]))?;
     let state = job["currentState"].as_str().unwrap_or_default();
     let end = if is_terminal(state) {

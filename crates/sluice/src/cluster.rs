@@ -29,11 +29,10 @@ use crate::options::{OptionsError, PipelineOptions, WorkerRole};
 pub(crate) fn plan_hash(description: &serde_json::Value) -> String {
     let plan = serde_json::to_string(description).unwrap_or_default();
     let binary = std::env::current_exe()
-        .and_then(std::fs::read)
-        .map(|bytes| xxhash_rust::xxh3::xxh3_64(&bytes))
-        .unwrap_or(0);
+        .and_then(|exe| sluice_client::binary_hash(&exe))
+        .unwrap_or_else(|_| format!("{:016x}", 0));
     format!(
-        "{:016x}-{binary:016x}",
+        "{:016x}-{binary}",
         xxhash_rust::xxh3::xxh3_64(plan.as_bytes())
     )
 }

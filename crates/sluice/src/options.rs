@@ -396,6 +396,17 @@ impl PipelineOptions {
                 expected: what.into(),
             })
         };
+        let seconds = |name: &str, value: &str| -> Result<f64, OptionsError> {
+            value
+                .parse()
+                .ok()
+                .filter(|s: &f64| *s > 0.0)
+                .ok_or_else(|| OptionsError::Invalid {
+                    flag: name.into(),
+                    value: value.into(),
+                    expected: "a number of seconds greater than 0".into(),
+                })
+        };
         for (name, value) in raw {
             match name.as_str() {
                 "runner" => options.runner = value,
@@ -441,17 +452,7 @@ impl PipelineOptions {
                             }
                         })?
                 }
-                "stuck_bundle_secs" => {
-                    options.stuck_bundle_secs = value
-                        .parse()
-                        .ok()
-                        .filter(|s: &f64| *s > 0.0)
-                        .ok_or_else(|| OptionsError::Invalid {
-                            flag: name.clone(),
-                            value: value.clone(),
-                            expected: "a number of seconds greater than 0".into(),
-                        })?
-                }
+                "stuck_bundle_secs" => options.stuck_bundle_secs = seconds(&name, &value)?,
                 "labels" => options.add_labels(&value)?,
                 "num_workers" => {
                     options.num_workers =
@@ -484,17 +485,7 @@ impl PipelineOptions {
                     options.max_job_attempts =
                         number(&name, &value, "a number of attempts, at least 1")?.max(1) as u32
                 }
-                "worker_timeout_secs" => {
-                    options.worker_timeout_secs = value
-                        .parse()
-                        .ok()
-                        .filter(|s: &f64| *s > 0.0)
-                        .ok_or_else(|| OptionsError::Invalid {
-                            flag: name.clone(),
-                            value: value.clone(),
-                            expected: "a number of seconds greater than 0".into(),
-                        })?
-                }
+                "worker_timeout_secs" => options.worker_timeout_secs = seconds(&name, &value)?,
                 "worker_threads" => {
                     options.worker_threads =
                         number(&name, &value, "a number of threads per worker process")?

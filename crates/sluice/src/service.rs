@@ -69,12 +69,6 @@ fn job_args(options: &PipelineOptions, job_name: &str) -> Vec<String> {
     out
 }
 
-/// The hash of this binary, as the service checks it before starting the job.
-pub(crate) fn binary_hash(path: &std::path::Path) -> std::io::Result<String> {
-    let bytes = std::fs::read(path)?;
-    Ok(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)))
-}
-
 /// A job submitted to the service.
 #[derive(Debug)]
 pub(crate) struct Submitted {
@@ -91,7 +85,7 @@ pub(crate) fn submit(options: &PipelineOptions, job: &Value) -> Result<Submitted
     let name = job["name"].as_str().unwrap_or_default();
     let binary = std::env::current_exe()
         .map_err(|e| Error::Service(format!("cannot find this program's binary to submit: {e}")))?;
-    let hash = binary_hash(&binary).map_err(|e| {
+    let hash = sluice_client::binary_hash(&binary).map_err(|e| {
         Error::Service(format!(
             "cannot read this program's binary {}: {e}",
             binary.display()
@@ -125,7 +119,7 @@ impl Submitted {
                     unreachable_since = None;
                     follow = self.print_messages(follow);
                     let state = job["currentState"].as_str().unwrap_or_default().to_string();
-                    if is_terminal(&state) {
+                    if sluice_client::is_terminal(&state) {
                         self.print_messages(follow);
                         let failure = job["failureMessage"].as_str().map(str::to_string);
                         return Ok((state, failure));
@@ -175,13 +169,6 @@ impl Submitted {
     pub(crate) fn id(&self) -> &str {
         &self.id
     }
-}
-
-fn is_terminal(state: &str) -> bool {
-    matches!(
-        state,
-        "JOB_STATE_DONE" | "JOB_STATE_FAILED" | "JOB_STATE_CANCELLED" | "JOB_STATE_DRAINED"
-    )
 }
 
 /// Warnings and errors logged by this process, kept for the service while a reporter

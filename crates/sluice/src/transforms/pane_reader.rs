@@ -149,8 +149,6 @@ struct Spill {
     /// Records held, in the shuffle record format.
     /// (in chunks of `chunk` bytes, each allocated once at its full size).
     arena: Vec<Vec<u8>>,
-    /// Bytes of records in the arena.
-    held: usize,
     /// Bytes reserved from the budget for the arena.
     reserved: u64,
     /// How much to reserve at a time.
@@ -231,7 +229,6 @@ impl Spill {
             Spill::split(ctx, chunk, writers, 0)?;
         }
         self.arena = Vec::new();
-        self.held = 0;
         self.budget.release(self.reserved);
         self.reserved = 0;
         Ok(())
@@ -253,7 +250,6 @@ impl<K, G: Grouping> PaneReader<K, G> {
                 chunk: (budget.limit() / 16).clamp(4096, 1 << 20),
                 budget,
                 arena: Vec::new(),
-                held: 0,
                 reserved: 0,
                 writers: None,
                 todo: Vec::new(),
@@ -359,13 +355,13 @@ impl<K: Element, G: Grouping> PaneReader<K, G> {
             spill.started = true;
             // Grouping takes about twice the records' bytes again (the panes, the groups
             // fired): more than an eighth of the budget is grouped a partition at a time.
-            if spill.writers.is_none() && spill.held as u64 > spill.budget.limit() / 8 {
+            let held: usize = spill.arena.iter().map(Vec::len).sum();
+            if spill.writers.is_none() && held as u64 > spill.budget.limit() / 8 {
                 spill.spill(&self.ctx)?;
             }
             if spill.writers.is_none() {
                 // Everything fits: group it as the in-memory path does.
                 let arena = std::mem::take(&mut spill.arena);
-                spill.held = 0;
                 spill.loaded = spill.reserved;
                 spill.reserved = 0;
                 spill.done = true;
@@ -497,9 +493,7 @@ impl<K: Element, G: Grouping> ShuffleReader for PaneReader<K, G> {
                 spill.arena.push(Vec::with_capacity(size));
             }
             let chunk = spill.arena.last_mut().expect("a chunk with room");
-            let before = chunk.len();
             sluice_core::shuffle::append_record(chunk, &record);
-            spill.held += chunk.len() - before;
             return Ok(());
         }
         self.accept_now(record)
