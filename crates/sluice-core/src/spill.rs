@@ -266,6 +266,15 @@ impl RunWriter {
     }
 }
 
+/// A size as people read it: `850 KB`, `12 MB`.
+pub fn human_bytes(n: u64) -> String {
+    if n < 1 << 20 {
+        format!("{} KB", n.div_ceil(1 << 10))
+    } else {
+        format!("{} MB", n >> 20)
+    }
+}
+
 /// Reads a whole spill file back: its records, in the shuffle record format.
 pub fn read_run(run: &Run) -> Result<Vec<u8>, String> {
     let what = |e: &dyn std::fmt::Display| format!("spill file {}: {e}", run.path.display());

@@ -66,18 +66,36 @@ fn lines<T: serde::Serialize>(results: impl IntoIterator<Item = T>) -> Vec<Strin
 
 /// The pipeline's results for `q`, sorted.
 fn run(q: u32, workers: usize) -> Vec<String> {
+    run_with(q, workers, &[]).0
+}
+
+/// The pipeline's results for `q` with more `flags`, sorted, and the bytes it spilled.
+fn run_with(q: u32, workers: usize, flags: &[&str]) -> (Vec<String>, u64) {
     let config = config();
-    let p = Pipeline::with_options(
-        PipelineOptions::parse([format!("--direct_num_workers={workers}")]).unwrap(),
-    );
+    let mut args = vec![format!("--direct_num_workers={workers}")];
+    args.extend(flags.iter().map(|f| f.to_string()));
+    let p = Pipeline::with_options(PipelineOptions::parse(args).unwrap());
     let events = p.nexmark_events("Events", &config);
     let collected = query(q, &events, &config, &Output::Collect)
         .unwrap()
         .unwrap();
-    p.run().unwrap().wait_until_finish().unwrap();
+    let result = p.run().unwrap();
+    let spilled = result.metrics().memory.bytes_spilled;
+    result.wait_until_finish().unwrap();
     let mut got = collected.values();
     got.sort();
-    got
+    (got, spilled)
+}
+
+#[test]
+fn queries_4_6_and_9_spilled_under_a_tiny_budget_give_the_same_results() {
+    for q in [4, 6, 9] {
+        let (roomy, _) = run_with(q, 2, &[]);
+        let (tight, spilled) = run_with(q, 2, &["--max_memory=256KB"]);
+        assert!(spilled > 0, "query {q}: nothing spilled under 256 KB");
+        assert!(!roomy.is_empty(), "query {q}: no results");
+        assert!(tight == roomy, "query {q}: results differ when spilled");
+    }
 }
 
 fn check(q: u32, expected: Vec<String>) {

@@ -26,15 +26,7 @@ use crate::job::{JobError, JobShared};
 use crate::metrics::{WorkerReport, shuffle_key};
 use crate::stage::{BundleOutput, StageInstance, StageLayout};
 use crate::watermark::{Held, engine_time, output_watermark};
-
-/// A size as people read it: `850 KB`, `12 MB`.
-fn human_bytes(n: u64) -> String {
-    if n < 1 << 20 {
-        format!("{} KB", n.div_ceil(1 << 10))
-    } else {
-        format!("{} MB", n >> 20)
-    }
-}
+use sluice_core::spill::human_bytes;
 
 /// Records bound for one worker, as they cross the engine's exchange.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -16,7 +16,12 @@
 //! times); one that stays larger than the whole budget (the
 //! values of very few keys) fails the job with an error naming the transform, rather
 //! than the process running out of memory. The groups are those of the in-memory path;
-//! only the order in which keys come out differs.
+//! only the order in which keys come out differs. A batch stateful DoFn holds its input
+//! the same way ([`Spill`] is shared), processing a partition of keys at a time.
+//!
+//! A streaming reader cannot spill — a trigger may fire any pane at any moment, a timer
+//! may read any key's state — so what it holds is only counted ([`Counted`]): over the
+//! budget, the job says so and goes on.
 
 use std::ops::Range;
 
@@ -25,7 +30,7 @@ use std::sync::Arc;
 use sluice_core::panes::{Firing, Panes};
 use sluice_core::receiver::{AnyPort, Port, TypeMismatch};
 use sluice_core::shuffle::ShuffleRecord;
-use sluice_core::spill::{MemoryBudget, Run, RunWriter};
+use sluice_core::spill::{MemoryBudget, Run, RunWriter, human_bytes};
 use sluice_core::trigger::Windowing;
 use sluice_core::unit::{ShuffleReader, UnitContext, attached};
 use sluice_core::{
@@ -71,69 +76,111 @@ pub(crate) struct PaneReader<K, G: Grouping> {
     windowing: Windowing,
     /// Batch under a memory budget: records held encoded, or spilled.
     spill: Option<Spill>,
+    /// Batch under a memory budget: a record of the default key (a global combine's) was
+    /// seen.
+    default_seen: bool,
     /// The last input watermark and processing time (while records are held).
     last: (Timestamp, i64),
     /// Streaming under a memory budget: what the panes hold, counted.
     held: Option<Held>,
 }
 
-/// What a streaming reader's panes hold, by window, counted against the budget. Panes
-/// cannot spill (a trigger may fire any of them at any time): a reader over the budget
-/// says so — a warning naming its transform, and the `overBudget` metric — and goes on.
-struct Held {
+/// Bytes a streaming reader holds that cannot spill, counted against the budget a chunk
+/// at a time. Over the budget, the reader says so once — a warning naming its transform
+/// and what to change — counts in the `overBudget` metric, and goes on.
+pub(crate) struct Counted {
     budget: Arc<MemoryBudget>,
-    by_window: std::collections::HashMap<Window, u64>,
     bytes: u64,
     reserved: u64,
     chunk: u64,
     warned: bool,
 }
 
-impl Held {
-    fn add(&mut self, ctx: &UnitContext, window: Window, n: u64) {
-        *self.by_window.entry(window).or_default() += n;
-        self.bytes += n;
-        while self.bytes > self.reserved {
-            if !self.budget.try_reserve(self.chunk) {
-                self.budget.force_reserve(self.chunk);
-                if !self.warned {
-                    self.warned = true;
-                    self.budget.note_over_budget();
-                    log::warn!(
-                        "transform '{}': its buffered panes hold {} MB, more than the memory budget of {} MB (--max_memory) allows, and panes of a streaming job cannot spill; the job goes on over budget. Raise --max_memory, shorten the windows or allowed lateness, or add an early trigger",
-                        ctx.transform,
-                        self.bytes >> 20,
-                        self.budget.limit() >> 20
-                    );
-                }
-            }
-            self.reserved += self.chunk;
+impl Counted {
+    pub(crate) fn new(budget: Arc<MemoryBudget>) -> Self {
+        Counted {
+            chunk: (budget.limit() / 64).clamp(1024, 1 << 20),
+            budget,
+            bytes: 0,
+            reserved: 0,
+            warned: false,
         }
     }
 
-    /// Panes of `windows` fired: discarded, what they held is freed.
-    fn fired(&mut self, windows: impl Iterator<Item = Window>, empty: bool) {
-        if empty {
-            self.by_window.clear();
-            self.bytes = 0;
-        } else {
-            for window in windows {
-                if let Some(n) = self.by_window.remove(&window) {
-                    self.bytes -= n;
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The reader now holds `bytes`; `warning(bytes, limit)` is logged the first time the
+    /// budget refuses them.
+    pub(crate) fn set(&mut self, bytes: u64, warning: impl FnOnce(u64, u64) -> String) {
+        self.bytes = bytes;
+        if bytes > self.reserved {
+            let mut warning = Some(warning);
+            while self.bytes > self.reserved {
+                if !self.budget.try_reserve(self.chunk) {
+                    self.budget.force_reserve(self.chunk);
+                    if !self.warned {
+                        self.warned = true;
+                        self.budget.note_over_budget();
+                        if let Some(warning) = warning.take() {
+                            log::warn!("{}", warning(self.bytes, self.budget.limit()));
+                        }
+                    }
                 }
+                self.reserved += self.chunk;
             }
-        }
-        let keep = self.bytes.div_ceil(self.chunk) * self.chunk;
-        if self.reserved > keep {
-            self.budget.release(self.reserved - keep);
-            self.reserved = keep;
+        } else {
+            let keep = self.bytes.div_ceil(self.chunk) * self.chunk;
+            if self.reserved > keep {
+                self.budget.release(self.reserved - keep);
+                self.reserved = keep;
+            }
         }
     }
 }
 
-impl Drop for Held {
+impl Drop for Counted {
     fn drop(&mut self) {
         self.budget.release(self.reserved);
+    }
+}
+
+/// What a streaming reader's panes hold, by window, counted against the budget. Panes
+/// cannot spill (a trigger may fire any of them at any time).
+struct Held {
+    counted: Counted,
+    by_window: std::collections::HashMap<Window, u64>,
+}
+
+impl Held {
+    fn add(&mut self, ctx: &UnitContext, window: Window, n: u64) {
+        *self.by_window.entry(window).or_default() += n;
+        let bytes = self.counted.bytes() + n;
+        self.counted.set(bytes, |bytes, limit| {
+            format!(
+                "transform '{}': its buffered panes hold {}, more than the memory budget of {} (--max_memory) allows, and panes of a streaming job cannot spill; the job goes on over budget. Raise --max_memory, shorten the windows or allowed lateness, or add an early trigger",
+                ctx.transform,
+                human_bytes(bytes),
+                human_bytes(limit)
+            )
+        });
+    }
+
+    /// Panes of `windows` fired: discarded, what they held is freed.
+    fn fired(&mut self, windows: impl Iterator<Item = Window>, empty: bool) {
+        let mut bytes = self.counted.bytes();
+        if empty {
+            self.by_window.clear();
+            bytes = 0;
+        } else {
+            for window in windows {
+                if let Some(n) = self.by_window.remove(&window) {
+                    bytes -= n;
+                }
+            }
+        }
+        self.counted.set(bytes, |_, _| String::new());
     }
 }
 
@@ -143,10 +190,15 @@ const PARTS: u64 = 64;
 /// Times a partition too large for the budget is divided again.
 const MAX_DEPTH: u32 = 3;
 
-/// A batch reader's records until its input ends, in memory or in partition files.
-struct Spill {
+/// Times a spill file that cannot be read is read again before the job fails.
+const READ_ATTEMPTS: u32 = 4;
+
+/// A batch reader's records until its input ends, in memory or in partition files —
+/// shared by the groupings and the stateful DoFn, which both see each key's input once
+/// it is complete.
+pub(crate) struct Spill {
     budget: Arc<MemoryBudget>,
-    /// Records held, in the shuffle record format.
+    /// Records held, in the shuffle record format
     /// (in chunks of `chunk` bytes, each allocated once at its full size).
     arena: Vec<Vec<u8>>,
     /// Bytes reserved from the budget for the arena.
@@ -157,14 +209,12 @@ struct Spill {
     writers: Option<Vec<RunWriter>>,
     /// Partitions still to group, with how often they were divided.
     todo: Vec<(Run, u32)>,
-    /// Bytes reserved for the partition being emitted.
+    /// Bytes reserved for the records last handed out.
     loaded: u64,
-    /// The end of input was reached: partitions are being grouped.
+    /// The end of input was reached: records are being handed out.
     started: bool,
     /// Nothing is left.
     done: bool,
-    /// A record of the default key (a global combine's) was seen.
-    default_seen: bool,
 }
 
 fn partition(hash: u64, depth: u32) -> usize {
@@ -172,6 +222,30 @@ fn partition(hash: u64, depth: u32) -> usize {
 }
 
 impl Spill {
+    pub(crate) fn new(budget: Arc<MemoryBudget>) -> Self {
+        Spill {
+            chunk: (budget.limit() / 16).clamp(4096, 1 << 20),
+            budget,
+            arena: Vec::new(),
+            reserved: 0,
+            writers: None,
+            todo: Vec::new(),
+            loaded: 0,
+            started: false,
+            done: false,
+        }
+    }
+
+    /// Still taking records: the end of input has not been reached.
+    pub(crate) fn taking(&self) -> bool {
+        !self.started
+    }
+
+    /// Records are still to be handed out (or were, and are being emitted).
+    pub(crate) fn pending(&self) -> bool {
+        !self.done
+    }
+
     fn io_error(ctx: &UnitContext, what: &str, e: impl std::fmt::Display) -> Box<ExecError> {
         ExecError::permanent(
             ctx.transform.clone(),
@@ -183,6 +257,29 @@ impl Spill {
                     .unwrap_or_default()
             ),
         )
+    }
+
+    /// Reads a partition file back, again after a failure (a transient I/O error passes);
+    /// a file that stays unreadable (corrupt, truncated, missing) fails the job.
+    fn read(ctx: &UnitContext, run: &Run) -> Result<Vec<u8>, Box<ExecError>> {
+        let mut attempt = 1;
+        loop {
+            match sluice_core::spill::read_run(run) {
+                Ok(records) => return Ok(records),
+                Err(e) if attempt >= READ_ATTEMPTS => {
+                    return Err(ctx.error(format!("{e} ({attempt} attempts)")));
+                }
+                Err(e) => {
+                    log::warn!(
+                        "transform '{}': {e}; reading it again (attempt {} of {READ_ATTEMPTS})",
+                        ctx.transform,
+                        attempt + 1
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(50 << attempt));
+                    attempt += 1;
+                }
+            }
+        }
     }
 
     /// Writes `records` to `writers` by partition.
@@ -233,6 +330,122 @@ impl Spill {
         self.reserved = 0;
         Ok(())
     }
+
+    /// Finishes partition files, keeping those with records as work at `depth`.
+    fn finish(&mut self, ctx: &UnitContext, writers: Vec<RunWriter>, depth: u32) -> UnitResult {
+        for writer in writers {
+            let run = writer
+                .finish(&self.budget)
+                .map_err(|e| Spill::io_error(ctx, "cannot write a spill file", e))?;
+            if run.bytes > 0 {
+                self.todo.push((run, depth));
+            } else {
+                let _ = std::fs::remove_file(&run.path);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes a received record: into memory while the budget allows, else (and from then
+    /// on) into the partition files.
+    pub(crate) fn hold(&mut self, ctx: &UnitContext, record: &ShuffleRecord<'_>) -> UnitResult {
+        // Reserved and allocated a chunk at a time, so what the arena takes is what the
+        // budget counts.
+        let len = record.key.len() + record.value.len() + 40;
+        let fits = self
+            .arena
+            .last()
+            .is_some_and(|c| c.capacity() - c.len() >= len);
+        if !fits {
+            let size = (self.chunk as usize).max(len);
+            if self.budget.try_reserve(size as u64) {
+                self.reserved += size as u64;
+            } else {
+                self.spill(ctx)?;
+                self.budget.force_reserve(size as u64);
+                self.reserved = size as u64;
+            }
+            self.arena.push(Vec::with_capacity(size));
+        }
+        let chunk = self.arena.last_mut().expect("a chunk with room");
+        sluice_core::shuffle::append_record(chunk, record);
+        Ok(())
+    }
+
+    /// At the end of input, the next records to process, in the order received within
+    /// each key: all of them at once when they fit, else the next partition (every record
+    /// of its keys), counted against the budget until the next call; `None` when none are
+    /// left. `delivers` says, in the error for a partition too large for the whole
+    /// budget, what the reader holds in memory at once.
+    pub(crate) fn next(
+        &mut self,
+        ctx: &UnitContext,
+        delivers: &str,
+    ) -> Result<Option<Vec<Vec<u8>>>, Box<ExecError>> {
+        self.budget.release(self.loaded);
+        self.loaded = 0;
+        if self.done {
+            return Ok(None);
+        }
+        if !self.started {
+            self.started = true;
+            // Processing takes about twice the records' bytes again (the panes or states,
+            // the groups fired): more than an eighth of the budget goes a partition at a
+            // time.
+            let held: usize = self.arena.iter().map(Vec::len).sum();
+            if self.writers.is_none() && held as u64 > self.budget.limit() / 8 {
+                self.spill(ctx)?;
+            }
+            if self.writers.is_none() {
+                // Everything fits: all at once, as the in-memory path does.
+                self.loaded = std::mem::take(&mut self.reserved);
+                self.done = true;
+                return Ok(Some(std::mem::take(&mut self.arena)));
+            }
+            self.spill(ctx)?;
+            let writers = self.writers.take().expect("spilled");
+            self.finish(ctx, writers, 0)?;
+        }
+        loop {
+            let Some((run, depth)) = self.todo.pop() else {
+                self.done = true;
+                return Ok(None);
+            };
+            let limit = self.budget.limit();
+            if run.bytes > limit / 8 && depth < MAX_DEPTH {
+                // Too large to process at once: divide it by other bits of the key hash.
+                let records = Spill::read(ctx, &run)?;
+                let _ = std::fs::remove_file(&run.path);
+                let mut writers = self.new_writers(ctx, depth + 1)?;
+                Spill::split(ctx, &records, &mut writers, depth + 1)?;
+                drop(records);
+                self.finish(ctx, writers, depth + 1)?;
+                continue;
+            }
+            if run.bytes > limit {
+                return Err(ExecError::permanent(
+                    ctx.transform.clone(),
+                    format!(
+                        "the values of a few keys hold {}, more than the memory budget of {} allows ({delivers}); raise --max_memory, or key the data more finely",
+                        human_bytes(run.bytes),
+                        human_bytes(limit)
+                    ),
+                ));
+            }
+            let records = Spill::read(ctx, &run)?;
+            let _ = std::fs::remove_file(&run.path);
+            // The records, then what is made of them: about twice their bytes.
+            self.loaded = 2 * records.len() as u64;
+            self.budget.force_reserve(self.loaded);
+            return Ok(Some(vec![records]));
+        }
+    }
+}
+
+impl Drop for Spill {
+    fn drop(&mut self) {
+        self.budget.release(self.reserved + self.loaded);
+    }
 }
 
 impl<K, G: Grouping> PaneReader<K, G> {
@@ -246,18 +459,7 @@ impl<K, G: Grouping> PaneReader<K, G> {
             .memory
             .clone()
             .filter(|_| !ctx.streaming)
-            .map(|budget| Spill {
-                chunk: (budget.limit() / 16).clamp(4096, 1 << 20),
-                budget,
-                arena: Vec::new(),
-                reserved: 0,
-                writers: None,
-                todo: Vec::new(),
-                loaded: 0,
-                started: false,
-                done: false,
-                default_seen: false,
-            });
+            .map(Spill::new);
         PaneReader {
             ctx: ctx.clone(),
             panes: Panes::new(windowing.clone(), ctx.streaming),
@@ -271,14 +473,11 @@ impl<K, G: Grouping> PaneReader<K, G> {
                 .clone()
                 .filter(|_| ctx.streaming)
                 .map(|budget| Held {
-                    chunk: (budget.limit() / 64).clamp(1024, 1 << 20),
-                    budget,
+                    counted: Counted::new(budget),
                     by_window: std::collections::HashMap::new(),
-                    bytes: 0,
-                    reserved: 0,
-                    warned: false,
                 }),
             spill,
+            default_seen: false,
             last: (Timestamp::MIN, 0),
         }
     }
@@ -342,114 +541,41 @@ impl<K: Element, G: Grouping> PaneReader<K, G> {
         let Some(spill) = self.spill.as_mut() else {
             return Ok(0);
         };
-        if spill.done {
-            spill.budget.release(spill.loaded);
-            spill.loaded = 0;
+        if !spill.pending() {
+            spill.next(&self.ctx, "")?;
             return Ok(0);
         }
         if self.last.0 != Timestamp::MAX {
             return Ok(0);
         }
         let now_ms = self.last.1;
-        if !spill.started {
-            spill.started = true;
-            // Grouping takes about twice the records' bytes again (the panes, the groups
-            // fired): more than an eighth of the budget is grouped a partition at a time.
-            let held: usize = spill.arena.iter().map(Vec::len).sum();
-            if spill.writers.is_none() && held as u64 > spill.budget.limit() / 8 {
-                spill.spill(&self.ctx)?;
-            }
-            if spill.writers.is_none() {
-                // Everything fits: group it as the in-memory path does.
-                let arena = std::mem::take(&mut spill.arena);
-                spill.loaded = spill.reserved;
-                spill.reserved = 0;
-                spill.done = true;
-                // A chunk at a time, each freed once its records are in the panes.
-                for chunk in arena {
-                    for record in sluice_core::shuffle::records(&chunk) {
-                        let record = record.map_err(|e| self.ctx.error(e))?;
-                        self.accept_now(record)?;
-                    }
-                }
-                self.panes.advance(Timestamp::MAX, now_ms);
-                return self.fire_now();
-            }
-            spill.spill(&self.ctx)?;
-            let writers = spill.writers.take().expect("spilled");
-            for writer in writers {
-                let run = writer
-                    .finish(&spill.budget)
-                    .map_err(|e| Spill::io_error(&self.ctx, "cannot write a spill file", e))?;
-                if run.bytes > 0 {
-                    spill.todo.push((run, 0));
-                } else {
-                    let _ = std::fs::remove_file(&run.path);
-                }
-            }
-        }
         loop {
             let spill = self.spill.as_mut().expect("spilling");
-            spill.budget.release(spill.loaded);
-            spill.loaded = 0;
             self.fired.clear();
             self.panes = Panes::new(self.windowing.clone(), false);
-            let Some((run, depth)) = spill.todo.pop() else {
-                spill.done = true;
+            let Some(chunks) = spill.next(
+                &self.ctx,
+                "a grouping delivers each group's values together in memory",
+            )?
+            else {
                 // A global combine's result exists even when no value arrived.
-                if !spill.default_seen {
+                if !self.default_seen {
                     self.panes.advance(Timestamp::MAX, now_ms);
                     return self.fire_now();
                 }
                 self.default_key = None;
                 return Ok(0);
             };
-            let limit = spill.budget.limit();
-            if run.bytes > limit / 8 && depth < MAX_DEPTH {
-                // Too large to group at once: divide it by other bits of the key hash.
-                let records = sluice_core::spill::read_run(&run).map_err(|e| self.ctx.error(e))?;
-                let _ = std::fs::remove_file(&run.path);
-                let mut writers = spill.new_writers(&self.ctx, depth + 1)?;
-                Spill::split(&self.ctx, &records, &mut writers, depth + 1)?;
-                drop(records);
-                for writer in writers {
-                    let part = writer
-                        .finish(&spill.budget)
-                        .map_err(|e| Spill::io_error(&self.ctx, "cannot write a spill file", e))?;
-                    if part.bytes > 0 {
-                        spill.todo.push((part, depth + 1));
-                    } else {
-                        let _ = std::fs::remove_file(&part.path);
+            // A chunk at a time, each freed once its records are in the panes.
+            for chunk in chunks {
+                for record in sluice_core::shuffle::records(&chunk) {
+                    let record = record.map_err(|e| self.ctx.error(e))?;
+                    if self.default_key.as_deref() == Some(record.key) {
+                        self.default_seen = true;
                     }
+                    self.accept_now(record)?;
                 }
-                continue;
             }
-            if run.bytes > limit {
-                return Err(ExecError::permanent(
-                    self.ctx.transform.clone(),
-                    format!(
-                        "the values of a few keys hold {} MB, more than the memory budget of {} MB allows one group (GroupByKey delivers each group's values together in memory); raise --max_memory, or key the data more finely",
-                        run.bytes >> 20,
-                        limit >> 20
-                    ),
-                ));
-            }
-            let records = sluice_core::spill::read_run(&run).map_err(|e| self.ctx.error(e))?;
-            let _ = std::fs::remove_file(&run.path);
-            // The records, then their panes and groups: about twice their bytes.
-            spill.budget.force_reserve(2 * records.len() as u64);
-            spill.loaded = 2 * records.len() as u64;
-            let default_key = self.default_key.clone();
-            for record in sluice_core::shuffle::records(&records) {
-                let record = record.map_err(|e| self.ctx.error(e))?;
-                if let Some(spill) = self.spill.as_mut()
-                    && default_key.as_deref() == Some(record.key)
-                {
-                    spill.default_seen = true;
-                }
-                self.accept_now(record)?;
-            }
-            drop(records);
             self.panes.advance(Timestamp::MAX, now_ms);
             // The default key is made only once every partition has been seen.
             let default_key = self.default_key.take();
@@ -473,28 +599,8 @@ impl<K: Element, G: Grouping> ShuffleReader for PaneReader<K, G> {
     }
 
     fn accept(&mut self, record: ShuffleRecord<'_>) -> UnitResult {
-        if let Some(spill) = self.spill.as_mut().filter(|s| !s.started) {
-            // Reserved and allocated a chunk at a time, so what the arena takes is what
-            // the budget counts.
-            let len = record.key.len() + record.value.len() + 40;
-            let fits = spill
-                .arena
-                .last()
-                .is_some_and(|c| c.capacity() - c.len() >= len);
-            if !fits {
-                let size = (spill.chunk as usize).max(len);
-                if spill.budget.try_reserve(size as u64) {
-                    spill.reserved += size as u64;
-                } else {
-                    spill.spill(&self.ctx)?;
-                    spill.budget.force_reserve(size as u64);
-                    spill.reserved = size as u64;
-                }
-                spill.arena.push(Vec::with_capacity(size));
-            }
-            let chunk = spill.arena.last_mut().expect("a chunk with room");
-            sluice_core::shuffle::append_record(chunk, &record);
-            return Ok(());
+        if let Some(spill) = self.spill.as_mut().filter(|s| s.taking()) {
+            return spill.hold(&self.ctx, &record);
         }
         self.accept_now(record)
     }
@@ -509,7 +615,7 @@ impl<K: Element, G: Grouping> ShuffleReader for PaneReader<K, G> {
     fn hold(&self) -> Timestamp {
         match &self.spill {
             // Groups not yet fired hold the watermark back.
-            Some(spill) if !spill.done => Timestamp::MIN,
+            Some(spill) if spill.pending() => Timestamp::MIN,
             _ => self.panes.hold(),
         }
     }

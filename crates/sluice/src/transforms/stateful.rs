@@ -74,6 +74,7 @@ use crate::dofn::Context;
 use crate::pcollection::PCollection;
 use crate::transforms::combine::CombineFn;
 use crate::transforms::group_by_key::{KeyedWrite, Pairs, check_key_coder};
+use crate::transforms::pane_reader::{Counted, Spill};
 
 /// A DoFn over `(Key, Value)` pairs with state per key and window, and timers.
 pub trait StatefulDoFn: Clone + Send + 'static {
@@ -243,6 +244,27 @@ enum Cell {
 struct KeyState {
     cells: HashMap<String, Cell>,
     timers: BTreeMap<String, (TimeDomain, Timestamp)>,
+}
+
+impl KeyState {
+    /// About how many bytes it holds.
+    fn size(&self) -> u64 {
+        let cells: usize = self
+            .cells
+            .iter()
+            .map(|(name, cell)| {
+                name.len()
+                    + 32
+                    + match cell {
+                        Cell::Value(bytes) => bytes.len(),
+                        Cell::Bag { bytes, .. } => bytes.len(),
+                        Cell::Map(map) => map.iter().map(|(k, v)| k.len() + v.len() + 48).sum(),
+                    }
+            })
+            .sum();
+        let timers: usize = self.timers.keys().map(|name| name.len() + 48).sum();
+        (cells + timers) as u64
+    }
 }
 
 /// The state of the key (and window) being processed.
@@ -510,6 +532,17 @@ impl<D: StatefulDoFn> StatefulFactory for StatefulPayload<D> {
             group: GroupingKey::default(),
             pending: KeyedTable::default(),
             pending_bytes: 0,
+            spill: ctx
+                .memory
+                .clone()
+                .filter(|_| !ctx.streaming)
+                .map(Spill::new),
+            counted: ctx
+                .memory
+                .clone()
+                .filter(|_| ctx.streaming)
+                .map(Counted::new),
+            state_bytes: 0,
             states: HashMap::new(),
             fired: Vec::new(),
             changes: Vec::new(),
@@ -553,8 +586,14 @@ struct StatefulRead<D: StatefulDoFn> {
     group: GroupingKey,
     /// Received since the last firing.
     pending: KeyedTable<Elements>,
-    /// Bytes of `pending`, counted against the memory budget.
+    /// Bytes of `pending`.
     pending_bytes: u64,
+    /// Batch under a memory budget: the input until it ends, in memory or spilled.
+    spill: Option<Spill>,
+    /// Streaming under a memory budget: the bytes of `pending` and `states`, counted.
+    counted: Option<Counted>,
+    /// Bytes of `states`.
+    state_bytes: u64,
     /// Committed state per key and window, by id.
     states: HashMap<Box<[u8]>, KeyState>,
     /// What the current firing has to do.
@@ -678,61 +717,39 @@ impl<D: StatefulDoFn> StatefulRead<D> {
         self.changes.push((work.id.clone(), window, after));
         Ok(())
     }
-}
 
-impl<D: StatefulDoFn> ShuffleReader for StatefulRead<D> {
-    fn advance(&mut self, watermark: Timestamp, now_ms: i64) {
-        self.watermark = self.watermark.max(watermark);
-        self.now_ms = self.now_ms.max(now_ms);
-    }
-
-    fn accept(&mut self, record: ShuffleRecord<'_>) -> UnitResult {
-        if self.windowing.gc_time(record.window) < self.watermark {
-            // Too late: the window's state is gone.
-            self.ctx
-                .counters
-                .late_dropped
-                .set(self.ctx.counters.late_dropped.get() + 1);
-            return Ok(());
-        }
+    /// Takes a record into `pending`.
+    fn add_pending(&mut self, record: &ShuffleRecord<'_>) {
         self.group.set_encoded(record.window, record.key);
         let elements =
             self.pending
                 .get_or_insert_with(&self.group, key_hash(record.key), Elements::default);
         elements.values.extend_from_slice(record.value);
         elements.timestamps.push(record.timestamp);
-        // A batch stateful DoFn sees each key's input once it is complete: that input is
-        // held in memory, and more than the budget fails clearly rather than exhausting
-        // it (it does not spill).
-        if let Some(memory) = &self.ctx.memory {
-            let n = (record.key.len() + record.value.len() + 16) as u64;
-            memory.force_reserve(n);
-            self.pending_bytes += n;
-            if self.pending_bytes > memory.limit() {
-                return Err(ExecError::permanent(
-                    self.ctx.transform.clone(),
-                    format!(
-                        "this stateful DoFn holds {} KB of input waiting for its keys, more than the memory budget of {} KB (--max_memory) allows; a stateful DoFn's input and state are held in memory: raise --max_memory",
-                        self.pending_bytes.div_ceil(1024),
-                        memory.limit().div_ceil(1024)
-                    ),
-                ));
-            }
-        }
-        Ok(())
+        self.pending_bytes += (record.key.len() + record.value.len() + 16) as u64;
     }
 
-    fn fire(&mut self) -> Result<usize, Box<ExecError>> {
-        if !self.ctx.streaming && self.watermark < Timestamp::MAX {
-            // A batch job processes each key's input once it is complete.
-            self.fired.clear();
-            return Ok(0);
+    /// Streaming under a budget: counts what is held — input waiting for the next firing
+    /// and the keys' committed state, which cannot spill.
+    fn count(&mut self) {
+        if let Some(counted) = self.counted.as_mut() {
+            let transform = &self.ctx.transform;
+            counted.set(self.pending_bytes + self.state_bytes, |bytes, limit| {
+                format!(
+                    "transform '{transform}': this stateful DoFn's state and waiting input hold {}, more than the memory budget of {} (--max_memory) allows, and the state of a streaming job cannot spill; the job goes on over budget. Raise --max_memory, keep less state per key, or clear it sooner (shorter windows or allowed lateness, or a timer that clears it)",
+                    sluice_core::spill::human_bytes(bytes),
+                    sluice_core::spill::human_bytes(limit)
+                )
+            });
         }
+    }
+
+    /// What is ready of the input received since the last firing, the timers due and the
+    /// windows expiring: work for `emit`, by key; its count.
+    fn fire_pending(&mut self) -> usize {
         let mut work: Vec<KeyWork> = Vec::new();
         let mut index: HashMap<Box<[u8]>, usize> = HashMap::new();
-        if let Some(memory) = &self.ctx.memory {
-            memory.release(std::mem::take(&mut self.pending_bytes));
-        }
+        self.pending_bytes = 0;
         for (key, window, elements) in self.pending.drain() {
             let mut id = Vec::with_capacity(key.len() + 17);
             window.encode_to(&mut id);
@@ -803,10 +820,74 @@ impl<D: StatefulDoFn> ShuffleReader for StatefulRead<D> {
             }
         }
         self.fired = work;
-        Ok(self.fired.len())
+        self.count();
+        self.fired.len()
+    }
+}
+
+impl<D: StatefulDoFn> ShuffleReader for StatefulRead<D> {
+    fn advance(&mut self, watermark: Timestamp, now_ms: i64) {
+        self.watermark = self.watermark.max(watermark);
+        self.now_ms = self.now_ms.max(now_ms);
+    }
+
+    fn accept(&mut self, record: ShuffleRecord<'_>) -> UnitResult {
+        if self.windowing.gc_time(record.window) < self.watermark {
+            // Too late: the window's state is gone.
+            self.ctx
+                .counters
+                .late_dropped
+                .set(self.ctx.counters.late_dropped.get() + 1);
+            return Ok(());
+        }
+        if let Some(spill) = self.spill.as_mut().filter(|s| s.taking()) {
+            // A batch stateful DoFn sees each key's input once it is complete: until then
+            // it is held under the budget, or spilled.
+            return spill.hold(&self.ctx, &record);
+        }
+        self.add_pending(&record);
+        self.count();
+        Ok(())
+    }
+
+    fn fire(&mut self) -> Result<usize, Box<ExecError>> {
+        self.fired.clear();
+        if !self.ctx.streaming && self.watermark < Timestamp::MAX {
+            // A batch job processes each key's input once it is complete.
+            return Ok(0);
+        }
+        if self.spill.is_none() {
+            return Ok(self.fire_pending());
+        }
+        // Batch under a budget: all the input at once when it fits, else a partition of
+        // keys at a time, each key's state dropped with its window before the next.
+        loop {
+            let spill = self.spill.as_mut().expect("spilling");
+            let Some(chunks) = spill.next(
+                &self.ctx,
+                "a stateful DoFn processes each key's input together in memory",
+            )?
+            else {
+                return Ok(self.fire_pending());
+            };
+            for chunk in chunks {
+                for record in sluice_core::shuffle::records(&chunk) {
+                    let record = record.map_err(|e| self.ctx.error(e))?;
+                    self.add_pending(&record);
+                }
+            }
+            let fired = self.fire_pending();
+            if fired > 0 {
+                return Ok(fired);
+            }
+        }
     }
 
     fn hold(&self) -> Timestamp {
+        if self.spill.as_ref().is_some_and(Spill::pending) {
+            // Keys not yet processed hold the watermark back.
+            return Timestamp::MIN;
+        }
         let event = self
             .event_timers
             .first()
@@ -854,7 +935,18 @@ impl<D: StatefulDoFn> ShuffleReader for StatefulRead<D> {
     }
 
     fn commit(&mut self) {
+        let counting = self.counted.is_some();
         for (id, window, after) in std::mem::take(&mut self.changes) {
+            if counting {
+                let before = self
+                    .states
+                    .get(&id)
+                    .map_or(0, |state| id.len() as u64 + state.size());
+                let now = after
+                    .as_ref()
+                    .map_or(0, |state| id.len() as u64 + state.size());
+                self.state_bytes = self.state_bytes - before.min(self.state_bytes) + now;
+            }
             let hold = (window.max_timestamp(), id.clone());
             let processing = after.as_ref().is_some_and(|state| {
                 state
@@ -891,6 +983,7 @@ impl<D: StatefulDoFn> ShuffleReader for StatefulRead<D> {
                 }
             }
         }
+        self.count();
     }
 
     fn abort(&mut self) {

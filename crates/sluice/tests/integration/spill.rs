@@ -154,31 +154,13 @@ fn a_dead_jobs_spill_directory_is_removed_by_the_next_job() {
     assert!(!dead.exists());
 }
 
-/// Every test of this binary again, under a 16 KB budget: every grouping, combine, join,
-/// stateful and side-input test then runs with its groupings spilled, and must pass
-/// unchanged.
-#[test]
-fn every_test_under_a_tiny_budget() {
-    if std::env::var_os("SLUICE_TEST_MAX_MEMORY").is_some() {
-        return;
-    }
+/// Runs tests of this binary again, under the memory budget `budget`; they must pass.
+/// `args` selects them (filters, `--skip`); `least` of them at least must run.
+fn rerun_under(budget: &str, args: &[&str], least: usize) {
     let run = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--skip",
-            "every_test_under_a_tiny_budget",
-            "--skip",
-            "example::",
-            // Side inputs are held whole: this test's (about 1 MB) rightly fails a 16 KB
-            // budget, naming its view (see a_side_input_larger_than_the_budget_...).
-            "--skip",
-            "iterable_map_and_multimap_views_larger_than_a_bundle",
-            // So is a stateful DoFn's input: these fail a 16 KB budget by design, naming
-            // the DoFn (see a_stateful_dofn_over_the_budget_fails_naming_it).
-            "--skip",
-            "state_and_timers::",
-            "--test-threads=2",
-        ])
-        .env("SLUICE_TEST_MAX_MEMORY", "16KB")
+        .args(args)
+        .args(["--test-threads=2"])
+        .env("SLUICE_TEST_MAX_MEMORY", budget)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
@@ -187,7 +169,46 @@ fn every_test_under_a_tiny_budget() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    assert!(stdout.contains("test result: ok"), "{stdout}");
+    let passed: usize = stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("test result: ok. "))
+        .filter_map(|rest| rest.split(' ').next()?.parse::<usize>().ok())
+        .sum();
+    assert!(
+        passed >= least,
+        "only {passed} tests ran under {budget}\n{stdout}"
+    );
+}
+
+/// Every test of this binary again, under a 16 KB budget: every grouping, combine, join,
+/// stateful and side-input test then runs with its input spilled, and must pass
+/// unchanged. Two hold more than 16 KB in memory by design, and run under budgets that
+/// hold it: side inputs are held whole by every worker (4 MB each here, with up to 4
+/// workers; more than the budget fails naming the view), and so is the input of one key
+/// of a stateful DoFn (about 25 KB here; spilled under 64 KB with the other keys).
+#[test]
+fn every_test_under_a_tiny_budget() {
+    if std::env::var_os("SLUICE_TEST_MAX_MEMORY").is_some() {
+        return;
+    }
+    const SIDE: &str = "iterable_map_and_multimap_views_larger_than_a_bundle";
+    const ONE_KEY: &str = "bag_state_and_an_event_time_timer_sort_out_of_order_input";
+    rerun_under(
+        "16KB",
+        &[
+            "--skip",
+            "every_test_under_a_tiny_budget",
+            "--skip",
+            "example::",
+            "--skip",
+            SIDE,
+            "--skip",
+            ONE_KEY,
+        ],
+        100,
+    );
+    rerun_under("64KB", &[ONE_KEY], 1);
+    rerun_under("64MB", &[SIDE], 1);
 }
 
 /// A streaming grouping cannot spill its panes: over the budget, it says so (a warning
@@ -310,40 +331,127 @@ impl sluice::transforms::stateful::StatefulDoFn for CountPerKey {
     }
 }
 
-/// A stateful DoFn's input is held in memory until its keys are complete (batch): more
-/// than the budget fails the job naming the DoFn; within it, the DoFn runs as usual.
+/// Runs `CountPerKey` over 20,000 values of 10 keys (about 100 KB of input per key);
+/// returns its outputs, sorted, and the job's memory metrics.
+#[allow(clippy::type_complexity)]
+fn count_per_key(flags: &[&str]) -> (sluice::Result<Vec<(u32, u64)>>, sluice::JobMetrics) {
+    let p = pipeline_with(2, flags);
+    let counts = p
+        .create(
+            "Values",
+            (0..20_000u32)
+                .map(|i| (i % 10, format!("value-{i:040}")))
+                .collect(),
+        )
+        .par_do_stateful(
+            "Count",
+            CountPerKey {
+                count: sluice::transforms::stateful::ValueState::new("count"),
+            },
+        )
+        .collect("Out");
+    let result = p.run().unwrap();
+    let metrics = result.metrics().clone();
+    let outcome = result.wait_until_finish().map(|_| sorted(counts.values()));
+    (outcome, metrics)
+}
+
+/// A batch stateful DoFn sees each key's input once it is complete: under a budget
+/// smaller than that input it spills it and processes a partition of keys at a time,
+/// with the results of the in-memory run. A single key's input larger than the whole
+/// budget fails the job naming the DoFn.
 #[test]
-fn a_stateful_dofn_over_the_budget_fails_naming_it() {
-    let run = |budget: &str| {
-        let p = pipeline_with(2, &[&format!("--max_memory={budget}")]);
-        let counts = p
-            .create(
-                "Values",
-                (0..20_000u32)
-                    .map(|i| (i % 10, format!("value-{i:040}")))
-                    .collect(),
-            )
+fn a_stateful_dofn_spills_its_input_in_batch() {
+    let (roomy, memory) = count_per_key(&["--max_memory=64MB"]);
+    let roomy = roomy.unwrap();
+    assert_eq!(memory.memory.bytes_spilled, 0);
+    // Every key counted 1..=2000 in order.
+    let mut expected: Vec<(u32, u64)> = (0..10u32)
+        .flat_map(|k| (1..=2_000u64).map(move |n| (k, n)))
+        .collect();
+    expected.sort();
+    assert_eq!(roomy, expected);
+    let (tight, metrics) = count_per_key(&["--max_memory=256KB"]);
+    assert_eq!(tight.unwrap(), roomy);
+    assert!(metrics.memory.bytes_spilled > 0, "{:?}", metrics.memory);
+    assert!(metrics.memory.spill_files > 0, "{:?}", metrics.memory);
+    let (failed, _) = count_per_key(&["--max_memory=64KB"]);
+    let error = failed.unwrap_err().to_string();
+    assert!(
+        error.contains("Count")
+            && error.contains("--max_memory")
+            && error.contains("stateful DoFn"),
+        "{error}"
+    );
+}
+
+/// Sums values per key in a bag it never clears: its state grows with the stream.
+#[derive(Clone)]
+struct KeepAll {
+    seen: sluice::transforms::stateful::BagState<u64>,
+}
+
+impl sluice::transforms::stateful::StatefulDoFn for KeepAll {
+    type Key = String;
+    type Value = u64;
+    type Out = (String, u64);
+    fn process(
+        &mut self,
+        key: &String,
+        value: u64,
+        state: &mut sluice::transforms::stateful::State<'_>,
+        ctx: &mut Context<'_, Self::Out>,
+    ) -> Result<(), BoxError> {
+        state.add(&self.seen, &value)?;
+        let sum = state.read_bag(&self.seen)?.iter().sum();
+        ctx.emit((key.clone(), sum));
+        Ok(())
+    }
+}
+
+/// A streaming stateful DoFn's state cannot spill: past the budget the job says so (the
+/// `overBudget` metric, a warning naming the DoFn) and goes on with the same results.
+#[test]
+fn a_streaming_stateful_dofn_over_budget_is_reported_not_killed() {
+    use sluice::transforms::test_stream::TestStream;
+    let ms = Timestamp::from_millis;
+    let mut stream = TestStream::new();
+    for batch in 0..4u64 {
+        let elements: Vec<((String, u64), Timestamp)> = (0..500u64)
+            .map(|i| {
+                let key = format!("key-{:03}-{}", i % 50, "x".repeat(40));
+                ((key, batch * 1000 + i), ms((batch * 500 + i) as i64))
+            })
+            .collect();
+        stream = stream.add_elements(elements);
+    }
+    let stream = stream.advance_watermark_to_infinity();
+    let results = |flags: &[&str]| {
+        let p = pipeline_with(2, flags);
+        let sums = p
+            .test_stream("Events", stream.clone())
             .par_do_stateful(
-                "Count",
-                CountPerKey {
-                    count: sluice::transforms::stateful::ValueState::new("count"),
+                "KeepAll",
+                KeepAll {
+                    seen: sluice::transforms::stateful::BagState::new("seen"),
                 },
             )
             .collect("Out");
-        (p.run().unwrap().wait_until_finish(), counts)
+        let result = p.run().unwrap();
+        let memory = result.metrics().memory;
+        result.wait_until_finish().unwrap();
+        // Each key's final sum: its largest.
+        let mut last: BTreeMap<String, u64> = BTreeMap::new();
+        for (k, sum) in sums.values() {
+            let e = last.entry(k).or_default();
+            *e = (*e).max(sum);
+        }
+        (last, memory)
     };
-    let (ok, counts) = run("64MB");
-    ok.unwrap();
-    let finals = counts
-        .values()
-        .into_iter()
-        .filter(|(_, n)| *n == 2_000)
-        .count();
-    assert_eq!(finals, 10);
-    let (failed, _) = run("256KB");
-    let error = failed.unwrap_err().to_string();
-    assert!(
-        error.contains("Count") && error.contains("--max_memory"),
-        "{error}"
-    );
+    let (roomy, memory) = results(&["--max_memory=1GB"]);
+    assert_eq!(roomy.len(), 50);
+    assert_eq!(memory.over_budget, 0);
+    let (tight, memory) = results(&["--max_memory=8KB"]);
+    assert_eq!(tight, roomy);
+    assert!(memory.over_budget > 0, "{memory:?}");
 }
