@@ -216,6 +216,8 @@ pub fn metrics(client: &Client, id: &str, format: &str) -> Result<String> {
                 cell(&s["retries"]),
                 cell(&s["bytesRead"]),
                 cell(&s["shuffleBytesOut"]),
+                cell(&s["memory"]["peakBytesHeld"]),
+                cell(&s["memory"]["bytesSpilled"]),
                 cell(&s["wallTime"]),
                 s["watermark"].as_str().unwrap_or("-").to_string(),
             ]
@@ -230,6 +232,8 @@ pub fn metrics(client: &Client, id: &str, format: &str) -> Result<String> {
             "RETRIES",
             "BYTES_READ",
             "SHUFFLE_BYTES_OUT",
+            "PEAK_HELD",
+            "SPILLED",
             "WALL_MS",
             "WATERMARK",
         ],

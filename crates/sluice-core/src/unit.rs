@@ -168,6 +168,29 @@ pub struct UnitCounters {
     /// Elements a grouping dropped because their window had expired (or its trigger had
     /// finished).
     pub late_dropped: Cell<u64>,
+    /// The most bytes the unit held against the memory budget since the last report.
+    pub held_peak: Cell<u64>,
+    /// Bytes of records the unit wrote to spill files since the last report.
+    pub spilled_bytes: Cell<u64>,
+    /// Spill files the unit made since the last report.
+    pub spill_files: Cell<u64>,
+}
+
+impl UnitCounters {
+    /// The unit now holds `bytes` against the memory budget.
+    pub fn note_held(&self, bytes: u64) {
+        self.held_peak.set(self.held_peak.get().max(bytes));
+    }
+
+    /// The unit made `files` spill files.
+    pub fn note_spill_files(&self, files: u64) {
+        self.spill_files.set(self.spill_files.get() + files);
+    }
+
+    /// The unit wrote `bytes` bytes of records to a spill file.
+    pub fn note_spilled(&self, bytes: u64) {
+        self.spilled_bytes.set(self.spilled_bytes.get() + bytes);
+    }
 }
 
 impl UnitContext {

@@ -38,4 +38,6 @@ mod watermark;
 
 pub use job::{ClusterConfig, JobOutcome, JobState, RunnerConfig, run};
 pub use live::{LiveMetrics, LiveSnapshot};
-pub use metrics::{JobMetrics, MemoryMetrics, StageMetrics, TransformMetrics, UserMetric};
+pub use metrics::{
+    JobMetrics, MemoryMetrics, StageMetrics, StepMemory, TransformMetrics, UserMetric,
+};

@@ -29,6 +29,8 @@ pub(crate) struct WorkerReport {
     pub step_dead_lettered: BTreeMap<usize, u64>,
     /// Per step: elements a grouping dropped as too late for their window.
     pub step_late_dropped: BTreeMap<usize, u64>,
+    /// Per step: what its reader held against the memory budget and spilled.
+    pub step_memory: BTreeMap<usize, StepMemory>,
     /// Per (step, name): user metrics of committed bundles.
     #[serde(with = "user_as_json")]
     pub user: BTreeMap<(usize, String), MetricValue>,
@@ -62,6 +64,19 @@ pub struct MemoryMetrics {
     /// Streaming groupings that went over the budget (their panes cannot spill; each
     /// also logged a warning naming its transform).
     pub over_budget: u64,
+}
+
+/// What one step (a grouping's or stateful DoFn's reader) held against the memory budget
+/// and spilled to disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepMemory {
+    /// The most it held at once, bytes (summed over workers: each worker's peak).
+    pub peak_bytes_held: u64,
+    /// Bytes of records it wrote to spill files (before compression).
+    pub bytes_spilled: u64,
+    /// Spill files it wrote.
+    pub spill_files: u64,
 }
 
 /// User metrics travel between processes as JSON text inside the binary report: their
@@ -153,6 +168,13 @@ impl WorkerReport {
         add1(&mut self.step_teardowns, other.step_teardowns);
         add1(&mut self.step_dead_lettered, other.step_dead_lettered);
         add1(&mut self.step_late_dropped, other.step_late_dropped);
+        // Workers' peaks add up: each holds its own at once.
+        for (step, memory) in other.step_memory {
+            let e = self.step_memory.entry(step).or_default();
+            e.peak_bytes_held += memory.peak_bytes_held;
+            e.bytes_spilled += memory.bytes_spilled;
+            e.spill_files += memory.spill_files;
+        }
         for (key, value) in other.user {
             match self.user.entry(key) {
                 std::collections::btree_map::Entry::Vacant(slot) => {
@@ -234,6 +256,9 @@ pub struct StageMetrics {
     pub shuffle_outputs: Vec<(String, u64)>,
     /// Bytes the stage's source read from storage.
     pub bytes_read: u64,
+    /// What the stage's grouping or stateful reader held against the memory budget (the
+    /// sum of its workers' peaks) and spilled to disk.
+    pub memory: StepMemory,
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -394,7 +419,13 @@ impl JobMetrics {
             .map(|(i, s)| {
                 let (mut records, mut bytes) = (0, 0);
                 let mut shuffle_outputs = Vec::new();
+                let mut memory = StepMemory::default();
                 for step in &s.steps {
+                    if let Some(m) = report.step_memory.get(&step.0) {
+                        memory.peak_bytes_held += m.peak_bytes_held;
+                        memory.bytes_spilled += m.bytes_spilled;
+                        memory.spill_files += m.spill_files;
+                    }
                     for e in &graph.step(*step).outputs {
                         if graph.edge(*e).kind == EdgeKind::Shuffle {
                             let (r, b) = report
@@ -431,6 +462,7 @@ impl JobMetrics {
                     shuffle_bytes_out: bytes,
                     shuffle_outputs,
                     bytes_read: report.source_bytes.get(&i).copied().unwrap_or(0),
+                    memory,
                 }
             })
             .collect();

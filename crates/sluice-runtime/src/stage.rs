@@ -163,6 +163,8 @@ pub struct StepReport {
     pub user: Vec<(StepId, String, MetricValue)>,
     /// (step, elements dropped as late since the last report).
     pub late_dropped: Vec<(StepId, u64)>,
+    /// (step, what it held and spilled since the last report).
+    pub memory: Vec<(StepId, crate::metrics::StepMemory)>,
 }
 
 impl StageInstance {
@@ -307,6 +309,14 @@ impl StageInstance {
             let late = c.late_dropped.replace(0);
             if late > 0 {
                 report.late_dropped.push((*step, late));
+            }
+            let memory = crate::metrics::StepMemory {
+                peak_bytes_held: c.held_peak.replace(0),
+                bytes_spilled: c.spilled_bytes.replace(0),
+                spill_files: c.spill_files.replace(0),
+            };
+            if memory != crate::metrics::StepMemory::default() {
+                report.memory.push((*step, memory));
             }
             let user = c.user.take();
             if committed {

@@ -266,6 +266,13 @@ impl StageRun {
         for (step, n) in report.late_dropped {
             *state.report.step_late_dropped.entry(step.0).or_default() += n;
         }
+        for (step, memory) in report.memory {
+            // One worker: its peak is the most it held at any report.
+            let mine = state.report.step_memory.entry(step.0).or_default();
+            mine.peak_bytes_held = mine.peak_bytes_held.max(memory.peak_bytes_held);
+            mine.bytes_spilled += memory.bytes_spilled;
+            mine.spill_files += memory.spill_files;
+        }
         for (step, name, value) in report.user {
             match state.report.user.entry((step.0, name)) {
                 std::collections::btree_map::Entry::Vacant(slot) => {

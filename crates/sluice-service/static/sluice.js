@@ -105,7 +105,8 @@
     const layers = [];
     stages.forEach((s) => { const d = depth.get(s.id); (layers[d] = layers[d] || []).push(s); });
     const W = 340, GAP_X = 40, GAP_Y = 56, LINE = 16, MAX_STEPS = 6;
-    const heightOf = (s) => 58 + Math.min((s.componentTransform || []).length, MAX_STEPS + 1) * LINE + (streaming ? 2 * LINE : LINE);
+    const spilled = (s) => Number(((byId.get(s.id) || {}).memory || {}).spillFiles) > 0;
+    const heightOf = (s) => 58 + Math.min((s.componentTransform || []).length, MAX_STEPS + 1) * LINE + (streaming ? 2 * LINE : LINE) + (spilled(s) ? LINE : 0);
     const pos = new Map();
     let y = 10, width = 0;
     for (const row of layers) {
@@ -154,6 +155,12 @@
       ty += LINE;
       g.append(svg("text", { x: 10, y: ty, class: "numbers" },
         `bundles ${num(m.bundles)} · attempts ${num(m.bundleAttempts)} · retries ${num(m.retries)}`));
+      const held = m.memory || {};
+      if (Number(held.spillFiles) > 0) {
+        ty += LINE;
+        g.append(svg("text", { x: 10, y: ty, class: "numbers" },
+          `held ${bytes(held.peakBytesHeld)} · spilled ${bytes(held.bytesSpilled)} in ${num(held.spillFiles)} files`));
+      }
       if (streaming) {
         ty += LINE;
         g.append(svg("text", { x: 10, y: ty, class: "numbers" },
@@ -211,10 +218,10 @@
     $("cancel").hidden = !active || state === "JOB_STATE_CANCELLING";
     $("drain").hidden = !active || job.type !== "JOB_TYPE_STREAMING" || state === "JOB_STATE_DRAINING" || state === "JOB_STATE_CANCELLING";
     drawGraph(job);
-    table($("stages"), ["Stage", "Name", "Elements", "Elements/s", "Bundles", "Attempts", "Retries", "Failed attempts", "Bytes read", "Shuffle bytes out", "Wall time"].concat(job.type === "JOB_TYPE_STREAMING" ? ["Watermark", "Freshness"] : []),
+    table($("stages"), ["Stage", "Name", "Elements", "Elements/s", "Bundles", "Attempts", "Retries", "Failed attempts", "Bytes read", "Shuffle bytes out", "Peak held", "Spilled", "Wall time"].concat(job.type === "JOB_TYPE_STREAMING" ? ["Watermark", "Freshness"] : []),
       (metrics.stages || []).map((m) => {
         const s = stages.find((x) => x.id === m.id);
-        const row = [m.id, m.name, num(s ? stageElements(s, byName) : null), rates.has(m.id) ? num(rates.get(m.id)) : "–", num(m.bundles), num(m.bundleAttempts), num(m.retries), num(m.failedAttempts), bytes(m.bytesRead), bytes(m.shuffleBytesOut), seconds(wall.get(m.id))];
+        const row = [m.id, m.name, num(s ? stageElements(s, byName) : null), rates.has(m.id) ? num(rates.get(m.id)) : "–", num(m.bundles), num(m.bundleAttempts), num(m.retries), num(m.failedAttempts), bytes(m.bytesRead), bytes(m.shuffleBytesOut), bytes((m.memory || {}).peakBytesHeld), bytes((m.memory || {}).bytesSpilled), seconds(wall.get(m.id))];
         if (job.type === "JOB_TYPE_STREAMING") row.push(m.watermark ? when(m.watermark) : "–", m.dataFreshnessSecs === undefined ? "–" : seconds(m.dataFreshnessSecs));
         return row;
       }));

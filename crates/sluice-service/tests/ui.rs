@@ -175,6 +175,11 @@ fn a_running_streaming_job_shows_watermarks_and_its_buttons() {
         "spillFiles": 128,
         "overBudget": 0
     });
+    job["metrics"]["stages"][1]["memory"] = json!({
+        "peakBytesHeld": 150u64 << 20,
+        "bytesSpilled": 1u64 << 30,
+        "spillFiles": 128
+    });
     // The rate the job's process measured between its last two reports.
     for t in job["metrics"]["transforms"].as_array_mut().unwrap() {
         if t["name"] == "ReadLines" {
@@ -197,6 +202,12 @@ fn a_running_streaming_job_shows_watermarks_and_its_buttons() {
         dom.contains("peak 200.0 MiB of 256.0 MiB; spilled 1.0 GiB in 128 files"),
         "{dom}"
     );
+    // The stage that spilled says so in its box and its row.
+    assert!(
+        dom.contains("held 150.0 MiB · spilled 1.0 GiB in 128 files"),
+        "{dom}"
+    );
+    assert!(dom.contains("<td>150.0 MiB</td><td>1.0 GiB</td>"), "{dom}");
     assert!(dom.contains("took much longer than the others"), "{dom}");
     assert!(
         dom.contains("<button id=\"cancel\">Cancel</button>"),

@@ -61,7 +61,9 @@ pub use sluice_core::{
 };
 pub use sluice_io::text::source::BadRecord;
 pub use sluice_runtime::job::JobError;
-pub use sluice_runtime::{JobMetrics, JobState, StageMetrics, TransformMetrics, UserMetric};
+pub use sluice_runtime::{
+    JobMetrics, JobState, MemoryMetrics, StageMetrics, StepMemory, TransformMetrics, UserMetric,
+};
 pub use transforms::collect::Collected;
 pub use transforms::combine::CombineFn;
 pub use transforms::combiners::{CountFn, MaxFn, MeanFn, MinFn, SumFn};

@@ -90,6 +90,7 @@ pub(crate) struct PaneReader<K, G: Grouping> {
 /// and what to change — counts in the `overBudget` metric, and goes on.
 pub(crate) struct Counted {
     budget: Arc<MemoryBudget>,
+    counters: std::rc::Rc<sluice_core::unit::UnitCounters>,
     bytes: u64,
     reserved: u64,
     chunk: u64,
@@ -97,8 +98,9 @@ pub(crate) struct Counted {
 }
 
 impl Counted {
-    pub(crate) fn new(budget: Arc<MemoryBudget>) -> Self {
+    pub(crate) fn new(ctx: &UnitContext, budget: Arc<MemoryBudget>) -> Self {
         Counted {
+            counters: ctx.counters.clone(),
             chunk: (budget.limit() / 64).clamp(1024, 1 << 20),
             budget,
             bytes: 0,
@@ -115,6 +117,7 @@ impl Counted {
     /// budget refuses them.
     pub(crate) fn set(&mut self, bytes: u64, warning: impl FnOnce(u64, u64) -> String) {
         self.bytes = bytes;
+        self.counters.note_held(bytes);
         if bytes > self.reserved {
             let mut warning = Some(warning);
             while self.bytes > self.reserved {
@@ -305,6 +308,7 @@ impl Spill {
     }
 
     fn new_writers(&self, ctx: &UnitContext, depth: u32) -> Result<Vec<RunWriter>, Box<ExecError>> {
+        ctx.counters.note_spill_files(PARTS);
         (0..PARTS)
             .map(|p| {
                 RunWriter::create(
@@ -337,6 +341,7 @@ impl Spill {
             let run = writer
                 .finish(&self.budget)
                 .map_err(|e| Spill::io_error(ctx, "cannot write a spill file", e))?;
+            ctx.counters.note_spilled(run.bytes);
             if run.bytes > 0 {
                 self.todo.push((run, depth));
             } else {
@@ -366,6 +371,7 @@ impl Spill {
                 self.reserved = size as u64;
             }
             self.arena.push(Vec::with_capacity(size));
+            ctx.counters.note_held(self.reserved);
         }
         let chunk = self.arena.last_mut().expect("a chunk with room");
         sluice_core::shuffle::append_record(chunk, record);
@@ -437,6 +443,7 @@ impl Spill {
             // The records, then what is made of them: about twice their bytes.
             self.loaded = 2 * records.len() as u64;
             self.budget.force_reserve(self.loaded);
+            ctx.counters.note_held(self.loaded);
             return Ok(Some(vec![records]));
         }
     }
@@ -473,7 +480,7 @@ impl<K, G: Grouping> PaneReader<K, G> {
                 .clone()
                 .filter(|_| ctx.streaming)
                 .map(|budget| Held {
-                    counted: Counted::new(budget),
+                    counted: Counted::new(ctx, budget),
                     by_window: std::collections::HashMap::new(),
                 }),
             spill,

@@ -541,7 +541,7 @@ impl<D: StatefulDoFn> StatefulFactory for StatefulPayload<D> {
                 .memory
                 .clone()
                 .filter(|_| ctx.streaming)
-                .map(Counted::new),
+                .map(|budget| Counted::new(ctx, budget)),
             state_bytes: 0,
             states: HashMap::new(),
             fired: Vec::new(),

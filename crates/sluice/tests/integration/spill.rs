@@ -101,6 +101,26 @@ fn groupings_over_budget_spill_and_give_the_in_memory_results() {
             spilled.memory
         );
         assert_eq!(spilled.memory.max_memory, 256 << 10);
+        // Per stage: the three grouping stages (GroupByKey, Combine, CoGroupByKey) each
+        // held and spilled; together, what the job spilled.
+        let stages = &spilled.stages;
+        let spilling = stages.iter().filter(|s| s.memory.bytes_spilled > 0);
+        assert_eq!(spilling.count(), 3, "{stages:?}");
+        let per_stage: u64 = stages.iter().map(|s| s.memory.bytes_spilled).sum();
+        assert_eq!(per_stage, spilled.memory.bytes_spilled);
+        let files: u64 = stages.iter().map(|s| s.memory.spill_files).sum();
+        assert_eq!(files, spilled.memory.spill_files);
+        assert!(
+            stages
+                .iter()
+                .filter(|s| s.memory.bytes_spilled > 0)
+                .all(|s| s.memory.peak_bytes_held > 0)
+        );
+        let held = in_memory
+            .stages
+            .iter()
+            .filter(|s| s.memory.peak_bytes_held > 0);
+        assert_eq!(held.count(), 3, "{:?}", in_memory.stages);
         assert_eq!(
             (&g, &s, &j),
             (&expected, &sums, &sizes),
