@@ -110,6 +110,11 @@ impl MemoryBudget {
         self.held.fetch_sub(n, Ordering::AcqRel);
     }
 
+    /// Bytes held now.
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::Acquire)
+    }
+
     /// What it measured.
     pub fn stats(&self) -> MemoryStats {
         MemoryStats {
@@ -172,14 +177,26 @@ pub fn remove_stale(temp: &Path) -> usize {
     let mut removed = 0;
     for entry in entries.flatten() {
         let name = entry.file_name();
-        if !name.to_string_lossy().starts_with("sluice-spill-") {
+        let name = name.to_string_lossy();
+        // `.sluice-spill-…`: a directory being made (killed before it was renamed).
+        let making = name.starts_with(".sluice-spill-");
+        if !making && !name.starts_with("sluice-spill-") {
             continue;
         }
         let dir = entry.path();
         let stale = match File::open(dir.join("lock")) {
             Ok(lock) => lock.try_lock().is_ok(),
-            // Killed before its lock was made.
-            Err(_) => true,
+            // Killed before its lock was made — or, for one being made, about to make
+            // it: that one only once it is a minute old.
+            Err(_) => {
+                !making
+                    || entry
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age.as_secs() >= 60)
+            }
         };
         if stale && std::fs::remove_dir_all(&dir).is_ok() {
             removed += 1;

@@ -165,6 +165,22 @@ fn a_dead_jobs_spill_directory_is_removed_by_the_next_job() {
     std::fs::create_dir_all(&dead).unwrap();
     std::fs::write(dead.join("lock"), b"").unwrap();
     std::fs::write(dead.join("w0-s3-d0-p0-0.run"), b"left by a killed job").unwrap();
+    // Killed while making its directory, after taking the lock, before the rename.
+    let half_made = temp
+        .path()
+        .join(".sluice-spill-2026-01-01_00_00_00-2-0.999");
+    std::fs::create_dir_all(&half_made).unwrap();
+    std::fs::write(half_made.join("lock"), b"").unwrap();
+    // A running job's, its lock held (here, by this test) — and one being made by a
+    // running job, its lock not made yet: both kept.
+    let live = temp.path().join("sluice-spill-2026-01-01_00_00_00-3-0");
+    std::fs::create_dir_all(&live).unwrap();
+    let held = std::fs::File::create(live.join("lock")).unwrap();
+    held.try_lock().unwrap();
+    let making = temp
+        .path()
+        .join(".sluice-spill-2026-01-01_00_00_00-4-0.998");
+    std::fs::create_dir_all(&making).unwrap();
     let p = pipeline_with(1, &[&format!("--temp_location={}", temp.path().display())]);
     let _ = p
         .create("Pairs", pairs())
@@ -172,6 +188,9 @@ fn a_dead_jobs_spill_directory_is_removed_by_the_next_job() {
         .collect("Out");
     p.run().unwrap().wait_until_finish().unwrap();
     assert!(!dead.exists());
+    assert!(!half_made.exists());
+    assert!(live.exists() && making.exists());
+    drop(held);
 }
 
 /// Runs tests of this binary again, under the memory budget `budget`; they must pass.
