@@ -131,6 +131,45 @@ fn every_query_gives_the_same_results_on_two_processes() {
     }
 }
 
+/// Each worker process spills under its own budget: q4 (a CoGroupByKey, then combines)
+/// and q9 (a join of merging windows) on two processes under 256 KB each give the
+/// embedded in-memory results, report what they spilled, and leave no spill files.
+#[test]
+fn queries_spill_on_two_processes_with_the_embedded_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let temp = dir.path().join("tmp");
+    std::fs::create_dir_all(&temp).unwrap();
+    for q in [4, 9] {
+        let embedded = results(dir.path(), q, "embedded", &["--direct_num_workers=2"]);
+        let plan = dir.path().join(format!("q{q}-plan.json"));
+        let spilled = results(
+            dir.path(),
+            q,
+            "spilled",
+            &[
+                "--runner=ClusterRunner",
+                "--num_workers=2",
+                "--worker_threads=1",
+                "--max_memory=256KB",
+                &format!("--temp_location={}", temp.display()),
+                &format!("--plan_out={}", plan.display()),
+            ],
+        );
+        assert!(!embedded.is_empty());
+        assert!(
+            embedded == spilled,
+            "query {q}: results differ when spilled"
+        );
+        let job: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+        let memory = &job["metrics"]["memory"];
+        assert_eq!(memory["maxMemory"], 256 << 10, "{memory}");
+        assert!(memory["bytesSpilled"].as_u64().unwrap() > 0, "{memory}");
+        let left: Vec<_> = std::fs::read_dir(&temp).unwrap().collect();
+        assert!(left.is_empty(), "spill files left: {left:?}");
+    }
+}
+
 /// SIGTERM to the launcher of a streaming job drains every worker process, and the
 /// output is committed.
 #[test]
