@@ -1,8 +1,11 @@
 //! Connectors: where pipeline data comes from and goes to.
 //!
 //! - [`TextSource`]: lines of the files matching a pattern. Plain files split into byte
-//!   ranges aligned to line starts, so workers read one file in parallel; `.gz` files
-//!   cannot be split and are read whole by one worker.
+//!   ranges aligned to line starts, so workers read one file in parallel; compressed
+//!   files (`.gz`, `.zst`, `.bz2`) cannot be split and are read whole by one worker.
+//! - [`records::RecordSource`]: CSV and JSON-lines records of those files, decoded with
+//!   serde, split the same way; a malformed record is reported with file, line and
+//!   column, or set aside as a [`text::source::BadRecord`].
 //! - [`TextSink`]: one line per element, written to `PREFIX-SSSSS-of-NNNNN` shards. Shards
 //!   are written under temporary names and renamed into place only when the job succeeds.
 //! - [`corpus`]: a deterministic English-like text generator for examples and benchmarks.
@@ -23,6 +26,7 @@
 
 pub mod corpus;
 mod error;
+pub mod records;
 pub mod text;
 
 pub use error::IoError;

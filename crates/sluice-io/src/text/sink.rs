@@ -67,6 +67,8 @@ pub struct ShardOptions {
     pub num_shards: Option<usize>,
     /// One file named exactly `PREFIX` + suffix (Beam's `withoutSharding`).
     pub unsharded: bool,
+    /// A line written first in every shard (a CSV header row), without its newline.
+    pub header: Option<String>,
 }
 
 /// Writes each `String` element as one line.
@@ -533,6 +535,11 @@ impl TextSinkJob {
             let path = self.temp_dir.join(format!("shard-{shard:05}"));
             let file = File::create(&path).map_err(|e| FileError::new("create", &path, e))?;
             let mut out = BufWriter::with_capacity(1 << 20, file);
+            if let Some(header) = &self.sink.options.header {
+                out.write_all(header.as_bytes())
+                    .and_then(|()| out.write_all(b"\n"))
+                    .map_err(|e| FileError::new("write", &path, e))?;
+            }
             // Shard i ends at the first line end at or after i+1 n-ths of the bytes.
             let target = total * (shard as u64 + 1) / wanted as u64;
             let mut line = Vec::new();
@@ -540,7 +547,16 @@ impl TextSinkJob {
                 if current.is_none() {
                     let Some(next) = inputs.next() else { break };
                     let f = File::open(next).map_err(|e| FileError::new("open", next, e))?;
-                    current = Some((BufReader::with_capacity(1 << 20, f), next));
+                    let mut reader = BufReader::with_capacity(1 << 20, f);
+                    if self.sink.options.header.is_some() {
+                        // Each worker's file starts with the header; each shard has its own.
+                        line.clear();
+                        written += reader
+                            .read_until(b'\n', &mut line)
+                            .map_err(|e| FileError::new("read", next, e))?
+                            as u64;
+                    }
+                    current = Some((reader, next));
                 }
                 let Some((reader, from)) = current.as_mut() else {
                     break;
@@ -654,11 +670,17 @@ impl SinkJob for TextSinkJob {
         let n = self.next_file.fetch_add(1, Ordering::Relaxed);
         let path = self.temp_dir.join(format!("worker-{worker:05}-{n:05}"));
         let file = File::create(&path).map_err(|e| FileError::new("create", &path, e))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        if let Some(header) = &self.sink.options.header {
+            out.write_all(header.as_bytes())
+                .and_then(|()| out.write_all(b"\n"))
+                .map_err(|e| FileError::new("write", &path, e))?;
+        }
         Ok(Box::new(TextWriter {
             closed: Arc::clone(&self.closed),
             worker,
             path,
-            out: BufWriter::with_capacity(1 << 20, file),
+            out,
         }))
     }
 
@@ -942,6 +964,58 @@ mod tests {
         second.finalize();
         assert_eq!(listing(dir.path()), ["x-00000-of-00001"]);
         assert_eq!(std::fs::read_to_string(sink.shard_path(0, 1)).unwrap(), "");
+    }
+
+    #[test]
+    fn a_header_starts_every_shard_once_whatever_the_shard_count() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in [None, Some(1), Some(2), Some(5)] {
+            let name = format!("h{n:?}");
+            let sink = sink_with(
+                dir.path(),
+                &name,
+                ShardOptions {
+                    num_shards: n,
+                    header: Some("region,amount".into()),
+                    ..ShardOptions::default()
+                },
+            );
+            let run = job(&sink, &name);
+            let lines: Vec<String> = (0..40).map(|i| format!("r{i},{i}\n")).collect();
+            write(&run, 0, &lines[..25].concat());
+            write(&run, 1, &lines[25..].concat());
+            run.commit().unwrap();
+            run.finalize();
+            let count = n.unwrap_or(2);
+            let mut rows = Vec::new();
+            for i in 0..count {
+                let text = std::fs::read_to_string(sink.shard_path(i, count)).unwrap();
+                let mut shard = text.lines();
+                assert_eq!(shard.next(), Some("region,amount"), "{n:?} shard {i}");
+                rows.extend(shard.map(str::to_string));
+            }
+            rows.sort();
+            let mut expected: Vec<String> =
+                lines.iter().map(|l| l.trim_end().to_string()).collect();
+            expected.sort();
+            assert_eq!(rows, expected, "{n:?}");
+        }
+        // An empty job's one shard holds just the header.
+        let sink = sink_with(
+            dir.path(),
+            "empty",
+            ShardOptions {
+                header: Some("a,b".into()),
+                ..ShardOptions::default()
+            },
+        );
+        let run = job(&sink, "empty");
+        run.commit().unwrap();
+        run.finalize();
+        assert_eq!(
+            std::fs::read_to_string(sink.shard_path(0, 1)).unwrap(),
+            "a,b\n"
+        );
     }
 
     fn sink_with(dir: &Path, name: &str, options: ShardOptions) -> TextSink {

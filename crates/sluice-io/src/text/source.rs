@@ -15,13 +15,58 @@ use sluice_core::{BoxError, Coder, CoderError, Element, ExecError, UnitResult, W
 
 use crate::error::IoError;
 
-/// How a file is stored.
+/// How a file is stored. Compressed files are read whole, each by one worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
-    /// Plain bytes: splittable.
+    /// Plain bytes: splittable by byte ranges.
     Uncompressed,
-    /// gzip (by the `.gz` extension): read whole, by one worker.
+    /// gzip (`.gz`); concatenated members are read one after another.
     Gzip,
+    /// Zstandard (`.zst`, `.zstd`).
+    Zstd,
+    /// bzip2 (`.bz2`).
+    Bzip2,
+}
+
+impl Compression {
+    /// The compression a file name's extension says: `.gz`, `.zst`/`.zstd`, `.bz2`;
+    /// anything else is uncompressed.
+    pub fn from_path(path: &Path) -> Compression {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("gz") => Compression::Gzip,
+            Some("zst" | "zstd") => Compression::Zstd,
+            Some("bz2") => Compression::Bzip2,
+            _ => Compression::Uncompressed,
+        }
+    }
+
+    /// A compression by name, as a `compression=` option gives it: `auto` (`None`: by
+    /// extension), `none`/`uncompressed`, `gzip`/`gz`, `zstd`/`zst`, `bzip2`/`bz2`.
+    pub fn parse(name: &str) -> Result<Option<Compression>, String> {
+        Ok(Some(match name.to_ascii_lowercase().as_str() {
+            "auto" => return Ok(None),
+            "none" | "uncompressed" => Compression::Uncompressed,
+            "gzip" | "gz" => Compression::Gzip,
+            "zstd" | "zst" => Compression::Zstd,
+            "bzip2" | "bz2" => Compression::Bzip2,
+            other => {
+                return Err(format!(
+                    "unknown compression '{other}': use auto, none, gzip, zstd or bzip2"
+                ));
+            }
+        }))
+    }
+
+    /// The decompressed contents of `file`.
+    pub fn decoder(self, file: File) -> std::io::Result<Box<dyn Read + Send>> {
+        let input = BufReader::with_capacity(READ_BUFFER, file);
+        Ok(match self {
+            Compression::Uncompressed => Box::new(input),
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(input)?),
+            Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(input)),
+        })
+    }
 }
 
 /// One input file.
@@ -58,6 +103,12 @@ pub struct BadRecord {
     /// Where the line starts: a byte offset in the file (in the decompressed stream for
     /// a compressed file).
     pub offset: u64,
+    /// The line's number in the file, from 1 (0 where not known: text reads, which do
+    /// not count lines, and a corrupt file's rest).
+    pub line: u64,
+    /// The column (from 1) where a record failed to decode: the field of a CSV record,
+    /// the character of a JSON line; 0 where there is none.
+    pub column: u64,
     /// The line's bytes, without its line ending (empty when the file itself is corrupt).
     pub raw: Vec<u8>,
     /// What is wrong.
@@ -68,6 +119,8 @@ impl Coder for BadRecord {
     fn encode_to(&self, out: &mut Vec<u8>) -> Result<(), CoderError> {
         self.file.encode_to(out)?;
         self.offset.encode_to(out)?;
+        self.line.encode_to(out)?;
+        self.column.encode_to(out)?;
         self.raw.encode_to(out)?;
         self.error.encode_to(out)
     }
@@ -75,6 +128,8 @@ impl Coder for BadRecord {
         Ok(BadRecord {
             file: String::decode_from(input)?,
             offset: u64::decode_from(input)?,
+            line: u64::decode_from(input)?,
+            column: u64::decode_from(input)?,
             raw: Vec::decode_from(input)?,
             error: String::decode_from(input)?,
         })
@@ -152,11 +207,7 @@ impl TextSource {
                     path: path.clone(),
                     source,
                 })?;
-                let compression = if path.extension().is_some_and(|e| e == "gz") {
-                    Compression::Gzip
-                } else {
-                    Compression::Uncompressed
-                };
+                let compression = Compression::from_path(&path);
                 Ok(InputFile {
                     path,
                     size: meta.len(),
@@ -171,6 +222,15 @@ impl TextSource {
             format: LineFormat::Utf8,
             dead_letter: false,
         })
+    }
+
+    /// Reads every file as stored with `compression`, whatever its extension (`None`:
+    /// by extension, the default).
+    pub fn with_compression(mut self, compression: Option<Compression>) -> TextSource {
+        for file in &mut self.files {
+            file.compression = compression.unwrap_or_else(|| Compression::from_path(&file.path));
+        }
+        self
     }
 
     /// Reads lines as `format` says.
@@ -260,10 +320,10 @@ impl SourceFactory for TextSource {
         let mut splits: Vec<Arc<dyn SourceSplit>> = Vec::new();
         for file in &self.files {
             match file.compression {
-                Compression::Gzip => {
+                compressed @ (Compression::Gzip | Compression::Zstd | Compression::Bzip2) => {
                     if hint.workers > 1 {
                         log::warn!(
-                            "'{}': {} is gzip-compressed and cannot be split, so one worker reads it all; \
+                            "'{}': {} is compressed ({compressed:?}) and cannot be split, so one worker reads it all; \
                              add a Reshuffle after '{}' to spread the work that follows over all workers",
                             self.transform,
                             file.path.display(),
@@ -274,7 +334,7 @@ impl SourceFactory for TextSource {
                         path: file.path.clone(),
                         start: 0,
                         end: file.size,
-                        compression: Compression::Gzip,
+                        compression: compressed,
                     }));
                 }
                 Compression::Uncompressed => {
@@ -397,7 +457,7 @@ const READ_BUFFER: usize = 1 << 20;
 
 /// Whether an error reading a file means its contents are malformed — a corrupt or
 /// truncated compressed stream — so that reading it again cannot succeed.
-fn is_malformed(e: &std::io::Error) -> bool {
+pub(crate) fn is_malformed(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
         std::io::ErrorKind::InvalidData
@@ -422,6 +482,8 @@ impl<O: LineOutput> TextReader<O> {
         let record = BadRecord {
             file: path.display().to_string(),
             offset,
+            line: 0,
+            column: 0,
             raw: Vec::new(),
             error: format!("the file is corrupt from here on: {e}"),
         };
@@ -485,6 +547,8 @@ impl<O: LineOutput> TextReader<O> {
             let line = O::from_line(text, self.format, |why| BadRecord {
                 file: path.display().to_string(),
                 offset: line_start,
+                line: 0,
+                column: 0,
                 raw: text.to_vec(),
                 error: why,
             });
@@ -538,9 +602,11 @@ impl<O: LineOutput> SourceReader for TextReader<O> {
         let path = split.path.clone();
         let file = File::open(&path).map_err(|e| self.io_error(&path, e))?;
         match split.compression {
-            Compression::Gzip => {
-                let decoder =
-                    flate2::read::MultiGzDecoder::new(BufReader::with_capacity(READ_BUFFER, file));
+            compressed @ (Compression::Gzip | Compression::Zstd | Compression::Bzip2) => {
+                let decoder = match compressed.decoder(file) {
+                    Ok(decoder) => decoder,
+                    Err(e) => return self.read_error(&path, 0, e),
+                };
                 self.emit_lines(
                     BufReader::with_capacity(READ_BUFFER, decoder),
                     &path,

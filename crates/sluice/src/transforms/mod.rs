@@ -12,6 +12,7 @@ pub mod kv;
 pub mod latest;
 pub(crate) mod pane_reader;
 pub mod partition;
+pub mod records;
 pub mod reshuffle;
 pub mod sample;
 pub mod side_input;

@@ -91,6 +91,17 @@ impl WriteText {
         self.options.unsharded = true;
         self
     }
+
+    /// The output prefix.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Changes the shard options.
+    pub(crate) fn with_options(mut self, change: impl FnOnce(&mut ShardOptions)) -> WriteText {
+        change(&mut self.options);
+        self
+    }
 }
 
 /// Sends lines on and bad records to their own output.
@@ -117,7 +128,7 @@ impl DoFn for SplitBadRecords {
 
 /// The source of a Read whose files were unusable: the pipeline is invalid and never
 /// runs, so this is never read.
-struct Unusable;
+pub(crate) struct Unusable;
 
 impl SourceFactory for Unusable {
     fn splits(&self, _hint: &SplitHint) -> Result<Vec<Arc<dyn SourceSplit>>, BoxError> {

@@ -19,6 +19,8 @@
 //! - `windowing.rs`: event time and windows (fixed, sliding, sessions) in batch.
 //! - `streaming.rs`: watermarks, triggers, lateness and panes on hand-made timelines
 //!   (`TestStream`), and the validation of unsafe windowing.
+//! - `records.rs`: CSV and JSON lines read and written with serde (round trips on 1 and
+//!   2 workers, compressed inputs, malformed records with file, line and column).
 //! - `spill.rs`: groupings over the memory budget spill to disk with the same results;
 //!   every other test again under a tiny budget.
 //! - `example.rs`: the example binaries as a user runs them (exit codes, stdout, logs).
@@ -37,6 +39,7 @@ mod core_transforms;
 mod example;
 mod failures;
 mod plan;
+mod records;
 mod retries;
 mod spill;
 mod streaming;
