@@ -46,6 +46,7 @@ use sluice_core::unit::{
 use sluice_core::{BoxError, ExecError, Receiver, UnitResult, WindowedValue};
 
 use crate::error::IoError;
+use crate::text::source::Compression;
 
 /// The name of a job's temporary directory begins with this, then the file prefix.
 const TEMP_MARK: &str = ".temp-sluice-";
@@ -69,6 +70,55 @@ pub struct ShardOptions {
     pub unsharded: bool,
     /// A line written first in every shard (a CSV header row), without its newline.
     pub header: Option<String>,
+    /// How shards are compressed; `None`: by the suffix's extension (`.gz`, `.zst`,
+    /// `.bz2`), else uncompressed.
+    pub compression: Option<Compression>,
+}
+
+/// A file being written, compressed as its sink says.
+enum Encoder {
+    Plain(BufWriter<File>),
+    Gzip(flate2::write::GzEncoder<BufWriter<File>>),
+    Zstd(zstd::stream::write::Encoder<'static, BufWriter<File>>),
+    Bzip2(bzip2::write::BzEncoder<BufWriter<File>>),
+}
+
+impl Encoder {
+    fn new(file: File, compression: Compression) -> std::io::Result<Encoder> {
+        let out = BufWriter::with_capacity(1 << 20, file);
+        Ok(match compression {
+            Compression::Uncompressed => Encoder::Plain(out),
+            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+                out,
+                flate2::Compression::default(),
+            )),
+            Compression::Zstd => Encoder::Zstd(zstd::stream::write::Encoder::new(out, 3)?),
+            Compression::Bzip2 => Encoder::Bzip2(bzip2::write::BzEncoder::new(
+                out,
+                bzip2::Compression::default(),
+            )),
+        })
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Encoder::Plain(out) => out.write_all(bytes),
+            Encoder::Gzip(out) => out.write_all(bytes),
+            Encoder::Zstd(out) => out.write_all(bytes),
+            Encoder::Bzip2(out) => out.write_all(bytes),
+        }
+    }
+
+    /// Ends the stream and flushes it; the file, to be synced.
+    fn finish(self) -> std::io::Result<File> {
+        let out = match self {
+            Encoder::Plain(out) => out,
+            Encoder::Gzip(out) => out.finish()?,
+            Encoder::Zstd(out) => out.finish()?,
+            Encoder::Bzip2(out) => out.finish()?,
+        };
+        out.into_inner().map_err(|e| e.into_error())
+    }
 }
 
 /// Writes each `String` element as one line.
@@ -146,6 +196,13 @@ impl TextSink {
         if options.num_shards == Some(0) {
             options.num_shards = None;
         }
+        // Compressed shards are named so: the extension is added (as Beam does).
+        if let Some(compression) = options.compression
+            && !options.suffix.ends_with(compression.extension())
+        {
+            options.suffix.push_str(compression.extension());
+        }
+
         if options.unsharded {
             options.num_shards = Some(1);
             let target = dir.join(format!("{file_prefix}{}", options.suffix));
@@ -168,6 +225,13 @@ impl TextSink {
     pub fn with_suffix(mut self, suffix: &str) -> TextSink {
         self.options.suffix = suffix.into();
         self
+    }
+
+    /// How shards are compressed: as the options say, else by the suffix.
+    fn compression(&self) -> Compression {
+        self.options.compression.unwrap_or_else(|| {
+            Compression::from_path(Path::new(&format!("shard{}", self.options.suffix)))
+        })
     }
 
     /// The final name of shard `index` of `count`.
@@ -518,23 +582,35 @@ impl TextSinkJob {
         if files.len() == wanted {
             return Ok(files);
         }
-        let mut sizes = Vec::with_capacity(files.len());
+        let compression = self.sink.compression();
+        let open = |path: &PathBuf| -> Result<BufReader<Box<dyn Read + Send>>, FileError> {
+            let f = File::open(path).map_err(|e| FileError::new("open", path, e))?;
+            let decoded = compression
+                .decoder(f)
+                .map_err(|e| FileError::new("read", path, e))?;
+            Ok(BufReader::with_capacity(1 << 20, decoded))
+        };
+        // Bytes of lines to divide: the files' sizes, or their decompressed sizes.
+        let mut total = 0u64;
         for f in &files {
-            sizes.push(
+            total += if compression == Compression::Uncompressed {
                 std::fs::metadata(f)
                     .map_err(|e| FileError::new("read the size of", f, e))?
-                    .len(),
-            );
+                    .len()
+            } else {
+                std::io::copy(&mut open(f)?, &mut std::io::sink())
+                    .map_err(|e| FileError::new("read", f, e))?
+            };
         }
-        let total: u64 = sizes.iter().sum();
         let mut inputs = files.iter();
-        let mut current: Option<(BufReader<File>, &PathBuf)> = None;
+        let mut current: Option<(BufReader<Box<dyn Read + Send>>, &PathBuf)> = None;
         let mut written = 0u64;
         let mut shards = Vec::with_capacity(wanted);
         for shard in 0..wanted {
             let path = self.temp_dir.join(format!("shard-{shard:05}"));
             let file = File::create(&path).map_err(|e| FileError::new("create", &path, e))?;
-            let mut out = BufWriter::with_capacity(1 << 20, file);
+            let mut out =
+                Encoder::new(file, compression).map_err(|e| FileError::new("write", &path, e))?;
             if let Some(header) = &self.sink.options.header {
                 out.write_all(header.as_bytes())
                     .and_then(|()| out.write_all(b"\n"))
@@ -546,8 +622,7 @@ impl TextSinkJob {
             while written < target {
                 if current.is_none() {
                     let Some(next) = inputs.next() else { break };
-                    let f = File::open(next).map_err(|e| FileError::new("open", next, e))?;
-                    let mut reader = BufReader::with_capacity(1 << 20, f);
+                    let mut reader = open(next)?;
                     if self.sink.options.header.is_some() {
                         // Each worker's file starts with the header; each shard has its own.
                         line.clear();
@@ -574,8 +649,8 @@ impl TextSinkJob {
                 written += n as u64;
             }
             let file = out
-                .into_inner()
-                .map_err(|e| FileError::new("write", &path, e.into_error()))?;
+                .finish()
+                .map_err(|e| FileError::new("write", &path, e))?;
             file.sync_all()
                 .map_err(|e| FileError::new("sync", &path, e))?;
             shards.push(path);
@@ -589,12 +664,16 @@ impl TextSinkJob {
             if !rest.is_empty()
                 && let Some(last) = shards.last()
             {
-                let mut f = std::fs::OpenOptions::new()
+                let f = std::fs::OpenOptions::new()
                     .append(true)
                     .open(last)
                     .map_err(|e| FileError::new("open", last, e))?;
-                f.write_all(&rest)
-                    .and_then(|()| f.sync_all())
+                // A compressed shard gets another stream, which readers take in turn.
+                let mut out =
+                    Encoder::new(f, compression).map_err(|e| FileError::new("write", last, e))?;
+                out.write_all(&rest)
+                    .and_then(|()| out.finish())
+                    .and_then(|f| f.sync_all())
                     .map_err(|e| FileError::new("write", last, e))?;
             }
         }
@@ -670,7 +749,8 @@ impl SinkJob for TextSinkJob {
         let n = self.next_file.fetch_add(1, Ordering::Relaxed);
         let path = self.temp_dir.join(format!("worker-{worker:05}-{n:05}"));
         let file = File::create(&path).map_err(|e| FileError::new("create", &path, e))?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let mut out = Encoder::new(file, self.sink.compression())
+            .map_err(|e| FileError::new("write", &path, e))?;
         if let Some(header) = &self.sink.options.header {
             out.write_all(header.as_bytes())
                 .and_then(|()| out.write_all(b"\n"))
@@ -848,7 +928,7 @@ struct TextWriter {
     closed: Arc<Mutex<Vec<(usize, PathBuf)>>>,
     worker: usize,
     path: PathBuf,
-    out: BufWriter<File>,
+    out: Encoder,
 }
 
 impl SinkWriter for TextWriter {
@@ -858,19 +938,23 @@ impl SinkWriter for TextWriter {
             .map_err(|e| FileError::new("write", &self.path, e).into())
     }
 
-    fn close(mut self: Box<Self>) -> Result<(), BoxError> {
-        self.out
-            .flush()
-            .map_err(|e| FileError::new("write", &self.path, e))?;
+    fn close(self: Box<Self>) -> Result<(), BoxError> {
+        let TextWriter {
+            closed,
+            worker,
+            path,
+            out,
+        } = *self;
+        let file = out
+            .finish()
+            .map_err(|e| FileError::new("write", &path, e))?;
         // On disk before the job may commit it.
-        self.out
-            .get_ref()
-            .sync_all()
-            .map_err(|e| FileError::new("sync", &self.path, e))?;
-        self.closed
+        file.sync_all()
+            .map_err(|e| FileError::new("sync", &path, e))?;
+        closed
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push((self.worker, self.path.clone()));
+            .push((worker, path));
         Ok(())
     }
 }
@@ -1016,6 +1100,56 @@ mod tests {
             std::fs::read_to_string(sink.shard_path(0, 1)).unwrap(),
             "a,b\n"
         );
+    }
+
+    #[test]
+    fn compressed_shards_hold_every_line_whatever_the_shard_count() {
+        let dir = tempfile::tempdir().unwrap();
+        for (suffix, compression) in [
+            (".csv.gz", Compression::Gzip),
+            (".csv.zst", Compression::Zstd),
+            (".csv.bz2", Compression::Bzip2),
+        ] {
+            for n in [None, Some(1), Some(3)] {
+                let name = format!("c{n:?}{suffix}");
+                let sink = sink_with(
+                    dir.path(),
+                    &name,
+                    ShardOptions {
+                        num_shards: n,
+                        suffix: suffix.into(),
+                        header: Some("h".into()),
+                        ..ShardOptions::default()
+                    },
+                );
+                let run = job(&sink, &name);
+                let lines: Vec<String> = (0..300).map(|i| format!("line {i}\n")).collect();
+                write(&run, 0, &lines[..100].concat());
+                write(&run, 1, &lines[100..].concat());
+                run.commit().unwrap();
+                run.finalize();
+                let count = n.unwrap_or(2);
+                let mut all = Vec::new();
+                for i in 0..count {
+                    let path = sink.shard_path(i, count);
+                    assert!(path.to_str().unwrap().ends_with(suffix));
+                    let mut text = String::new();
+                    compression
+                        .decoder(File::open(&path).unwrap())
+                        .unwrap()
+                        .read_to_string(&mut text)
+                        .unwrap();
+                    let mut shard = text.lines();
+                    assert_eq!(shard.next(), Some("h"), "{name} shard {i}");
+                    all.extend(shard.map(str::to_string));
+                }
+                all.sort();
+                let mut expected: Vec<String> =
+                    lines.iter().map(|l| l.trim_end().to_string()).collect();
+                expected.sort();
+                assert_eq!(all, expected, "{name}");
+            }
+        }
     }
 
     fn sink_with(dir: &Path, name: &str, options: ShardOptions) -> TextSink {

@@ -57,6 +57,17 @@ impl Compression {
         }))
     }
 
+    /// The file-name extension of the compression (`.gz`, `.zst`, `.bz2`; none for
+    /// uncompressed).
+    pub fn extension(self) -> &'static str {
+        match self {
+            Compression::Uncompressed => "",
+            Compression::Gzip => ".gz",
+            Compression::Zstd => ".zst",
+            Compression::Bzip2 => ".bz2",
+        }
+    }
+
     /// The decompressed contents of `file`.
     pub fn decoder(self, file: File) -> std::io::Result<Box<dyn Read + Send>> {
         let input = BufReader::with_capacity(READ_BUFFER, file);

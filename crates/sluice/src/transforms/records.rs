@@ -152,6 +152,13 @@ impl WriteCsv {
         self
     }
 
+    /// Compresses every shard (`auto` by the suffix — e.g. `.with_suffix(".csv.gz")` —,
+    /// `none`, `gzip`, `zstd`, `bzip2`).
+    pub fn with_compression(mut self, compression: &str) -> WriteCsv {
+        self.text = self.text.with_compression(compression);
+        self
+    }
+
     /// Fields are separated by `delimiter`.
     pub fn with_delimiter(mut self, delimiter: u8) -> WriteCsv {
         self.options.delimiter = delimiter;

@@ -60,6 +60,8 @@ impl ReadText {
 pub struct WriteText {
     prefix: String,
     options: ShardOptions,
+    /// What is wrong with an option, reported when the write is added.
+    problem: Option<String>,
 }
 
 impl WriteText {
@@ -68,6 +70,7 @@ impl WriteText {
         WriteText {
             prefix: prefix.into(),
             options: ShardOptions::default(),
+            problem: None,
         }
     }
 
@@ -89,6 +92,18 @@ impl WriteText {
     /// (Beam's `withoutSharding`).
     pub fn without_sharding(mut self) -> WriteText {
         self.options.unsharded = true;
+        self
+    }
+
+    /// Compresses every shard as `compression` says: `auto` (by the suffix's extension
+    /// — `.gz`, `.zst`, `.bz2` — the default), `none`, `gzip`, `zstd`, `bzip2`. Each
+    /// worker compresses what it writes; redividing into a fixed shard count
+    /// decompresses and compresses again at commit.
+    pub fn with_compression(mut self, compression: &str) -> WriteText {
+        match sluice_io::text::source::Compression::parse(compression) {
+            Ok(c) => self.options.compression = c,
+            Err(e) => self.problem = Some(e),
+        }
         self
     }
 
@@ -279,6 +294,14 @@ impl PCollection<String> {
             (false, Some(n)) if n > 0 => n.to_string(),
             _ => "one per worker".to_string(),
         };
+        if let Some(problem) = write.problem {
+            self.pipeline.io_problem(&IoError::Unwritable {
+                transform: full,
+                prefix: write.prefix.into(),
+                reason: problem,
+            });
+            return;
+        }
         match TextSink::with_options(&full, &write.prefix, write.options) {
             Ok(sink) => {
                 let (id, _) = self.pipeline.add_transform(

@@ -251,6 +251,11 @@ fn unusable_inputs_and_outputs_are_reported_before_anything_runs() {
     );
     let pairs = p.create("Pairs", vec![(1u32, 2u32)]);
     pairs.write_csv("WritePairs", dir.path().join("pairs").to_str().unwrap());
+    pairs.write_json_with(
+        "WriteOdd",
+        sluice::transforms::text::WriteText::to(dir.path().join("odd").to_str().unwrap())
+            .with_compression("lzma"),
+    );
     let error = p.run().unwrap_err().to_string();
     assert!(error.contains("ReadNothing"), "{error}");
     assert!(
@@ -261,6 +266,7 @@ fn unusable_inputs_and_outputs_are_reported_before_anything_runs() {
         error.contains("WritePairs") && error.contains("with_header"),
         "{error}"
     );
+    assert!(error.contains("WriteOdd/Write"), "{error}");
     // A tuple with named columns is fine.
     let out = dir.path().join("named");
     let p = pipeline(1);
@@ -273,4 +279,54 @@ fn unusable_inputs_and_outputs_are_reported_before_anything_runs() {
     p.run().unwrap().wait_until_finish().unwrap();
     let text = std::fs::read_to_string(format!("{}-00000-of-00001.csv", out.display())).unwrap();
     assert_eq!(text, "a,b\n1,2\n");
+}
+
+#[test]
+fn compressed_outputs_are_written_and_read_back() {
+    use sluice::transforms::text::WriteText;
+    let input = sales(3_000);
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("csv");
+    let json = dir.path().join("json");
+    let p = pipeline(2);
+    let made = p.create("Sales", input.clone());
+    made.write_csv_with(
+        "WriteCsv",
+        WriteCsv::to(csv.to_str().unwrap())
+            .with_compression("zstd")
+            .with_num_shards(3),
+    );
+    made.write_json_with(
+        "WriteJson",
+        WriteText::to(json.to_str().unwrap()).with_suffix(".json.gz"),
+    );
+    p.run().unwrap().wait_until_finish().unwrap();
+    let csv_shards = shards(&csv);
+    assert_eq!(csv_shards.len(), 3);
+    for shard in &csv_shards {
+        let name = shard.to_str().unwrap();
+        assert!(name.ends_with(".csv.zst"), "{name}");
+        // Really compressed: zstd's magic number.
+        assert_eq!(
+            &std::fs::read(shard).unwrap()[..4],
+            &[0x28, 0xb5, 0x2f, 0xfd]
+        );
+    }
+    for shard in shards(&json) {
+        assert_eq!(
+            &std::fs::read(&shard).unwrap()[..2],
+            &[0x1f, 0x8b],
+            "{shard:?}"
+        );
+    }
+    let p = pipeline(2);
+    let from_csv = p
+        .read_csv::<Sale>("ReadCsv", &format!("{}-*", csv.display()))
+        .collect("Csv");
+    let from_json = p
+        .read_json::<Sale>("ReadJson", &format!("{}-*", json.display()))
+        .collect("Json");
+    p.run().unwrap().wait_until_finish().unwrap();
+    assert_eq!(by_amount(from_csv.values()), input);
+    assert_eq!(by_amount(from_json.values()), input);
 }
