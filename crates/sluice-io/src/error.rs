@@ -39,6 +39,15 @@ pub enum IoError {
         /// Why, and what to do.
         reason: String,
     },
+    /// An input file's columns do not fit the type read from it.
+    Schema {
+        /// The Read transform.
+        transform: String,
+        /// The file.
+        path: PathBuf,
+        /// Which column, and how it differs.
+        reason: String,
+    },
 }
 
 impl IoError {
@@ -48,7 +57,8 @@ impl IoError {
             IoError::NoMatch { transform, .. }
             | IoError::BadPattern { transform, .. }
             | IoError::Unreadable { transform, .. }
-            | IoError::Unwritable { transform, .. } => transform,
+            | IoError::Unwritable { transform, .. }
+            | IoError::Schema { transform, .. } => transform,
         }
     }
 
@@ -67,6 +77,9 @@ impl IoError {
             IoError::Unwritable { prefix, reason, .. } => {
                 format!("cannot write output '{}': {reason}", prefix.display())
             }
+            IoError::Schema { path, reason, .. } => {
+                format!("'{}' does not fit the type read: {reason}", path.display())
+            }
         }
     }
 
@@ -79,6 +92,9 @@ impl IoError {
             IoError::BadPattern { .. } => Some("use *, ? and [...] as in a shell glob"),
             IoError::Unreadable { .. } => Some("check that it exists and is readable"),
             IoError::Unwritable { .. } => None,
+            IoError::Schema { .. } => {
+                Some("read a type whose fields match the file's columns (names and types)")
+            }
         }
     }
 }

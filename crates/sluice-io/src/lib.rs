@@ -26,6 +26,7 @@
 
 pub mod corpus;
 mod error;
+pub mod parquet;
 pub mod records;
 pub mod text;
 

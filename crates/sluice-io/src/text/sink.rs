@@ -75,6 +75,42 @@ pub struct ShardOptions {
     pub compression: Option<Compression>,
 }
 
+/// What a sharded sink writes other than lines of text (Parquet, say): how elements
+/// become bundle bytes, how a worker's temporary file is written, and how the workers'
+/// files are redivided into a fixed number of shards at commit. Naming, the temporary
+/// directory, the journalled commit and crash recovery are the sink's.
+pub trait ShardFormat: Send + Sync + std::fmt::Debug {
+    /// The unit that turns elements into bundle bytes.
+    fn unit(&self, ctx: &UnitContext, buffer: SinkBuffer) -> Result<AnyReceiver, Box<ExecError>>;
+    /// A writer of one worker's temporary file, which `file` is (created, empty).
+    fn writer(&self, path: &Path, file: File) -> std::io::Result<Box<dyn ShardWriter>>;
+    /// Writes the records of `files` into `count` new files `shard-SSSSS` under `dir`, of
+    /// about equal size; returns their paths. (The sink removes `files`.)
+    fn redivide(
+        &self,
+        files: &[PathBuf],
+        count: usize,
+        dir: &Path,
+    ) -> Result<Vec<PathBuf>, FileError>;
+}
+
+/// One temporary shard file being written.
+pub trait ShardWriter: Send {
+    /// Writes one committed bundle's bytes.
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+    /// Ends the file; returns it, to be synced.
+    fn finish(self: Box<Self>) -> std::io::Result<File>;
+}
+
+impl ShardWriter for Encoder {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.write_all(bytes)
+    }
+    fn finish(self: Box<Self>) -> std::io::Result<File> {
+        Encoder::finish(*self)
+    }
+}
+
 /// A file being written, compressed as its sink says.
 enum Encoder {
     Plain(BufWriter<File>),
@@ -121,13 +157,15 @@ impl Encoder {
     }
 }
 
-/// Writes each `String` element as one line.
+/// Writes each `String` element as one line — or, with a [`ShardFormat`], elements as
+/// that format says.
 #[derive(Clone, Debug)]
 pub struct TextSink {
     transform: String,
     dir: PathBuf,
     file_prefix: String,
     options: ShardOptions,
+    format: Option<Arc<dyn ShardFormat>>,
 }
 
 impl TextSink {
@@ -218,7 +256,15 @@ impl TextSink {
             dir,
             file_prefix,
             options,
+            format: None,
         })
+    }
+
+    /// Writes elements as `format` says instead of as lines (header and compression
+    /// options do not apply).
+    pub fn with_format(mut self, format: Arc<dyn ShardFormat>) -> TextSink {
+        self.format = Some(format);
+        self
     }
 
     /// Appends `suffix` (e.g. `.txt`) to every shard's name.
@@ -312,7 +358,10 @@ fn rename(from: &Path, to: &Path) -> Result<(), FileError> {
 }
 
 impl SinkFactory for TextSink {
-    fn unit(&self, _ctx: &UnitContext, buffer: SinkBuffer) -> Result<AnyReceiver, Box<ExecError>> {
+    fn unit(&self, ctx: &UnitContext, buffer: SinkBuffer) -> Result<AnyReceiver, Box<ExecError>> {
+        if let Some(format) = &self.format {
+            return format.unit(ctx, buffer);
+        }
         Ok(AnyReceiver::new::<String>(Box::new(LineUnit { buffer })))
     }
 
@@ -582,6 +631,14 @@ impl TextSinkJob {
         if files.len() == wanted {
             return Ok(files);
         }
+        if let Some(format) = &self.sink.format {
+            let shards = format.redivide(&files, wanted, &self.temp_dir)?;
+            for f in &files {
+                std::fs::remove_file(f).map_err(|e| FileError::new("remove", f, e))?;
+            }
+            sync_dir(&self.temp_dir)?;
+            return Ok(shards);
+        }
         let compression = self.sink.compression();
         let open = |path: &PathBuf| -> Result<BufReader<Box<dyn Read + Send>>, FileError> {
             let f = File::open(path).map_err(|e| FileError::new("open", path, e))?;
@@ -749,13 +806,21 @@ impl SinkJob for TextSinkJob {
         let n = self.next_file.fetch_add(1, Ordering::Relaxed);
         let path = self.temp_dir.join(format!("worker-{worker:05}-{n:05}"));
         let file = File::create(&path).map_err(|e| FileError::new("create", &path, e))?;
-        let mut out = Encoder::new(file, self.sink.compression())
-            .map_err(|e| FileError::new("write", &path, e))?;
-        if let Some(header) = &self.sink.options.header {
-            out.write_all(header.as_bytes())
-                .and_then(|()| out.write_all(b"\n"))
-                .map_err(|e| FileError::new("write", &path, e))?;
-        }
+        let out: Box<dyn ShardWriter> = match &self.sink.format {
+            Some(format) => format
+                .writer(&path, file)
+                .map_err(|e| FileError::new("write", &path, e))?,
+            None => {
+                let mut out = Encoder::new(file, self.sink.compression())
+                    .map_err(|e| FileError::new("write", &path, e))?;
+                if let Some(header) = &self.sink.options.header {
+                    out.write_all(header.as_bytes())
+                        .and_then(|()| out.write_all(b"\n"))
+                        .map_err(|e| FileError::new("write", &path, e))?;
+                }
+                Box::new(out)
+            }
+        };
         Ok(Box::new(TextWriter {
             closed: Arc::clone(&self.closed),
             worker,
@@ -928,13 +993,13 @@ struct TextWriter {
     closed: Arc<Mutex<Vec<(usize, PathBuf)>>>,
     worker: usize,
     path: PathBuf,
-    out: Encoder,
+    out: Box<dyn ShardWriter>,
 }
 
 impl SinkWriter for TextWriter {
     fn write_bundle(&mut self, bundle: SinkBytes) -> Result<(), BoxError> {
         self.out
-            .write_all(&bundle.bytes)
+            .write(&bundle.bytes)
             .map_err(|e| FileError::new("write", &self.path, e).into())
     }
 

@@ -11,6 +11,7 @@ pub mod group_by_key;
 pub mod kv;
 pub mod latest;
 pub(crate) mod pane_reader;
+pub mod parquet;
 pub mod partition;
 pub mod records;
 pub mod reshuffle;

@@ -107,6 +107,12 @@ impl WriteText {
         self
     }
 
+    /// The output prefix and shard options (a problem with an option is reported as
+    /// the prefix being unwritable by whoever adds the write).
+    pub(crate) fn into_parts(self) -> (String, ShardOptions) {
+        (self.prefix, self.options)
+    }
+
     /// The output prefix.
     pub(crate) fn prefix(&self) -> &str {
         &self.prefix

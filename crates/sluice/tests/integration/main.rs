@@ -19,6 +19,7 @@
 //! - `windowing.rs`: event time and windows (fixed, sliding, sessions) in batch.
 //! - `streaming.rs`: watermarks, triggers, lateness and panes on hand-made timelines
 //!   (`TestStream`), and the validation of unsafe windowing.
+//! - `parquet.rs`: Parquet rows read by row group and written in shards; schema checks.
 //! - `records.rs`: CSV and JSON lines read and written with serde (round trips on 1 and
 //!   2 workers, compressed inputs, malformed records with file, line and column).
 //! - `spill.rs`: groupings over the memory budget spill to disk with the same results;
@@ -38,6 +39,7 @@ mod bad_input;
 mod core_transforms;
 mod example;
 mod failures;
+mod parquet;
 mod plan;
 mod records;
 mod retries;

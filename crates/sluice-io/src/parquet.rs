@@ -1,0 +1,520 @@
+//! Parquet files: typed rows in and out, through Arrow (`parquet`'s Arrow reader and
+//! writer; rows converted to and from record batches by `serde_arrow`).
+//!
+//! A read splits by row group, so the row groups of one file spread over workers; only
+//! the columns the type has are decoded. The type's fields are checked against every
+//! file's columns when the pipeline is built (missing columns, incompatible types). A
+//! write is a sharded sink ([`crate::TextSink`] with [`ParquetShards`]): each worker
+//! writes its own file, row groups of a set number of rows, and a fixed shard count is
+//! reached at commit by rewriting rows into that many files.
+
+use std::any::Any;
+use std::fs::File;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, FieldRef, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::properties::WriterProperties;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_arrow::schema::{SchemaLike, TracingOptions};
+use sluice_core::error::FileError;
+use sluice_core::receiver::{AnyPort, AnyReceiver, Port, TypeMismatch};
+use sluice_core::unit::{
+    SinkBuffer, SourceFactory, SourceReader, SourceSplit, SplitHint, UnitContext, attached,
+};
+use sluice_core::{BoxError, Element, ExecError, Receiver, UnitResult, WindowedValue};
+
+use crate::error::IoError;
+use crate::text::sink::{ShardFormat, ShardWriter};
+use crate::text::source::TextSource;
+
+/// Rows decoded per record batch.
+const BATCH_ROWS: usize = 8192;
+
+/// The Arrow fields of `T`, traced from its serde implementation (strings as `Utf8`).
+pub fn fields_of<T: DeserializeOwned>() -> Result<Vec<FieldRef>, String> {
+    Vec::<FieldRef>::from_type::<T>(
+        TracingOptions::default()
+            .strings_as_large_utf8(false)
+            .allow_null_fields(true),
+    )
+    .map_err(|e| {
+        format!(
+            "{} cannot be a Parquet row: {e}",
+            std::any::type_name::<T>()
+        )
+    })
+}
+
+/// Which kind of value a column holds, for checking a type against a file.
+fn kind(data_type: &DataType) -> &'static str {
+    match data_type {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string",
+        DataType::Boolean => "boolean",
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => "integer",
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => "float",
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "binary",
+        DataType::Null => "null",
+        _ => "other",
+    }
+}
+
+/// Compression of written Parquet files.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ParquetCompression {
+    /// Uncompressed pages.
+    None,
+    /// Snappy (the default, as most writers do).
+    #[default]
+    Snappy,
+    /// Zstandard.
+    Zstd,
+}
+
+impl ParquetCompression {
+    /// By name: `none`, `snappy`, `zstd`.
+    pub fn parse(name: &str) -> Result<ParquetCompression, String> {
+        match name.to_ascii_lowercase().as_str() {
+            "none" | "uncompressed" => Ok(ParquetCompression::None),
+            "snappy" => Ok(ParquetCompression::Snappy),
+            "zstd" => Ok(ParquetCompression::Zstd),
+            other => Err(format!(
+                "unknown Parquet compression '{other}': use none, snappy or zstd"
+            )),
+        }
+    }
+
+    fn codec(self) -> parquet::basic::Compression {
+        match self {
+            ParquetCompression::None => parquet::basic::Compression::UNCOMPRESSED,
+            ParquetCompression::Snappy => parquet::basic::Compression::SNAPPY,
+            ParquetCompression::Zstd => {
+                parquet::basic::Compression::ZSTD(parquet::basic::ZstdLevel::default())
+            }
+        }
+    }
+}
+
+/// One row group of one file.
+#[derive(Clone, Debug)]
+pub struct ParquetSplit {
+    /// The file.
+    pub path: PathBuf,
+    /// The row group's index in the file.
+    pub row_group: usize,
+    /// Its compressed size.
+    pub bytes: u64,
+}
+
+impl SourceSplit for ParquetSplit {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn size_bytes(&self) -> Option<u64> {
+        Some(self.bytes)
+    }
+}
+
+/// The rows of every Parquet file matching a pattern, as `T`s.
+pub struct ParquetSource<T> {
+    transform: String,
+    splits: Vec<ParquetSplit>,
+    columns: Vec<String>,
+    _rows: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for ParquetSource<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParquetSource")
+            .field("transform", &self.transform)
+            .field("row_groups", &self.splits.len())
+            .finish()
+    }
+}
+
+impl<T: DeserializeOwned + Element> ParquetSource<T> {
+    /// Matches `pattern` now and reads every file's footer: a file that is not Parquet,
+    /// or whose columns do not fit `T`, fails the pipeline at construction.
+    pub fn new(transform: &str, pattern: &str) -> Result<ParquetSource<T>, IoError> {
+        let text = TextSource::new(transform, pattern)?;
+        let schema_error = |path: &Path, reason: String| IoError::Schema {
+            transform: transform.into(),
+            path: path.to_path_buf(),
+            reason,
+        };
+        let fields = fields_of::<T>().map_err(|reason| IoError::Schema {
+            transform: transform.into(),
+            path: PathBuf::from(pattern),
+            reason,
+        })?;
+        let mut splits = Vec::new();
+        for file in text.files() {
+            let path = &file.path;
+            let opened = File::open(path).map_err(|source| IoError::Unreadable {
+                transform: transform.into(),
+                path: path.clone(),
+                source,
+            })?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(opened)
+                .map_err(|e| schema_error(path, format!("not a Parquet file: {e}")))?;
+            check_schema(builder.schema(), &fields).map_err(|reason| schema_error(path, reason))?;
+            for (i, group) in builder.metadata().row_groups().iter().enumerate() {
+                splits.push(ParquetSplit {
+                    path: path.clone(),
+                    row_group: i,
+                    bytes: group.compressed_size().max(0) as u64,
+                });
+            }
+        }
+        Ok(ParquetSource {
+            transform: transform.into(),
+            splits,
+            columns: fields.iter().map(|f| f.name().clone()).collect(),
+            _rows: PhantomData,
+        })
+    }
+
+    /// The row groups found, one split each.
+    pub fn row_groups(&self) -> usize {
+        self.splits.len()
+    }
+}
+
+/// Every field of the type is a column of the file, of a compatible kind.
+fn check_schema(file: &SchemaRef, fields: &[FieldRef]) -> Result<(), String> {
+    for field in fields {
+        let Ok(column) = file.field_with_name(field.name()) else {
+            let names: Vec<&str> = file.fields().iter().map(|f| f.name().as_str()).collect();
+            return Err(format!(
+                "it has no column '{}' (its columns: {})",
+                field.name(),
+                names.join(", ")
+            ));
+        };
+        let (want, have) = (kind(field.data_type()), kind(column.data_type()));
+        if want != have && want != "null" && !(want == "float" && have == "integer") {
+            return Err(format!(
+                "column '{}' holds {} ({}), the type's field is {} ({})",
+                field.name(),
+                have,
+                column.data_type(),
+                want,
+                field.data_type()
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl<T: DeserializeOwned + Element> SourceFactory for ParquetSource<T> {
+    fn splits(&self, _hint: &SplitHint) -> Result<Vec<Arc<dyn SourceSplit>>, BoxError> {
+        Ok(self
+            .splits
+            .iter()
+            .map(|s| Arc::new(s.clone()) as Arc<dyn SourceSplit>)
+            .collect())
+    }
+
+    fn reader(&self, ctx: &UnitContext) -> Result<Box<dyn SourceReader>, Box<ExecError>> {
+        Ok(Box::new(ParquetReader::<T> {
+            ctx: ctx.clone(),
+            columns: self.columns.clone(),
+            output: None,
+            bytes_read: 0,
+        }))
+    }
+
+    fn size_bytes(&self) -> Option<u64> {
+        Some(self.splits.iter().map(|s| s.bytes).sum())
+    }
+}
+
+struct ParquetReader<T> {
+    ctx: UnitContext,
+    columns: Vec<String>,
+    output: Option<Port<T>>,
+    bytes_read: u64,
+}
+
+impl<T: DeserializeOwned + Element> SourceReader for ParquetReader<T> {
+    fn attach(&mut self, output: AnyPort) -> Result<(), TypeMismatch> {
+        self.output = Some(output.downcast::<T>()?);
+        Ok(())
+    }
+
+    fn detach(&mut self) {
+        self.output = None;
+    }
+
+    fn start_bundle(&mut self) -> UnitResult {
+        attached(&mut self.output, &self.ctx)?.start_bundle()
+    }
+
+    fn read(&mut self, split: &dyn SourceSplit) -> UnitResult {
+        let Some(split) = split.as_any().downcast_ref::<ParquetSplit>() else {
+            return Err(self
+                .ctx
+                .error("internal error: a Parquet reader was given another source's split"));
+        };
+        let path = &split.path;
+        let file = File::open(path).map_err(|e| self.ctx.error(FileError::new("open", path, e)))?;
+        let corrupt = |e: &dyn std::fmt::Display| {
+            ExecError::permanent(
+                self.ctx.transform.clone(),
+                format!(
+                    "{}, row group {}: {e}; no retry can read it. Fix or remove the file",
+                    path.display(),
+                    split.row_group
+                ),
+            )
+        };
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| corrupt(&e))?;
+        let mask = ProjectionMask::columns(
+            builder.parquet_schema(),
+            self.columns.iter().map(String::as_str),
+        );
+        let batches = builder
+            .with_row_groups(vec![split.row_group])
+            .with_projection(mask)
+            .with_batch_size(BATCH_ROWS)
+            .build()
+            .map_err(|e| corrupt(&e))?;
+        let mut row = 0u64;
+        for batch in batches {
+            let batch = batch.map_err(|e| corrupt(&e))?;
+            let rows: Vec<T> = serde_arrow::from_record_batch(&batch).map_err(|e| {
+                ExecError::permanent(
+                    self.ctx.transform.clone(),
+                    format!(
+                        "{}, row group {}, rows {row}..{}: the rows do not decode as {}: {e}",
+                        path.display(),
+                        split.row_group,
+                        row + batch.num_rows() as u64,
+                        std::any::type_name::<T>()
+                    ),
+                )
+            })?;
+            let output = attached(&mut self.output, &self.ctx)?;
+            for value in rows {
+                self.ctx
+                    .position
+                    .store(row, std::sync::atomic::Ordering::Relaxed);
+                row += 1;
+                output.emit(WindowedValue::in_global_window(value))?;
+            }
+        }
+        self.bytes_read += split.bytes;
+        Ok(())
+    }
+
+    fn finish_bundle(&mut self) -> UnitResult {
+        attached(&mut self.output, &self.ctx)?.finish_bundle()
+    }
+
+    fn take_bytes_read(&mut self) -> u64 {
+        std::mem::take(&mut self.bytes_read)
+    }
+}
+
+/// Writes elements as Parquet rows: the shard format of a Parquet sink.
+pub struct ParquetShards<T> {
+    fields: Vec<FieldRef>,
+    properties: WriterProperties,
+    row_group_rows: usize,
+    _rows: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for ParquetShards<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParquetShards")
+            .field("columns", &self.fields.len())
+            .field("row_group_rows", &self.row_group_rows)
+            .finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Element> ParquetShards<T> {
+    /// Rows of `T` (its schema traced from its serde implementation), in row groups of
+    /// `row_group_rows` rows, pages compressed with `compression`.
+    pub fn new(row_group_rows: usize, compression: ParquetCompression) -> Result<Self, String> {
+        let row_group_rows = row_group_rows.max(1);
+        Ok(ParquetShards {
+            fields: fields_of::<T>()?,
+            properties: WriterProperties::builder()
+                .set_compression(compression.codec())
+                .set_max_row_group_row_count(Some(row_group_rows))
+                .build(),
+            row_group_rows,
+            _rows: PhantomData,
+        })
+    }
+
+    fn schema(&self) -> SchemaRef {
+        Arc::new(arrow_schema::Schema::new(self.fields.clone()))
+    }
+
+    fn batch(&self, rows: &[T]) -> std::io::Result<RecordBatch> {
+        serde_arrow::to_record_batch(&self.fields, &rows).map_err(std::io::Error::other)
+    }
+}
+
+/// Encodes each element with its coder into the bundle's bytes.
+struct RowUnit<T> {
+    buffer: SinkBuffer,
+    _rows: PhantomData<fn() -> T>,
+}
+
+impl<T: Element> Receiver<T> for RowUnit<T> {
+    fn start_bundle(&mut self) -> UnitResult {
+        Ok(())
+    }
+    fn receive(&mut self, element: WindowedValue<T>) -> UnitResult {
+        self.buffer
+            .append::<ExecError>(|out| {
+                element
+                    .value
+                    .encode_to(out)
+                    .map_err(|e| *ExecError::new("Parquet write", e))
+            })
+            .map_err(Box::new)
+    }
+    fn finish_bundle(&mut self) -> UnitResult {
+        Ok(())
+    }
+}
+
+struct RowWriter<T: Serialize + DeserializeOwned + Element> {
+    shards: Arc<ParquetShards<T>>,
+    writer: ArrowWriter<File>,
+    rows: Vec<T>,
+}
+
+impl<T: Serialize + DeserializeOwned + Element> RowWriter<T> {
+    fn flush_rows(&mut self) -> std::io::Result<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let batch = self.shards.batch(&self.rows)?;
+        self.rows.clear();
+        self.writer.write(&batch).map_err(std::io::Error::other)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Element> ShardWriter for RowWriter<T> {
+    fn write(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
+        while !bytes.is_empty() {
+            let row = T::decode_from(&mut bytes).map_err(std::io::Error::other)?;
+            self.rows.push(row);
+            if self.rows.len() >= self.shards.row_group_rows.min(BATCH_ROWS * 8) {
+                self.flush_rows()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> std::io::Result<File> {
+        self.flush_rows()?;
+        self.writer.into_inner().map_err(std::io::Error::other)
+    }
+}
+
+/// A shareable handle on a shard format (the sink keeps it in an `Arc`).
+pub struct ParquetFormat<T: Serialize + DeserializeOwned + Element>(pub Arc<ParquetShards<T>>);
+
+impl<T: Serialize + DeserializeOwned + Element> std::fmt::Debug for ParquetFormat<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Element> ShardFormat for ParquetFormat<T> {
+    fn unit(&self, _ctx: &UnitContext, buffer: SinkBuffer) -> Result<AnyReceiver, Box<ExecError>> {
+        Ok(AnyReceiver::new::<T>(Box::new(RowUnit::<T> {
+            buffer,
+            _rows: PhantomData,
+        })))
+    }
+
+    fn writer(&self, _path: &Path, file: File) -> std::io::Result<Box<dyn ShardWriter>> {
+        let writer = ArrowWriter::try_new(file, self.0.schema(), Some(self.0.properties.clone()))
+            .map_err(std::io::Error::other)?;
+        Ok(Box::new(RowWriter {
+            shards: Arc::clone(&self.0),
+            writer,
+            rows: Vec::new(),
+        }))
+    }
+
+    fn redivide(
+        &self,
+        files: &[PathBuf],
+        count: usize,
+        dir: &Path,
+    ) -> Result<Vec<PathBuf>, FileError> {
+        let mut total = 0u64;
+        for f in files {
+            let opened = File::open(f).map_err(|e| FileError::new("open", f, e))?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(opened)
+                .map_err(|e| FileError::new("read", f, std::io::Error::other(e)))?;
+            total += builder.metadata().file_metadata().num_rows().max(0) as u64;
+        }
+        let mut shards = Vec::with_capacity(count);
+        let mut writers = Vec::with_capacity(count);
+        for i in 0..count {
+            let path = dir.join(format!("shard-{i:05}"));
+            let file = File::create(&path).map_err(|e| FileError::new("create", &path, e))?;
+            let writer =
+                ArrowWriter::try_new(file, self.0.schema(), Some(self.0.properties.clone()))
+                    .map_err(|e| FileError::new("write", &path, std::io::Error::other(e)))?;
+            writers.push(writer);
+            shards.push(path);
+        }
+        // Shard i takes rows [i * total / count, (i + 1) * total / count).
+        let mut row = 0u64;
+        for f in files {
+            let opened = File::open(f).map_err(|e| FileError::new("open", f, e))?;
+            let reader = ParquetRecordBatchReaderBuilder::try_new(opened)
+                .and_then(|b| b.with_batch_size(BATCH_ROWS).build())
+                .map_err(|e| FileError::new("read", f, std::io::Error::other(e)))?;
+            for batch in reader {
+                let batch =
+                    batch.map_err(|e| FileError::new("read", f, std::io::Error::other(e)))?;
+                let mut at = 0usize;
+                while at < batch.num_rows() {
+                    let shard =
+                        ((row * count as u64) / total.max(1)).min(count as u64 - 1) as usize;
+                    let shard_end = (shard as u64 + 1) * total / count as u64;
+                    let take = ((shard_end - row) as usize)
+                        .min(batch.num_rows() - at)
+                        .max(1);
+                    writers[shard].write(&batch.slice(at, take)).map_err(|e| {
+                        FileError::new("write", &shards[shard], std::io::Error::other(e))
+                    })?;
+                    at += take;
+                    row += take as u64;
+                }
+            }
+        }
+        for (writer, path) in writers.into_iter().zip(&shards) {
+            let file = writer
+                .into_inner()
+                .map_err(|e| FileError::new("write", path, std::io::Error::other(e)))?;
+            file.sync_all()
+                .map_err(|e| FileError::new("sync", path, e))?;
+        }
+        Ok(shards)
+    }
+}

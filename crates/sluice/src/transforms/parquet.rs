@@ -1,0 +1,160 @@
+//! Parquet files in and out, as serde types.
+//!
+//! A read splits by row group (the row groups of one file spread over workers) and
+//! decodes only the columns the type has; every file's columns are checked against the
+//! type when the pipeline is built. A write makes shards `PREFIX-SSSSS-of-NNNNN.parquet`
+//! with the text sink's atomic commit, the schema traced from the type.
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//! use sluice::prelude::*;
+//! use sluice::transforms::parquet::WriteParquet;
+//!
+//! #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+//! struct Total {
+//!     region: String,
+//!     total: f64,
+//! }
+//! impl sluice::SerdeCoder for Total {}
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let prefix = dir.path().join("totals");
+//! let p = Pipeline::for_test();
+//! p.create("Totals", vec![Total { region: "east".into(), total: 2.5 }])
+//!     .write_parquet_with("Write", WriteParquet::to(prefix.to_str().unwrap()).with_num_shards(1));
+//! p.run().unwrap().wait_until_finish().unwrap();
+//!
+//! let p = Pipeline::for_test();
+//! let read = p
+//!     .read_parquet::<Total>("Read", &format!("{}-*.parquet", prefix.display()))
+//!     .collect("Out");
+//! p.run().unwrap().wait_until_finish().unwrap();
+//! assert_eq!(read.values(), [Total { region: "east".into(), total: 2.5 }]);
+//! ```
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sluice_core::Element;
+use sluice_core::unit::SourceFactory;
+use sluice_io::parquet::{ParquetCompression, ParquetFormat, ParquetShards, ParquetSource};
+use sluice_io::{IoError, TextSink};
+use sluice_plan::Payload;
+
+use crate::pcollection::PCollection;
+use crate::pipeline::Pipeline;
+use crate::transforms::text::{Unusable, WriteText};
+
+/// Where and how to write Parquet (`PCollection::write_parquet_with`).
+#[derive(Clone, Debug)]
+pub struct WriteParquet {
+    text: WriteText,
+    row_group_rows: usize,
+    compression: String,
+}
+
+impl WriteParquet {
+    /// Shards `prefix-SSSSS-of-NNNNN.parquet`, one per worker that wrote anything, row
+    /// groups of up to 1,048,576 rows, Snappy-compressed pages.
+    pub fn to(prefix: &str) -> WriteParquet {
+        WriteParquet {
+            text: WriteText::to(prefix).with_suffix(".parquet"),
+            row_group_rows: 1 << 20,
+            compression: "snappy".into(),
+        }
+    }
+
+    /// Exactly `n` shards (rows redivided at commit when the workers wrote another
+    /// number of files); 0 lets the runner choose.
+    pub fn with_num_shards(mut self, n: usize) -> WriteParquet {
+        self.text = self.text.with_num_shards(n);
+        self
+    }
+
+    /// Row groups of at most `rows` rows (the unit a read splits by).
+    pub fn with_row_group_rows(mut self, rows: usize) -> WriteParquet {
+        self.row_group_rows = rows;
+        self
+    }
+
+    /// Page compression: `snappy` (default), `zstd` or `none`.
+    pub fn with_compression(mut self, compression: &str) -> WriteParquet {
+        self.compression = compression.into();
+        self
+    }
+}
+
+impl Pipeline {
+    /// The rows of every Parquet file matching `pattern`, as `T`s: `T`'s fields are
+    /// matched to columns by name (other columns are not decoded). A pattern that matches
+    /// nothing, a file that is not Parquet, or one whose columns do not fit `T` is
+    /// reported by [`Pipeline::run`] before anything runs.
+    pub fn read_parquet<T: DeserializeOwned + Element>(
+        &self,
+        name: &str,
+        pattern: &str,
+    ) -> PCollection<T> {
+        let full = self.full_name(name);
+        let (payload, groups): (Arc<dyn SourceFactory>, usize) =
+            match ParquetSource::<T>::new(&full, pattern) {
+                Ok(source) => {
+                    let groups = source.row_groups();
+                    (Arc::new(source), groups)
+                }
+                Err(error) => {
+                    self.io_problem(&error);
+                    (Arc::new(Unusable), 0)
+                }
+            };
+        let (id, outs) = self.add_transform(
+            name,
+            Vec::new(),
+            Payload::Read(payload),
+            vec![("out".into(), sluice_core::unit::TypeOf::<T>::arc())],
+        );
+        self.display(id, "filePattern", pattern);
+        self.display(id, "format", "Parquet");
+        self.display(id, "rowGroups", groups.to_string());
+        PCollection::new(self, outs[0])
+    }
+}
+
+impl<T: Element + Serialize + DeserializeOwned> PCollection<T> {
+    /// Writes the elements as Parquet rows to shards `prefix-SSSSS-of-NNNNN.parquet`,
+    /// which appear only when the whole job succeeds; the schema is traced from `T`.
+    pub fn write_parquet(&self, name: &str, prefix: &str) {
+        self.write_parquet_with(name, WriteParquet::to(prefix));
+    }
+
+    /// Writes the elements as Parquet rows, as `write` says.
+    pub fn write_parquet_with(&self, name: &str, write: WriteParquet) {
+        let full = self.pipeline.full_name(name);
+        let problem = |reason: String| IoError::Unwritable {
+            transform: full.clone(),
+            prefix: write.text.prefix().into(),
+            reason,
+        };
+        let shards = ParquetCompression::parse(&write.compression)
+            .and_then(|c| ParquetShards::<T>::new(write.row_group_rows, c));
+        let sink = shards.map_err(problem).and_then(|shards| {
+            let format = Arc::new(ParquetFormat(Arc::new(shards)));
+            let (prefix, options) = write.text.clone().into_parts();
+            TextSink::with_options(&full, &prefix, options).map(|s| s.with_format(format))
+        });
+        match sink {
+            Ok(sink) => {
+                let (id, _) = self.pipeline.add_transform(
+                    name,
+                    vec![self.id],
+                    Payload::Write(Arc::new(sink)),
+                    Vec::new(),
+                );
+                self.pipeline
+                    .display(id, "outputPrefix", write.text.prefix());
+                self.pipeline.display(id, "format", "Parquet");
+            }
+            Err(error) => self.pipeline.io_problem(&error),
+        }
+    }
+}

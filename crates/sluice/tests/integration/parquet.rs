@@ -1,0 +1,157 @@
+//! Parquet: rows written in shards and read back by row group, narrower types reading
+//! only their columns, files that do not fit the type refused before anything runs.
+
+use serde::{Deserialize, Serialize};
+use sluice::transforms::parquet::WriteParquet;
+
+use crate::kit::{pipeline, shards};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Row {
+    region: String,
+    product: String,
+    total: f64,
+    count: i64,
+    note: Option<String>,
+}
+impl sluice::SerdeCoder for Row {}
+
+/// Just two of the columns.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Narrow {
+    count: i64,
+    region: String,
+}
+impl sluice::SerdeCoder for Narrow {}
+
+fn rows(n: usize) -> Vec<Row> {
+    (0..n)
+        .map(|i| Row {
+            region: ["east", "west", "n\u{f6}rd"][i % 3].into(),
+            product: format!("p{}", i % 11),
+            total: i as f64 * 1.5,
+            count: i as i64,
+            note: (i % 4 == 0).then(|| format!("note {i}")),
+        })
+        .collect()
+}
+
+fn by_count(mut v: Vec<Row>) -> Vec<Row> {
+    v.sort_by_key(|r| r.count);
+    v
+}
+
+#[test]
+fn rows_round_trip_by_row_group_on_one_and_two_workers() {
+    let input = rows(10_000);
+    for (workers, shards_wanted) in [(1, 0), (2, 0), (2, 3)] {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("rows");
+        let p = pipeline(workers);
+        p.create("Rows", input.clone()).write_parquet_with(
+            "Write",
+            WriteParquet::to(prefix.to_str().unwrap())
+                .with_num_shards(shards_wanted)
+                .with_row_group_rows(1_000)
+                .with_compression("zstd"),
+        );
+        p.run().unwrap().wait_until_finish().unwrap();
+        let written = shards(&prefix);
+        if shards_wanted > 0 {
+            assert_eq!(written.len(), shards_wanted);
+        }
+        assert!(
+            written
+                .iter()
+                .all(|f| f.to_str().unwrap().ends_with(".parquet"))
+        );
+
+        let pattern = format!("{}-*.parquet", prefix.display());
+        let p = pipeline(2);
+        let back = p.read_parquet::<Row>("Read", &pattern).collect("Rows");
+        let narrow = p
+            .read_parquet::<Narrow>("ReadNarrow", &pattern)
+            .collect("Narrow");
+        let result = p.run().unwrap();
+        let metrics = result.metrics().clone();
+        result.wait_until_finish().unwrap();
+        assert_eq!(
+            by_count(back.values()),
+            input,
+            "{workers} workers, {shards_wanted} shards"
+        );
+        let mut narrow = narrow.values();
+        narrow.sort_by_key(|n| n.count);
+        assert_eq!(narrow.len(), input.len());
+        assert!(
+            narrow
+                .iter()
+                .zip(&input)
+                .all(|(n, r)| n.count == r.count && n.region == r.region)
+        );
+        // Ten row groups or more: the read was split by them.
+        let read = metrics.stages.iter().map(|s| s.bundles).max().unwrap_or(0);
+        assert!(read >= 10, "{metrics:?}");
+    }
+}
+
+#[test]
+fn files_that_do_not_fit_the_type_are_refused_before_anything_runs() {
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    struct Missing {
+        region: String,
+        price: f64,
+    }
+    impl sluice::SerdeCoder for Missing {}
+    #[derive(Clone, Debug, Serialize, Deserialize)]
+    struct WrongType {
+        region: f64,
+    }
+    impl sluice::SerdeCoder for WrongType {}
+
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("rows");
+    let p = pipeline(1);
+    p.create("Rows", rows(10)).write_parquet_with(
+        "Write",
+        WriteParquet::to(prefix.to_str().unwrap()).with_num_shards(1),
+    );
+    p.run().unwrap().wait_until_finish().unwrap();
+    std::fs::write(
+        dir.path().join("fake-00000-of-00001.parquet"),
+        "not parquet",
+    )
+    .unwrap();
+
+    let file = format!("{}-00000-of-00001.parquet", prefix.display());
+    let p = pipeline(1);
+    let _ = p.read_parquet::<Missing>("ReadMissing", &file);
+    let _ = p.read_parquet::<WrongType>("ReadWrongType", &file);
+    let _ = p.read_parquet::<Row>("ReadFake", &format!("{}/fake-*", dir.path().display()));
+    let _ = p.read_parquet::<Row>("ReadNothing", &format!("{}/none-*", dir.path().display()));
+    let error = p.run().unwrap_err().to_string();
+    assert!(
+        error.contains("ReadMissing") && error.contains("no column 'price'"),
+        "{error}"
+    );
+    assert!(
+        error.contains("ReadWrongType") && error.contains("column 'region' holds string"),
+        "{error}"
+    );
+    assert!(
+        error.contains("ReadFake") && error.contains("not a Parquet file"),
+        "{error}"
+    );
+    assert!(error.contains("ReadNothing"), "{error}");
+
+    let p = pipeline(1);
+    p.create("Rows", rows(1)).write_parquet_with(
+        "WriteOdd",
+        WriteParquet::to(dir.path().join("odd").to_str().unwrap()).with_compression("lzo"),
+    );
+    let error = p.run().unwrap_err().to_string();
+    assert!(
+        error.contains("WriteOdd") && error.contains("lzo"),
+        "{error}"
+    );
+}
