@@ -813,3 +813,96 @@ fn a_missing_peer_or_a_port_in_use_fails_with_a_clear_error() {
     );
     assert!(!dir.path().join("out").exists());
 }
+
+/// The sales example: CSV files (one gzip-compressed) in, Parquet shards out with the
+/// columns and types it documents, totals equal to a plain computation.
+#[test]
+fn sales_sums_csv_rows_per_region_and_product_into_parquet() {
+    use arrow_array::{Array, Float64Array, Int64Array, StringArray};
+    use std::collections::BTreeMap;
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut expected: BTreeMap<(String, String), (f64, i64)> = BTreeMap::new();
+    for (f, name) in ["a.csv", "b.csv.gz"].iter().enumerate() {
+        let mut text = String::from("region,product,amount\n");
+        for i in 0..5_000 {
+            let (region, product) = (["n", "s", "e"][i % 3], format!("p{}", (i + f) % 7));
+            let amount = (i % 100) as f64 * 0.5;
+            text.push_str(&format!("{region},{product},{amount}\n"));
+            let e = expected.entry((region.to_string(), product)).or_default();
+            e.0 += amount;
+            e.1 += 1;
+        }
+        let path = dir.path().join(name);
+        if name.ends_with(".gz") {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(text.as_bytes()).unwrap();
+            std::fs::write(&path, gz.finish().unwrap()).unwrap();
+        } else {
+            std::fs::write(&path, text).unwrap();
+        }
+    }
+    let prefix = dir.path().join("out/totals");
+    let run = example("sales")
+        .arg(format!("--input={}/*.csv*", dir.path().display()))
+        .arg(format!("--output={}", prefix.display()))
+        .arg("--direct_num_workers=2")
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let stdout = String::from_utf8(run.stdout).unwrap();
+    assert!(stdout.contains("read 10000 sales"), "{stdout}");
+
+    let mut got: BTreeMap<(String, String), (f64, i64)> = BTreeMap::new();
+    let files = crate::kit::shards(&prefix);
+    assert!(!files.is_empty());
+    for file in files {
+        assert!(file.to_str().unwrap().ends_with(".parquet"));
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(&file).unwrap(),
+        )
+        .unwrap();
+        let schema = reader.schema().clone();
+        let types: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|f| format!("{}:{}", f.name(), f.data_type()))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "region:Utf8",
+                "product:Utf8",
+                "total:Float64",
+                "count:Int64"
+            ]
+        );
+        for batch in reader.build().unwrap() {
+            let batch = batch.unwrap();
+            let col = |i: usize| batch.column(i).clone();
+            let (region, product) = (col(0), col(1));
+            let region = region.as_any().downcast_ref::<StringArray>().unwrap();
+            let product = product.as_any().downcast_ref::<StringArray>().unwrap();
+            let total = col(2);
+            let total = total.as_any().downcast_ref::<Float64Array>().unwrap();
+            let count = col(3);
+            let count = count.as_any().downcast_ref::<Int64Array>().unwrap();
+            for i in 0..batch.num_rows() {
+                got.insert(
+                    (region.value(i).to_string(), product.value(i).to_string()),
+                    (total.value(i), count.value(i)),
+                );
+            }
+        }
+    }
+    assert_eq!(got.len(), expected.len());
+    for (key, (total, count)) in &expected {
+        let (t, c) = got[key];
+        assert_eq!(c, *count, "{key:?}");
+        assert!((t - total).abs() < 1e-6, "{key:?}: {t} != {total}");
+    }
+}
