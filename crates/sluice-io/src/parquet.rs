@@ -329,6 +329,200 @@ impl<T: DeserializeOwned + Element> SourceReader for ParquetReader<T> {
     }
 }
 
+/// An Arrow record batch as a pipeline element, for users who work in Arrow. Its coder
+/// is the Arrow IPC stream format (schema and batch), length-prefixed.
+#[derive(Clone, Debug)]
+pub struct ArrowBatch(pub RecordBatch);
+
+impl sluice_core::Coder for ArrowBatch {
+    fn encode_to(&self, out: &mut Vec<u8>) -> Result<(), sluice_core::CoderError> {
+        let encode_error = |e: &dyn std::fmt::Display| sluice_core::CoderError {
+            action: "encode",
+            type_name: "ArrowBatch",
+            reason: e.to_string(),
+        };
+        let mut ipc = Vec::new();
+        let mut writer = arrow_ipc::writer::StreamWriter::try_new(&mut ipc, &self.0.schema())
+            .map_err(|e| encode_error(&e))?;
+        writer.write(&self.0).map_err(|e| encode_error(&e))?;
+        writer.finish().map_err(|e| encode_error(&e))?;
+        drop(writer);
+        (ipc.len() as u64).encode_to(out)?;
+        out.extend_from_slice(&ipc);
+        Ok(())
+    }
+
+    fn decode_from(input: &mut &[u8]) -> Result<Self, sluice_core::CoderError> {
+        let len = u64::decode_from(input)? as usize;
+        if input.len() < len {
+            return Err(sluice_core::CoderError::truncated("ArrowBatch"));
+        }
+        let (ipc, rest) = input.split_at(len);
+        *input = rest;
+        let decode_error = |e: &dyn std::fmt::Display| {
+            sluice_core::CoderError::decode("ArrowBatch", e.to_string())
+        };
+        let mut reader =
+            arrow_ipc::reader::StreamReader::try_new(ipc, None).map_err(|e| decode_error(&e))?;
+        match reader.next() {
+            Some(Ok(batch)) => Ok(ArrowBatch(batch)),
+            Some(Err(e)) => Err(decode_error(&e)),
+            None => Err(decode_error(&"the stream holds no batch")),
+        }
+    }
+
+    fn is_deterministic() -> bool {
+        false
+    }
+}
+
+/// The record batches of every Parquet file matching a pattern: Arrow, untyped.
+#[derive(Debug)]
+pub struct ParquetBatchSource {
+    splits: Vec<ParquetSplit>,
+    columns: Option<Vec<String>>,
+}
+
+impl ParquetBatchSource {
+    /// Matches `pattern` now and reads every file's footer; with `columns`, only those
+    /// are read (each must be a column of every file).
+    pub fn new(
+        transform: &str,
+        pattern: &str,
+        columns: Option<Vec<String>>,
+    ) -> Result<ParquetBatchSource, IoError> {
+        let text = TextSource::new(transform, pattern)?;
+        let mut splits = Vec::new();
+        for file in text.files() {
+            let path = &file.path;
+            let schema_error = |reason: String| IoError::Schema {
+                transform: transform.into(),
+                path: path.clone(),
+                reason,
+            };
+            let opened = File::open(path).map_err(|source| IoError::Unreadable {
+                transform: transform.into(),
+                path: path.clone(),
+                source,
+            })?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(opened)
+                .map_err(|e| schema_error(format!("not a Parquet file: {e}")))?;
+            for column in columns.iter().flatten() {
+                if builder.schema().field_with_name(column).is_err() {
+                    return Err(schema_error(format!("it has no column '{column}'")));
+                }
+            }
+            for (i, group) in builder.metadata().row_groups().iter().enumerate() {
+                splits.push(ParquetSplit {
+                    path: path.clone(),
+                    row_group: i,
+                    bytes: group.compressed_size().max(0) as u64,
+                });
+            }
+        }
+        Ok(ParquetBatchSource { splits, columns })
+    }
+
+    /// The row groups found, one split each.
+    pub fn row_groups(&self) -> usize {
+        self.splits.len()
+    }
+}
+
+impl SourceFactory for ParquetBatchSource {
+    fn splits(&self, _hint: &SplitHint) -> Result<Vec<Arc<dyn SourceSplit>>, BoxError> {
+        Ok(self
+            .splits
+            .iter()
+            .map(|s| Arc::new(s.clone()) as Arc<dyn SourceSplit>)
+            .collect())
+    }
+
+    fn reader(&self, ctx: &UnitContext) -> Result<Box<dyn SourceReader>, Box<ExecError>> {
+        Ok(Box::new(BatchReader {
+            ctx: ctx.clone(),
+            columns: self.columns.clone(),
+            output: None,
+            bytes_read: 0,
+        }))
+    }
+
+    fn size_bytes(&self) -> Option<u64> {
+        Some(self.splits.iter().map(|s| s.bytes).sum())
+    }
+}
+
+struct BatchReader {
+    ctx: UnitContext,
+    columns: Option<Vec<String>>,
+    output: Option<Port<ArrowBatch>>,
+    bytes_read: u64,
+}
+
+impl SourceReader for BatchReader {
+    fn attach(&mut self, output: AnyPort) -> Result<(), TypeMismatch> {
+        self.output = Some(output.downcast::<ArrowBatch>()?);
+        Ok(())
+    }
+
+    fn detach(&mut self) {
+        self.output = None;
+    }
+
+    fn start_bundle(&mut self) -> UnitResult {
+        attached(&mut self.output, &self.ctx)?.start_bundle()
+    }
+
+    fn read(&mut self, split: &dyn SourceSplit) -> UnitResult {
+        let Some(split) = split.as_any().downcast_ref::<ParquetSplit>() else {
+            return Err(self
+                .ctx
+                .error("internal error: a Parquet reader was given another source's split"));
+        };
+        let path = &split.path;
+        let file = File::open(path).map_err(|e| self.ctx.error(FileError::new("open", path, e)))?;
+        let corrupt = |e: &dyn std::fmt::Display| {
+            ExecError::permanent(
+                self.ctx.transform.clone(),
+                format!(
+                    "{}, row group {}: {e}; no retry can read it. Fix or remove the file",
+                    path.display(),
+                    split.row_group
+                ),
+            )
+        };
+        let mut builder =
+            ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| corrupt(&e))?;
+        if let Some(columns) = &self.columns {
+            let mask = ProjectionMask::columns(
+                builder.parquet_schema(),
+                columns.iter().map(String::as_str),
+            );
+            builder = builder.with_projection(mask);
+        }
+        let batches = builder
+            .with_row_groups(vec![split.row_group])
+            .with_batch_size(BATCH_ROWS)
+            .build()
+            .map_err(|e| corrupt(&e))?;
+        for batch in batches {
+            let batch = batch.map_err(|e| corrupt(&e))?;
+            attached(&mut self.output, &self.ctx)?
+                .emit(WindowedValue::in_global_window(ArrowBatch(batch)))?;
+        }
+        self.bytes_read += split.bytes;
+        Ok(())
+    }
+
+    fn finish_bundle(&mut self) -> UnitResult {
+        attached(&mut self.output, &self.ctx)?.finish_bundle()
+    }
+
+    fn take_bytes_read(&mut self) -> u64 {
+        std::mem::take(&mut self.bytes_read)
+    }
+}
+
 /// Writes elements as Parquet rows: the shard format of a Parquet sink.
 pub struct ParquetShards<T> {
     fields: Vec<FieldRef>,

@@ -38,7 +38,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sluice_core::Element;
 use sluice_core::unit::SourceFactory;
-use sluice_io::parquet::{ParquetCompression, ParquetFormat, ParquetShards, ParquetSource};
+pub use sluice_io::parquet::ArrowBatch;
+use sluice_io::parquet::{
+    ParquetBatchSource, ParquetCompression, ParquetFormat, ParquetShards, ParquetSource,
+};
 use sluice_io::{IoError, TextSink};
 use sluice_plan::Payload;
 
@@ -115,6 +118,42 @@ impl Pipeline {
         );
         self.display(id, "filePattern", pattern);
         self.display(id, "format", "Parquet");
+        self.display(id, "rowGroups", groups.to_string());
+        PCollection::new(self, outs[0])
+    }
+}
+
+impl Pipeline {
+    /// The record batches of every Parquet file matching `pattern`, as Arrow
+    /// [`ArrowBatch`]es (up to 8,192 rows each; a split per row group), for code that
+    /// works in Arrow. With `columns`, only those columns are read.
+    pub fn read_parquet_batches(
+        &self,
+        name: &str,
+        pattern: &str,
+        columns: Option<&[&str]>,
+    ) -> PCollection<ArrowBatch> {
+        let full = self.full_name(name);
+        let columns = columns.map(|c| c.iter().map(|s| s.to_string()).collect());
+        let (payload, groups): (Arc<dyn SourceFactory>, usize) =
+            match ParquetBatchSource::new(&full, pattern, columns) {
+                Ok(source) => {
+                    let groups = source.row_groups();
+                    (Arc::new(source), groups)
+                }
+                Err(error) => {
+                    self.io_problem(&error);
+                    (Arc::new(Unusable), 0)
+                }
+            };
+        let (id, outs) = self.add_transform(
+            name,
+            Vec::new(),
+            Payload::Read(payload),
+            vec![("out".into(), sluice_core::unit::TypeOf::<ArrowBatch>::arc())],
+        );
+        self.display(id, "filePattern", pattern);
+        self.display(id, "format", "Parquet (Arrow batches)");
         self.display(id, "rowGroups", groups.to_string());
         PCollection::new(self, outs[0])
     }

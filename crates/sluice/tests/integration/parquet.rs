@@ -155,3 +155,55 @@ fn files_that_do_not_fit_the_type_are_refused_before_anything_runs() {
         "{error}"
     );
 }
+
+#[test]
+fn record_batches_are_read_as_arrow_with_the_columns_asked_for() {
+    use arrow_array::{Array, Int64Array};
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("rows");
+    let p = pipeline(1);
+    p.create("Rows", rows(5_000)).write_parquet_with(
+        "Write",
+        WriteParquet::to(prefix.to_str().unwrap())
+            .with_num_shards(1)
+            .with_row_group_rows(2_000),
+    );
+    p.run().unwrap().wait_until_finish().unwrap();
+    let pattern = format!("{}-*.parquet", prefix.display());
+    let p = pipeline(2);
+    let _ = p.read_parquet_batches("ReadNoSuch", &pattern, Some(&["price"]));
+    let error = p.run().unwrap_err().to_string();
+    assert!(
+        error.contains("ReadNoSuch") && error.contains("'price'"),
+        "{error}"
+    );
+
+    let p = pipeline(2);
+    // Batches cross a shuffle (their coder is Arrow IPC) before they are looked at.
+    let shapes = p
+        .read_parquet_batches("Read", &pattern, Some(&["count"]))
+        .reshuffle("Spread")
+        .map("Shape", |b: sluice::transforms::parquet::ArrowBatch| {
+            let column = b.0.column(0).clone();
+            let counts = column.as_any().downcast_ref::<Int64Array>().unwrap();
+            (
+                b.0.num_columns(),
+                counts.values().iter().sum::<i64>(),
+                b.0.num_rows(),
+            )
+        })
+        .collect("Shapes");
+    p.run().unwrap().wait_until_finish().unwrap();
+    let shapes = shapes.values();
+    assert_eq!(
+        shapes.len(),
+        3,
+        "three row groups, one batch each: {shapes:?}"
+    );
+    assert!(shapes.iter().all(|s| s.0 == 1));
+    assert_eq!(shapes.iter().map(|s| s.2).sum::<usize>(), 5_000);
+    assert_eq!(
+        shapes.iter().map(|s| s.1).sum::<i64>(),
+        (0..5_000).sum::<i64>()
+    );
+}
