@@ -187,6 +187,7 @@ impl TextSink {
             prefix: PathBuf::from(prefix),
             reason,
         };
+        let prefix = crate::text::source::local_path(prefix).map_err(&unwritable)?;
         if prefix.is_empty() || prefix.ends_with('/') {
             return Err(unwritable(
                 "an output prefix names files, not a directory; add a file name, e.g. 'out/part'"

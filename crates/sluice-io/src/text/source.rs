@@ -167,6 +167,11 @@ impl TextSource {
     /// matching nothing fails the pipeline at construction. `transform` names the Read in
     /// errors and warnings.
     pub fn new(transform: &str, pattern: &str) -> Result<TextSource, IoError> {
+        let pattern = local_path(pattern).map_err(|reason| IoError::BadPattern {
+            transform: transform.into(),
+            pattern: pattern.into(),
+            reason,
+        })?;
         let is_glob = pattern.contains(['*', '?', '[']);
         let mut paths = Vec::new();
         if is_glob {
@@ -272,6 +277,26 @@ impl TextSource {
     pub fn pattern(&self) -> &str {
         &self.pattern
     }
+}
+
+/// The local path a file URL names: `file:///x` is `/x`; a plain path is itself. Other
+/// URL schemes (object stores) are refused with what to do.
+pub fn local_path(url: &str) -> Result<&str, String> {
+    if let Some(path) = url.strip_prefix("file://") {
+        return Ok(path);
+    }
+    if let Some((scheme, _)) = url.split_once("://")
+        && !scheme.is_empty()
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+')
+    {
+        return Err(format!(
+            "{scheme}:// URLs are not supported yet: only local files (a path, or file://); \
+             copy the data to a local disk first"
+        ));
+    }
+    Ok(url)
 }
 
 /// A byte range of one file: the lines that *start* in `[start, end)`.

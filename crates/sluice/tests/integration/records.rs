@@ -147,7 +147,7 @@ fn csv_without_a_header_maps_fields_by_position_and_other_delimiters_work() {
     let read = p
         .read_csv_with::<Sale>(
             "Read",
-            ReadCsv::from(path.to_str().unwrap())
+            ReadCsv::from(&format!("file://{}", path.display()))
                 .without_header()
                 .with_delimiter(b'\t'),
         )
@@ -256,8 +256,13 @@ fn unusable_inputs_and_outputs_are_reported_before_anything_runs() {
         sluice::transforms::text::WriteText::to(dir.path().join("odd").to_str().unwrap())
             .with_compression("lzma"),
     );
+    let _ = p.read_csv::<Sale>("ReadS3", "s3://bucket/sales-*.csv");
     let error = p.run().unwrap_err().to_string();
     assert!(error.contains("ReadNothing"), "{error}");
+    assert!(
+        error.contains("ReadS3") && error.contains("s3:// URLs are not supported yet"),
+        "{error}"
+    );
     assert!(
         error.contains("ReadOdd") && error.contains("lzma"),
         "{error}"
