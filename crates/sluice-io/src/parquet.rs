@@ -150,35 +150,12 @@ impl<T: DeserializeOwned + Element> ParquetSource<T> {
     /// or whose columns do not fit `T`, fails the pipeline at construction.
     pub fn new(transform: &str, pattern: &str) -> Result<ParquetSource<T>, IoError> {
         let text = TextSource::new(transform, pattern)?;
-        let schema_error = |path: &Path, reason: String| IoError::Schema {
-            transform: transform.into(),
-            path: path.to_path_buf(),
-            reason,
-        };
         let fields = fields_of::<T>().map_err(|reason| IoError::Schema {
             transform: transform.into(),
             path: PathBuf::from(pattern),
             reason,
         })?;
-        let mut splits = Vec::new();
-        for file in text.files() {
-            let path = &file.path;
-            let opened = File::open(path).map_err(|source| IoError::Unreadable {
-                transform: transform.into(),
-                path: path.clone(),
-                source,
-            })?;
-            let builder = ParquetRecordBatchReaderBuilder::try_new(opened)
-                .map_err(|e| schema_error(path, format!("not a Parquet file: {e}")))?;
-            check_schema(builder.schema(), &fields).map_err(|reason| schema_error(path, reason))?;
-            for (i, group) in builder.metadata().row_groups().iter().enumerate() {
-                splits.push(ParquetSplit {
-                    path: path.clone(),
-                    row_group: i,
-                    bytes: group.compressed_size().max(0) as u64,
-                });
-            }
-        }
+        let splits = row_groups(transform, &text, |schema| check_schema(schema, &fields))?;
         Ok(ParquetSource {
             transform: transform.into(),
             splits,
@@ -217,6 +194,85 @@ fn check_schema(file: &SchemaRef, fields: &[FieldRef]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Reads the footer of every file `text` matched: a split per row group. A file that is
+/// not Parquet, or whose schema `check` refuses, is an error naming it.
+fn row_groups(
+    transform: &str,
+    text: &TextSource,
+    check: impl Fn(&SchemaRef) -> Result<(), String>,
+) -> Result<Vec<ParquetSplit>, IoError> {
+    let mut splits = Vec::new();
+    for file in text.files() {
+        let path = &file.path;
+        let schema_error = |reason: String| IoError::Schema {
+            transform: transform.into(),
+            path: path.clone(),
+            reason,
+        };
+        let opened = File::open(path).map_err(|source| IoError::Unreadable {
+            transform: transform.into(),
+            path: path.clone(),
+            source,
+        })?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(opened)
+            .map_err(|e| schema_error(format!("not a Parquet file: {e}")))?;
+        check(builder.schema()).map_err(schema_error)?;
+        for (i, group) in builder.metadata().row_groups().iter().enumerate() {
+            splits.push(ParquetSplit {
+                path: path.clone(),
+                row_group: i,
+                bytes: group.compressed_size().max(0) as u64,
+            });
+        }
+    }
+    Ok(splits)
+}
+
+/// The record batches of `split`'s row group, with only `columns` if given. A file that
+/// cannot be read as Parquet fails the job at once, naming it.
+fn row_group_batches(
+    ctx: &UnitContext,
+    split: &dyn SourceSplit,
+    columns: Option<&[String]>,
+) -> Result<
+    (
+        ParquetSplit,
+        parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+    ),
+    Box<ExecError>,
+> {
+    let Some(split) = split.as_any().downcast_ref::<ParquetSplit>() else {
+        return Err(ctx.error("internal error: a Parquet reader was given another source's split"));
+    };
+    let path = &split.path;
+    let file = File::open(path).map_err(|e| ctx.error(FileError::new("open", path, e)))?;
+    let mut builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| corrupt(ctx, split, &e))?;
+    if let Some(columns) = columns {
+        let mask =
+            ProjectionMask::columns(builder.parquet_schema(), columns.iter().map(String::as_str));
+        builder = builder.with_projection(mask);
+    }
+    let batches = builder
+        .with_row_groups(vec![split.row_group])
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| corrupt(ctx, split, &e))?;
+    Ok((split.clone(), batches))
+}
+
+/// A row group that cannot be read: no retry can mend the file.
+fn corrupt(ctx: &UnitContext, split: &ParquetSplit, e: &dyn std::fmt::Display) -> Box<ExecError> {
+    ExecError::permanent(
+        ctx.transform.clone(),
+        format!(
+            "{}, row group {}: {e}; no retry can read it. Fix or remove the file",
+            split.path.display(),
+            split.row_group
+        ),
+    )
 }
 
 impl<T: DeserializeOwned + Element> SourceFactory for ParquetSource<T> {
@@ -264,37 +320,11 @@ impl<T: DeserializeOwned + Element> SourceReader for ParquetReader<T> {
     }
 
     fn read(&mut self, split: &dyn SourceSplit) -> UnitResult {
-        let Some(split) = split.as_any().downcast_ref::<ParquetSplit>() else {
-            return Err(self
-                .ctx
-                .error("internal error: a Parquet reader was given another source's split"));
-        };
+        let (split, batches) = row_group_batches(&self.ctx, split, Some(&self.columns))?;
         let path = &split.path;
-        let file = File::open(path).map_err(|e| self.ctx.error(FileError::new("open", path, e)))?;
-        let corrupt = |e: &dyn std::fmt::Display| {
-            ExecError::permanent(
-                self.ctx.transform.clone(),
-                format!(
-                    "{}, row group {}: {e}; no retry can read it. Fix or remove the file",
-                    path.display(),
-                    split.row_group
-                ),
-            )
-        };
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| corrupt(&e))?;
-        let mask = ProjectionMask::columns(
-            builder.parquet_schema(),
-            self.columns.iter().map(String::as_str),
-        );
-        let batches = builder
-            .with_row_groups(vec![split.row_group])
-            .with_projection(mask)
-            .with_batch_size(BATCH_ROWS)
-            .build()
-            .map_err(|e| corrupt(&e))?;
         let mut row = 0u64;
         for batch in batches {
-            let batch = batch.map_err(|e| corrupt(&e))?;
+            let batch = batch.map_err(|e| corrupt(&self.ctx, &split, &e))?;
             let rows: Vec<T> = serde_arrow::from_record_batch(&batch).map_err(|e| {
                 ExecError::permanent(
                     self.ctx.transform.clone(),
@@ -392,34 +422,16 @@ impl ParquetBatchSource {
         columns: Option<Vec<String>>,
     ) -> Result<ParquetBatchSource, IoError> {
         let text = TextSource::new(transform, pattern)?;
-        let mut splits = Vec::new();
-        for file in text.files() {
-            let path = &file.path;
-            let schema_error = |reason: String| IoError::Schema {
-                transform: transform.into(),
-                path: path.clone(),
-                reason,
-            };
-            let opened = File::open(path).map_err(|source| IoError::Unreadable {
-                transform: transform.into(),
-                path: path.clone(),
-                source,
-            })?;
-            let builder = ParquetRecordBatchReaderBuilder::try_new(opened)
-                .map_err(|e| schema_error(format!("not a Parquet file: {e}")))?;
-            for column in columns.iter().flatten() {
-                if builder.schema().field_with_name(column).is_err() {
-                    return Err(schema_error(format!("it has no column '{column}'")));
-                }
+        let splits = row_groups(transform, &text, |schema| {
+            match columns
+                .iter()
+                .flatten()
+                .find(|c| schema.field_with_name(c).is_err())
+            {
+                Some(missing) => Err(format!("it has no column '{missing}'")),
+                None => Ok(()),
             }
-            for (i, group) in builder.metadata().row_groups().iter().enumerate() {
-                splits.push(ParquetSplit {
-                    path: path.clone(),
-                    row_group: i,
-                    bytes: group.compressed_size().max(0) as u64,
-                });
-            }
-        }
+        })?;
         Ok(ParquetBatchSource { splits, columns })
     }
 
@@ -474,39 +486,9 @@ impl SourceReader for BatchReader {
     }
 
     fn read(&mut self, split: &dyn SourceSplit) -> UnitResult {
-        let Some(split) = split.as_any().downcast_ref::<ParquetSplit>() else {
-            return Err(self
-                .ctx
-                .error("internal error: a Parquet reader was given another source's split"));
-        };
-        let path = &split.path;
-        let file = File::open(path).map_err(|e| self.ctx.error(FileError::new("open", path, e)))?;
-        let corrupt = |e: &dyn std::fmt::Display| {
-            ExecError::permanent(
-                self.ctx.transform.clone(),
-                format!(
-                    "{}, row group {}: {e}; no retry can read it. Fix or remove the file",
-                    path.display(),
-                    split.row_group
-                ),
-            )
-        };
-        let mut builder =
-            ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| corrupt(&e))?;
-        if let Some(columns) = &self.columns {
-            let mask = ProjectionMask::columns(
-                builder.parquet_schema(),
-                columns.iter().map(String::as_str),
-            );
-            builder = builder.with_projection(mask);
-        }
-        let batches = builder
-            .with_row_groups(vec![split.row_group])
-            .with_batch_size(BATCH_ROWS)
-            .build()
-            .map_err(|e| corrupt(&e))?;
+        let (split, batches) = row_group_batches(&self.ctx, split, self.columns.as_deref())?;
         for batch in batches {
-            let batch = batch.map_err(|e| corrupt(&e))?;
+            let batch = batch.map_err(|e| corrupt(&self.ctx, &split, &e))?;
             attached(&mut self.output, &self.ctx)?
                 .emit(WindowedValue::in_global_window(ArrowBatch(batch)))?;
         }

@@ -47,7 +47,7 @@ use sluice_plan::Payload;
 
 use crate::pcollection::PCollection;
 use crate::pipeline::Pipeline;
-use crate::transforms::text::{Unusable, WriteText};
+use crate::transforms::text::WriteText;
 
 /// Where and how to write Parquet (`PCollection::write_parquet_with`).
 #[derive(Clone, Debug)]
@@ -99,27 +99,14 @@ impl Pipeline {
         pattern: &str,
     ) -> PCollection<T> {
         let full = self.full_name(name);
-        let (payload, groups): (Arc<dyn SourceFactory>, usize) =
-            match ParquetSource::<T>::new(&full, pattern) {
-                Ok(source) => {
-                    let groups = source.row_groups();
-                    (Arc::new(source), groups)
-                }
-                Err(error) => {
-                    self.io_problem(&error);
-                    (Arc::new(Unusable), 0)
-                }
-            };
-        let (id, outs) = self.add_transform(
-            name,
-            Vec::new(),
-            Payload::Read(payload),
-            vec![("out".into(), sluice_core::unit::TypeOf::<T>::arc())],
-        );
-        self.display(id, "filePattern", pattern);
-        self.display(id, "format", "Parquet");
-        self.display(id, "rowGroups", groups.to_string());
-        PCollection::new(self, outs[0])
+        let source = ParquetSource::<T>::new(&full, pattern).map(|source| {
+            let display = vec![
+                ("format", "Parquet".to_string()),
+                ("rowGroups", source.row_groups().to_string()),
+            ];
+            (Arc::new(source) as Arc<dyn SourceFactory>, display)
+        });
+        self.file_read(name, pattern, source)
     }
 }
 
@@ -135,27 +122,14 @@ impl Pipeline {
     ) -> PCollection<ArrowBatch> {
         let full = self.full_name(name);
         let columns = columns.map(|c| c.iter().map(|s| s.to_string()).collect());
-        let (payload, groups): (Arc<dyn SourceFactory>, usize) =
-            match ParquetBatchSource::new(&full, pattern, columns) {
-                Ok(source) => {
-                    let groups = source.row_groups();
-                    (Arc::new(source), groups)
-                }
-                Err(error) => {
-                    self.io_problem(&error);
-                    (Arc::new(Unusable), 0)
-                }
-            };
-        let (id, outs) = self.add_transform(
-            name,
-            Vec::new(),
-            Payload::Read(payload),
-            vec![("out".into(), sluice_core::unit::TypeOf::<ArrowBatch>::arc())],
-        );
-        self.display(id, "filePattern", pattern);
-        self.display(id, "format", "Parquet (Arrow batches)");
-        self.display(id, "rowGroups", groups.to_string());
-        PCollection::new(self, outs[0])
+        let source = ParquetBatchSource::new(&full, pattern, columns).map(|source| {
+            let display = vec![
+                ("format", "Parquet (Arrow batches)".to_string()),
+                ("rowGroups", source.row_groups().to_string()),
+            ];
+            (Arc::new(source) as Arc<dyn SourceFactory>, display)
+        });
+        self.file_read(name, pattern, source)
     }
 }
 

@@ -43,12 +43,11 @@ use sluice_io::TextSource;
 use sluice_io::records::{CsvLines, CsvOptions, RecordFormat, RecordSource, csv_header};
 use sluice_io::text::sink::ShardOptions;
 use sluice_io::text::source::{BadRecord, Compression};
-use sluice_plan::Payload;
 
 use crate::dofn::{Context, DoFn, TupleTag};
 use crate::pcollection::PCollection;
 use crate::pipeline::Pipeline;
-use crate::transforms::text::{Unusable, WriteText};
+use crate::transforms::text::WriteText;
 
 /// What to read as CSV, and how (`Pipeline::read_csv_with`).
 #[derive(Clone, Debug)]
@@ -393,34 +392,24 @@ impl Pipeline {
             RecordFormat::Csv(_) => "CSV",
             RecordFormat::JsonLines => "JSON lines",
         };
-        let source = compression.and_then(|compression| {
-            TextSource::new(&full, pattern).map(|t| t.with_compression(compression))
-        });
-        let (payload, files): (Arc<dyn SourceFactory>, usize) = match source {
-            Ok(text) => {
-                let files = text.files().len();
+        let source = compression
+            .and_then(|compression| {
+                TextSource::new(&full, pattern).map(|t| t.with_compression(compression))
+            })
+            .map(|text| {
+                let display = vec![
+                    ("format", kind.to_string()),
+                    ("files", text.files().len().to_string()),
+                ];
                 let source = RecordSource::<T>::new(text, format);
-                if dead_letter {
-                    (Arc::new(source.with_dead_letter()), files)
+                let source: Arc<dyn SourceFactory> = if dead_letter {
+                    Arc::new(source.with_dead_letter())
                 } else {
-                    (Arc::new(source), files)
-                }
-            }
-            Err(error) => {
-                self.io_problem(&error);
-                (Arc::new(Unusable), 0)
-            }
-        };
-        let (id, outs) = self.add_transform(
-            name,
-            Vec::new(),
-            Payload::Read(payload),
-            vec![("out".into(), sluice_core::unit::TypeOf::<O>::arc())],
-        );
-        self.display(id, "filePattern", pattern);
-        self.display(id, "format", kind);
-        self.display(id, "files", files.to_string());
-        PCollection::new(self, outs[0])
+                    Arc::new(source)
+                };
+                (source, display)
+            });
+        self.file_read(name, pattern, source)
     }
 }
 

@@ -147,9 +147,12 @@ impl DoFn for SplitBadRecords {
     }
 }
 
+/// A file Read's source, and what the plan shows of it (key, value).
+pub(crate) type FileRead = (Arc<dyn SourceFactory>, Vec<(&'static str, String)>);
+
 /// The source of a Read whose files were unusable: the pipeline is invalid and never
 /// runs, so this is never read.
-pub(crate) struct Unusable;
+struct Unusable;
 
 impl SourceFactory for Unusable {
     fn splits(&self, _hint: &SplitHint) -> Result<Vec<Arc<dyn SourceSplit>>, BoxError> {
@@ -253,21 +256,35 @@ impl Pipeline {
         dead_letter: bool,
     ) -> PCollection<O> {
         let full = self.full_name(name);
-        let (payload, files): (Arc<dyn SourceFactory>, usize) =
-            match TextSource::new(&full, pattern) {
-                Ok(source) => {
-                    let files = source.files().len();
-                    let mut source = source.with_format(format);
-                    if dead_letter {
-                        source = source.with_dead_letter();
-                    }
-                    (Arc::new(source), files)
-                }
-                Err(error) => {
-                    self.io_problem(&error);
-                    (Arc::new(Unusable), 0)
-                }
-            };
+        let source = TextSource::new(&full, pattern).map(|source| {
+            let mut display = vec![("files", source.files().len().to_string())];
+            if format != LineFormat::Utf8 {
+                display.push(("format", format!("{format:?}")));
+            }
+            let mut source = source.with_format(format);
+            if dead_letter {
+                source = source.with_dead_letter();
+            }
+            (Arc::new(source) as Arc<dyn SourceFactory>, display)
+        });
+        self.file_read(name, pattern, source)
+    }
+
+    /// Adds a Read of files matching `pattern` from `source` — its factory and what the
+    /// plan shows of it — or records why it cannot be, for [`Pipeline::run`] to report.
+    pub(crate) fn file_read<O: sluice_core::Element>(
+        &self,
+        name: &str,
+        pattern: &str,
+        source: Result<FileRead, IoError>,
+    ) -> PCollection<O> {
+        let (payload, display) = match source {
+            Ok(source) => source,
+            Err(error) => {
+                self.io_problem(&error);
+                (Arc::new(Unusable) as Arc<dyn SourceFactory>, Vec::new())
+            }
+        };
         let (id, outs) = self.add_transform(
             name,
             Vec::new(),
@@ -275,9 +292,8 @@ impl Pipeline {
             vec![("out".into(), sluice_core::unit::TypeOf::<O>::arc())],
         );
         self.display(id, "filePattern", pattern);
-        self.display(id, "files", files.to_string());
-        if format != LineFormat::Utf8 {
-            self.display(id, "format", format!("{format:?}"));
+        for (key, value) in display {
+            self.display(id, key, value);
         }
         PCollection::new(self, outs[0])
     }
