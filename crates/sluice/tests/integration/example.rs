@@ -842,67 +842,80 @@ fn sales_sums_csv_rows_per_region_and_product_into_parquet() {
             std::fs::write(&path, text).unwrap();
         }
     }
-    let prefix = dir.path().join("out/totals");
-    let run = example("sales")
-        .arg(format!("--input={}/*.csv*", dir.path().display()))
-        .arg(format!("--output={}", prefix.display()))
-        .arg("--direct_num_workers=2")
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let stdout = String::from_utf8(run.stdout).unwrap();
-    assert!(stdout.contains("read 10000 sales"), "{stdout}");
-
-    let mut got: BTreeMap<(String, String), (f64, i64)> = BTreeMap::new();
-    let files = crate::kit::shards(&prefix);
-    assert!(!files.is_empty());
-    for file in files {
-        assert!(file.to_str().unwrap().ends_with(".parquet"));
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-            std::fs::File::open(&file).unwrap(),
-        )
-        .unwrap();
-        let schema = reader.schema().clone();
-        let types: Vec<String> = schema
-            .fields()
-            .iter()
-            .map(|f| format!("{}:{}", f.name(), f.data_type()))
-            .collect();
-        assert_eq!(
-            types,
-            [
-                "region:Utf8",
-                "product:Utf8",
-                "total:Float64",
-                "count:Int64"
-            ]
+    // On the embedded runner, and on two worker processes (the cluster runner).
+    for (label, runner) in [
+        ("embedded", vec!["--direct_num_workers=2"]),
+        (
+            "cluster",
+            vec![
+                "--runner=ClusterRunner",
+                "--num_workers=2",
+                "--worker_threads=1",
+            ],
+        ),
+    ] {
+        let prefix = dir.path().join(format!("{label}/totals"));
+        let run = example("sales")
+            .arg(format!("--input={}/*.csv*", dir.path().display()))
+            .arg(format!("--output={}", prefix.display()))
+            .args(&runner)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{label}: {}",
+            String::from_utf8_lossy(&run.stderr)
         );
-        for batch in reader.build().unwrap() {
-            let batch = batch.unwrap();
-            let col = |i: usize| batch.column(i).clone();
-            let (region, product) = (col(0), col(1));
-            let region = region.as_any().downcast_ref::<StringArray>().unwrap();
-            let product = product.as_any().downcast_ref::<StringArray>().unwrap();
-            let total = col(2);
-            let total = total.as_any().downcast_ref::<Float64Array>().unwrap();
-            let count = col(3);
-            let count = count.as_any().downcast_ref::<Int64Array>().unwrap();
-            for i in 0..batch.num_rows() {
-                got.insert(
-                    (region.value(i).to_string(), product.value(i).to_string()),
-                    (total.value(i), count.value(i)),
-                );
+        let stdout = String::from_utf8(run.stdout).unwrap();
+        assert!(stdout.contains("read 10000 sales"), "{label}: {stdout}");
+
+        let mut got: BTreeMap<(String, String), (f64, i64)> = BTreeMap::new();
+        let files = crate::kit::shards(&prefix);
+        assert!(!files.is_empty());
+        for file in files {
+            assert!(file.to_str().unwrap().ends_with(".parquet"));
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                std::fs::File::open(&file).unwrap(),
+            )
+            .unwrap();
+            let schema = reader.schema().clone();
+            let types: Vec<String> = schema
+                .fields()
+                .iter()
+                .map(|f| format!("{}:{}", f.name(), f.data_type()))
+                .collect();
+            assert_eq!(
+                types,
+                [
+                    "region:Utf8",
+                    "product:Utf8",
+                    "total:Float64",
+                    "count:Int64"
+                ]
+            );
+            for batch in reader.build().unwrap() {
+                let batch = batch.unwrap();
+                let col = |i: usize| batch.column(i).clone();
+                let (region, product) = (col(0), col(1));
+                let region = region.as_any().downcast_ref::<StringArray>().unwrap();
+                let product = product.as_any().downcast_ref::<StringArray>().unwrap();
+                let total = col(2);
+                let total = total.as_any().downcast_ref::<Float64Array>().unwrap();
+                let count = col(3);
+                let count = count.as_any().downcast_ref::<Int64Array>().unwrap();
+                for i in 0..batch.num_rows() {
+                    got.insert(
+                        (region.value(i).to_string(), product.value(i).to_string()),
+                        (total.value(i), count.value(i)),
+                    );
+                }
             }
         }
-    }
-    assert_eq!(got.len(), expected.len());
-    for (key, (total, count)) in &expected {
-        let (t, c) = got[key];
-        assert_eq!(c, *count, "{key:?}");
-        assert!((t - total).abs() < 1e-6, "{key:?}: {t} != {total}");
+        assert_eq!(got.len(), expected.len(), "{label}");
+        for (key, (total, count)) in &expected {
+            let (t, c) = got[key];
+            assert_eq!(c, *count, "{label} {key:?}");
+            assert!((t - total).abs() < 1e-6, "{label} {key:?}: {t} != {total}");
+        }
     }
 }
