@@ -128,26 +128,29 @@ impl SourceSplit for ParquetSplit {
     }
 }
 
-/// The rows of every Parquet file matching a pattern, as `T`s.
-pub struct ParquetSource<T> {
-    transform: String,
+/// The rows of every Parquet file matching a pattern: as serde types
+/// ([`ParquetSource::new`]) or as Arrow record batches ([`ParquetSource::batches`]).
+pub struct ParquetSource<O> {
     splits: Vec<ParquetSplit>,
-    columns: Vec<String>,
-    _rows: PhantomData<fn() -> T>,
+    /// The columns read (`None`: all).
+    columns: Option<Vec<String>>,
+    /// What a record batch becomes.
+    decode: fn(RecordBatch) -> Result<Vec<O>, String>,
 }
 
-impl<T> std::fmt::Debug for ParquetSource<T> {
+impl<O> std::fmt::Debug for ParquetSource<O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ParquetSource")
-            .field("transform", &self.transform)
             .field("row_groups", &self.splits.len())
+            .field("columns", &self.columns)
             .finish()
     }
 }
 
 impl<T: DeserializeOwned + Element> ParquetSource<T> {
     /// Matches `pattern` now and reads every file's footer: a file that is not Parquet,
-    /// or whose columns do not fit `T`, fails the pipeline at construction.
+    /// or whose columns do not fit `T`, fails the pipeline at construction. Only `T`'s
+    /// columns are read.
     pub fn new(transform: &str, pattern: &str) -> Result<ParquetSource<T>, IoError> {
         let text = TextSource::new(transform, pattern)?;
         let fields = fields_of::<T>().map_err(|reason| IoError::Schema {
@@ -157,13 +160,41 @@ impl<T: DeserializeOwned + Element> ParquetSource<T> {
         })?;
         let splits = row_groups(transform, &text, |schema| check_schema(schema, &fields))?;
         Ok(ParquetSource {
-            transform: transform.into(),
             splits,
-            columns: fields.iter().map(|f| f.name().clone()).collect(),
-            _rows: PhantomData,
+            columns: Some(fields.iter().map(|f| f.name().clone()).collect()),
+            decode: |batch| serde_arrow::from_record_batch(&batch).map_err(|e| e.to_string()),
         })
     }
+}
 
+impl ParquetSource<ArrowBatch> {
+    /// The record batches of the files `pattern` matches, as [`ArrowBatch`]es; with
+    /// `columns`, only those are read (each must be a column of every file).
+    pub fn batches(
+        transform: &str,
+        pattern: &str,
+        columns: Option<Vec<String>>,
+    ) -> Result<ParquetSource<ArrowBatch>, IoError> {
+        let text = TextSource::new(transform, pattern)?;
+        let splits = row_groups(transform, &text, |schema| {
+            match columns
+                .iter()
+                .flatten()
+                .find(|c| schema.field_with_name(c).is_err())
+            {
+                Some(missing) => Err(format!("it has no column '{missing}'")),
+                None => Ok(()),
+            }
+        })?;
+        Ok(ParquetSource {
+            splits,
+            columns,
+            decode: |batch| Ok(vec![ArrowBatch(batch)]),
+        })
+    }
+}
+
+impl<O> ParquetSource<O> {
     /// The row groups found, one split each.
     pub fn row_groups(&self) -> usize {
         self.splits.len()
@@ -275,7 +306,7 @@ fn corrupt(ctx: &UnitContext, split: &ParquetSplit, e: &dyn std::fmt::Display) -
     )
 }
 
-impl<T: DeserializeOwned + Element> SourceFactory for ParquetSource<T> {
+impl<O: Element> SourceFactory for ParquetSource<O> {
     fn splits(&self, _hint: &SplitHint) -> Result<Vec<Arc<dyn SourceSplit>>, BoxError> {
         Ok(self
             .splits
@@ -285,9 +316,10 @@ impl<T: DeserializeOwned + Element> SourceFactory for ParquetSource<T> {
     }
 
     fn reader(&self, ctx: &UnitContext) -> Result<Box<dyn SourceReader>, Box<ExecError>> {
-        Ok(Box::new(ParquetReader::<T> {
+        Ok(Box::new(ParquetReader::<O> {
             ctx: ctx.clone(),
             columns: self.columns.clone(),
+            decode: self.decode,
             output: None,
             bytes_read: 0,
         }))
@@ -298,16 +330,17 @@ impl<T: DeserializeOwned + Element> SourceFactory for ParquetSource<T> {
     }
 }
 
-struct ParquetReader<T> {
+struct ParquetReader<O> {
     ctx: UnitContext,
-    columns: Vec<String>,
-    output: Option<Port<T>>,
+    columns: Option<Vec<String>>,
+    decode: fn(RecordBatch) -> Result<Vec<O>, String>,
+    output: Option<Port<O>>,
     bytes_read: u64,
 }
 
-impl<T: DeserializeOwned + Element> SourceReader for ParquetReader<T> {
+impl<O: Element> SourceReader for ParquetReader<O> {
     fn attach(&mut self, output: AnyPort) -> Result<(), TypeMismatch> {
-        self.output = Some(output.downcast::<T>()?);
+        self.output = Some(output.downcast::<O>()?);
         Ok(())
     }
 
@@ -320,31 +353,33 @@ impl<T: DeserializeOwned + Element> SourceReader for ParquetReader<T> {
     }
 
     fn read(&mut self, split: &dyn SourceSplit) -> UnitResult {
-        let (split, batches) = row_group_batches(&self.ctx, split, Some(&self.columns))?;
+        let (split, batches) = row_group_batches(&self.ctx, split, self.columns.as_deref())?;
         let path = &split.path;
         let mut row = 0u64;
         for batch in batches {
             let batch = batch.map_err(|e| corrupt(&self.ctx, &split, &e))?;
-            let rows: Vec<T> = serde_arrow::from_record_batch(&batch).map_err(|e| {
+            let rows = batch.num_rows() as u64;
+            let values = (self.decode)(batch).map_err(|e| {
                 ExecError::permanent(
                     self.ctx.transform.clone(),
                     format!(
                         "{}, row group {}, rows {row}..{}: the rows do not decode as {}: {e}",
                         path.display(),
                         split.row_group,
-                        row + batch.num_rows() as u64,
-                        std::any::type_name::<T>()
+                        row + rows,
+                        std::any::type_name::<O>()
                     ),
                 )
             })?;
             let output = attached(&mut self.output, &self.ctx)?;
-            for value in rows {
+            // A row's index in the row group (a batch's first, for Arrow batches).
+            for (i, value) in values.into_iter().enumerate() {
                 self.ctx
                     .position
-                    .store(row, std::sync::atomic::Ordering::Relaxed);
-                row += 1;
+                    .store(row + i as u64, std::sync::atomic::Ordering::Relaxed);
                 output.emit(WindowedValue::in_global_window(value))?;
             }
+            row += rows;
         }
         self.bytes_read += split.bytes;
         Ok(())
@@ -403,105 +438,6 @@ impl sluice_core::Coder for ArrowBatch {
 
     fn is_deterministic() -> bool {
         false
-    }
-}
-
-/// The record batches of every Parquet file matching a pattern: Arrow, untyped.
-#[derive(Debug)]
-pub struct ParquetBatchSource {
-    splits: Vec<ParquetSplit>,
-    columns: Option<Vec<String>>,
-}
-
-impl ParquetBatchSource {
-    /// Matches `pattern` now and reads every file's footer; with `columns`, only those
-    /// are read (each must be a column of every file).
-    pub fn new(
-        transform: &str,
-        pattern: &str,
-        columns: Option<Vec<String>>,
-    ) -> Result<ParquetBatchSource, IoError> {
-        let text = TextSource::new(transform, pattern)?;
-        let splits = row_groups(transform, &text, |schema| {
-            match columns
-                .iter()
-                .flatten()
-                .find(|c| schema.field_with_name(c).is_err())
-            {
-                Some(missing) => Err(format!("it has no column '{missing}'")),
-                None => Ok(()),
-            }
-        })?;
-        Ok(ParquetBatchSource { splits, columns })
-    }
-
-    /// The row groups found, one split each.
-    pub fn row_groups(&self) -> usize {
-        self.splits.len()
-    }
-}
-
-impl SourceFactory for ParquetBatchSource {
-    fn splits(&self, _hint: &SplitHint) -> Result<Vec<Arc<dyn SourceSplit>>, BoxError> {
-        Ok(self
-            .splits
-            .iter()
-            .map(|s| Arc::new(s.clone()) as Arc<dyn SourceSplit>)
-            .collect())
-    }
-
-    fn reader(&self, ctx: &UnitContext) -> Result<Box<dyn SourceReader>, Box<ExecError>> {
-        Ok(Box::new(BatchReader {
-            ctx: ctx.clone(),
-            columns: self.columns.clone(),
-            output: None,
-            bytes_read: 0,
-        }))
-    }
-
-    fn size_bytes(&self) -> Option<u64> {
-        Some(self.splits.iter().map(|s| s.bytes).sum())
-    }
-}
-
-struct BatchReader {
-    ctx: UnitContext,
-    columns: Option<Vec<String>>,
-    output: Option<Port<ArrowBatch>>,
-    bytes_read: u64,
-}
-
-impl SourceReader for BatchReader {
-    fn attach(&mut self, output: AnyPort) -> Result<(), TypeMismatch> {
-        self.output = Some(output.downcast::<ArrowBatch>()?);
-        Ok(())
-    }
-
-    fn detach(&mut self) {
-        self.output = None;
-    }
-
-    fn start_bundle(&mut self) -> UnitResult {
-        attached(&mut self.output, &self.ctx)?.start_bundle()
-    }
-
-    fn read(&mut self, split: &dyn SourceSplit) -> UnitResult {
-        let (split, batches) = row_group_batches(&self.ctx, split, self.columns.as_deref())?;
-        for batch in batches {
-            let batch = batch.map_err(|e| corrupt(&self.ctx, &split, &e))?;
-            attached(&mut self.output, &self.ctx)?
-                .emit(WindowedValue::in_global_window(ArrowBatch(batch)))?;
-        }
-        self.bytes_read += split.bytes;
-        Ok(())
-    }
-
-    fn finish_bundle(&mut self) -> UnitResult {
-        attached(&mut self.output, &self.ctx)?.finish_bundle()
-    }
-
-    fn take_bytes_read(&mut self) -> u64 {
-        std::mem::take(&mut self.bytes_read)
     }
 }
 

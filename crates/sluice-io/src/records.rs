@@ -189,7 +189,8 @@ pub enum RecordFormat {
 }
 
 impl RecordFormat {
-    fn name(&self) -> &'static str {
+    /// The format's name, as errors and plans say it.
+    pub fn name(&self) -> &'static str {
         match self {
             RecordFormat::Csv(_) => "CSV",
             RecordFormat::JsonLines => "JSON lines",
@@ -244,11 +245,6 @@ impl<T: DeserializeOwned + Element> RecordSource<T> {
         self.dead_letter = true;
         self
     }
-
-    /// The files the pattern matched.
-    pub fn text(&self) -> &TextSource {
-        &self.text
-    }
 }
 
 impl<T: DeserializeOwned + Element> SourceFactory for RecordSource<T> {
@@ -265,6 +261,7 @@ impl<T: DeserializeOwned + Element> SourceFactory for RecordSource<T> {
                 bytes_read: 0,
                 ok: Ok,
                 bad: Some(Err),
+                first_line: None,
             })
         } else {
             Box::new(RecordReader::<T, T> {
@@ -274,6 +271,7 @@ impl<T: DeserializeOwned + Element> SourceFactory for RecordSource<T> {
                 bytes_read: 0,
                 ok: |t| t,
                 bad: None,
+                first_line: None,
             })
         })
     }
@@ -291,6 +289,8 @@ struct Malformed {
     line_in_split: Option<u64>,
     /// The column (from 1): the field for CSV, the character for JSON.
     column: Option<u64>,
+    /// The line's bytes, when the reader has them (else read again from the file).
+    raw: Option<Vec<u8>>,
     error: String,
 }
 
@@ -301,6 +301,9 @@ struct RecordReader<T, O> {
     bytes_read: u64,
     ok: fn(T) -> O,
     bad: Option<fn(BadRecord) -> O>,
+    /// The number of the split's first line in its file, once a malformed record needed
+    /// it (counted once a split, not once a record).
+    first_line: Option<u64>,
 }
 
 impl<T: DeserializeOwned + Element, O: Element> RecordReader<T, O> {
@@ -315,13 +318,22 @@ impl<T: DeserializeOwned + Element, O: Element> RecordReader<T, O> {
     /// A record that did not decode: to the dead-letter output, or the job fails.
     fn malformed(&mut self, split: &TextSplit, first: u64, what: Malformed) -> UnitResult {
         let path = &split.path;
+        let read_error = |e| self.ctx.error(FileError::new("read", path, e));
         let line = match what.line_in_split {
-            Some(n) if first == 0 => Ok(n),
-            _ => line_number(path, split.compression, what.offset),
-        }
-        .map_err(|e| self.ctx.error(FileError::new("read", path, e)))?;
-        let raw = line_at(path, split.compression, what.offset)
-            .map_err(|e| self.ctx.error(FileError::new("read", path, e)))?;
+            Some(n) => {
+                let first_line = match self.first_line {
+                    Some(l) => l,
+                    None => line_number(path, split.compression, first).map_err(read_error)?,
+                };
+                self.first_line = Some(first_line);
+                first_line + n - 1
+            }
+            None => line_number(path, split.compression, what.offset).map_err(read_error)?,
+        };
+        let raw = match what.raw {
+            Some(raw) => raw,
+            None => line_at(path, split.compression, what.offset).map_err(read_error)?,
+        };
         let at = match what.column {
             Some(column) => format!("line {line}, column {column}"),
             None => format!("line {line}"),
@@ -418,10 +430,12 @@ impl<T: DeserializeOwned + Element, O: Element> RecordReader<T, O> {
                         .map_or(message.as_str(), |(m, _)| m)
                         .to_string();
                     let leading = (line.len() - line.trim_ascii_start().len()) as u64;
+                    let raw = line.strip_suffix(b"\n").unwrap_or(&line);
                     let malformed = Malformed {
                         offset: start,
                         line_in_split: Some(number),
                         column: Some(e.column() as u64 + leading),
+                        raw: Some(raw.strip_suffix(b"\r").unwrap_or(raw).to_vec()),
                         error: message,
                     };
                     self.malformed(split, first, malformed)?;
@@ -476,6 +490,7 @@ impl<T: DeserializeOwned + Element, O: Element> RecordReader<T, O> {
                         offset: e.position().map_or(start, |p| first + p.byte()),
                         line_in_split: line,
                         column: None,
+                        raw: None,
                         error: e.to_string(),
                     };
                     self.malformed(split, first, malformed)?;
@@ -510,6 +525,7 @@ impl<T: DeserializeOwned + Element, O: Element> RecordReader<T, O> {
                         offset,
                         line_in_split: Some(position.line()),
                         column,
+                        raw: None,
                         error,
                     };
                     self.malformed(split, first, malformed)?;
@@ -551,6 +567,7 @@ impl<T: DeserializeOwned + Element, O: Element> SourceReader for RecordReader<T,
                 .ctx
                 .error("internal error: a record reader was given another source's split"));
         };
+        self.first_line = None;
         match self.format.clone() {
             RecordFormat::JsonLines => self.read_json(split),
             RecordFormat::Csv(options) => self.read_csv(split, &options),

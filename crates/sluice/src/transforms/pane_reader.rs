@@ -378,6 +378,11 @@ impl Spill {
         Ok(())
     }
 
+    /// Gives back what the records last handed out were counted for.
+    pub(crate) fn release(&mut self) {
+        self.budget.release(std::mem::take(&mut self.loaded));
+    }
+
     /// At the end of input, the next records to process, in the order received within
     /// each key: all of them at once when they fit, else the next partition (every record
     /// of its keys), counted against the budget until the next call; `None` when none are
@@ -388,8 +393,7 @@ impl Spill {
         ctx: &UnitContext,
         delivers: &str,
     ) -> Result<Option<Vec<Vec<u8>>>, Box<ExecError>> {
-        self.budget.release(self.loaded);
-        self.loaded = 0;
+        self.release();
         if self.done {
             return Ok(None);
         }
@@ -549,7 +553,7 @@ impl<K: Element, G: Grouping> PaneReader<K, G> {
             return Ok(0);
         };
         if !spill.pending() {
-            spill.next(&self.ctx, "")?;
+            spill.release();
             return Ok(0);
         }
         if self.last.0 != Timestamp::MAX {

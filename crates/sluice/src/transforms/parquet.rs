@@ -39,9 +39,7 @@ use serde::de::DeserializeOwned;
 use sluice_core::Element;
 use sluice_core::unit::SourceFactory;
 pub use sluice_io::parquet::ArrowBatch;
-use sluice_io::parquet::{
-    ParquetBatchSource, ParquetCompression, ParquetFormat, ParquetShards, ParquetSource,
-};
+use sluice_io::parquet::{ParquetCompression, ParquetFormat, ParquetShards, ParquetSource};
 use sluice_io::{IoError, TextSink};
 use sluice_plan::Payload;
 
@@ -122,7 +120,7 @@ impl Pipeline {
     ) -> PCollection<ArrowBatch> {
         let full = self.full_name(name);
         let columns = columns.map(|c| c.iter().map(|s| s.to_string()).collect());
-        let source = ParquetBatchSource::new(&full, pattern, columns).map(|source| {
+        let source = ParquetSource::batches(&full, pattern, columns).map(|source| {
             let display = vec![
                 ("format", "Parquet (Arrow batches)".to_string()),
                 ("rowGroups", source.row_groups().to_string()),

@@ -388,10 +388,7 @@ impl Pipeline {
                 reason: e,
             }),
         };
-        let kind = match &format {
-            RecordFormat::Csv(_) => "CSV",
-            RecordFormat::JsonLines => "JSON lines",
-        };
+        let kind = format.name();
         let source = compression
             .and_then(|compression| {
                 TextSource::new(&full, pattern).map(|t| t.with_compression(compression))
