@@ -22,7 +22,7 @@ use sluice_core::unit::{
 };
 use sluice_core::{BoxError, Element, ExecError, UnitResult, WindowedValue};
 
-use crate::text::source::{BadRecord, Compression, TextSource, TextSplit, is_malformed};
+use crate::text::source::{BadRecord, Compression, TextSource, TextSplit, corrupt_rest};
 
 const READ_BUFFER: usize = 1 << 20;
 
@@ -367,34 +367,13 @@ impl<T: DeserializeOwned + Element, O: Element> RecordReader<T, O> {
         }
     }
 
-    /// An error reading the split at `offset`: a corrupt compressed stream goes to the
-    /// dead-letter output (the rest of the file skipped) or fails the job at once; other
-    /// errors fail the bundle, which is retried.
+    /// An error reading the split at `offset` (see [`corrupt_rest`]).
     fn read_error(&mut self, path: &Path, offset: u64, e: std::io::Error) -> UnitResult {
-        if !is_malformed(&e) {
-            return Err(self.ctx.error(FileError::new("read", path, e)));
-        }
+        let record = corrupt_rest(&self.ctx, path, offset, e, self.bad.is_some())?;
         match self.bad {
-            Some(bad) => {
-                let record = BadRecord {
-                    file: path.display().to_string(),
-                    offset,
-                    line: 0,
-                    column: 0,
-                    raw: Vec::new(),
-                    error: format!("the file is corrupt from here on: {e}"),
-                };
-                attached(&mut self.output, &self.ctx)?
-                    .emit(WindowedValue::in_global_window(bad(record)))
-            }
-            None => Err(ExecError::permanent(
-                self.ctx.transform.clone(),
-                format!(
-                    "{} is corrupt at byte {offset} of its contents ({e}); no retry can read it. \
-                     Fix or remove the file, or read with a dead-letter output to set it aside",
-                    path.display()
-                ),
-            )),
+            Some(bad) => attached(&mut self.output, &self.ctx)?
+                .emit(WindowedValue::in_global_window(bad(record))),
+            None => Ok(()),
         }
     }
 

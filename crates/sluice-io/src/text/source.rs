@@ -415,6 +415,8 @@ impl SourceFactory for TextSource {
 
 /// The element a text reader emits for a line.
 trait LineOutput: Element {
+    /// Whether the output has a place for records that cannot be read.
+    const DEAD_LETTER: bool;
     /// The element for a line's bytes, or why it has none.
     fn from_line(
         bytes: &[u8],
@@ -440,6 +442,7 @@ fn line_text(bytes: &[u8], format: LineFormat) -> Result<String, String> {
 }
 
 impl LineOutput for String {
+    const DEAD_LETTER: bool = false;
     #[inline]
     fn from_line(
         bytes: &[u8],
@@ -454,6 +457,7 @@ impl LineOutput for String {
 }
 
 impl LineOutput for Vec<u8> {
+    const DEAD_LETTER: bool = false;
     #[inline]
     fn from_line(
         bytes: &[u8],
@@ -468,6 +472,7 @@ impl LineOutput for Vec<u8> {
 }
 
 impl LineOutput for Result<String, BadRecord> {
+    const DEAD_LETTER: bool = true;
     #[inline]
     fn from_line(
         bytes: &[u8],
@@ -491,9 +496,42 @@ struct TextReader<O> {
 
 const READ_BUFFER: usize = 1 << 20;
 
+/// An error reading `path` at `offset` of its contents: a disk failing fails the bundle
+/// (retried); a corrupt or truncated compressed stream, which no retry can read, is the
+/// record that sets the rest of the file aside (`dead_letter`), or fails the job at once.
+pub(crate) fn corrupt_rest(
+    ctx: &UnitContext,
+    path: &Path,
+    offset: u64,
+    e: std::io::Error,
+    dead_letter: bool,
+) -> Result<BadRecord, Box<ExecError>> {
+    if !is_malformed(&e) {
+        return Err(ctx.error(FileError::new("read", path, e)));
+    }
+    if !dead_letter {
+        return Err(ExecError::permanent(
+            ctx.transform.clone(),
+            format!(
+                "{} is corrupt at byte {offset} of its contents ({e}); no retry can read it. \
+                 Fix or remove the file, or read with a dead-letter output to set it aside",
+                path.display()
+            ),
+        ));
+    }
+    Ok(BadRecord {
+        file: path.display().to_string(),
+        offset,
+        line: 0,
+        column: 0,
+        raw: Vec::new(),
+        error: format!("the file is corrupt from here on: {e}"),
+    })
+}
+
 /// Whether an error reading a file means its contents are malformed — a corrupt or
 /// truncated compressed stream — so that reading it again cannot succeed.
-pub(crate) fn is_malformed(e: &std::io::Error) -> bool {
+fn is_malformed(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
         std::io::ErrorKind::InvalidData
@@ -512,28 +550,11 @@ impl<O: LineOutput> TextReader<O> {
     /// or fail the job at once; other errors (a disk failing) fail the bundle, which is
     /// retried.
     fn read_error(&mut self, path: &Path, offset: u64, e: std::io::Error) -> UnitResult {
-        if !is_malformed(&e) {
-            return Err(self.io_error(path, e));
-        }
-        let record = BadRecord {
-            file: path.display().to_string(),
-            offset,
-            line: 0,
-            column: 0,
-            raw: Vec::new(),
-            error: format!("the file is corrupt from here on: {e}"),
-        };
+        let record = corrupt_rest(&self.ctx, path, offset, e, O::DEAD_LETTER)?;
         match O::from_bad(record) {
             Some(element) => attached(&mut self.output, &self.ctx)?
                 .emit(WindowedValue::in_global_window(element)),
-            None => Err(ExecError::permanent(
-                self.ctx.transform.clone(),
-                format!(
-                    "{} is corrupt at byte {offset} of its contents ({e}); no retry can read it. \
-                     Fix or remove the file, or read with a dead-letter output to set it aside",
-                    path.display()
-                ),
-            )),
+            None => Ok(()),
         }
     }
 

@@ -303,7 +303,8 @@ fn compressed_outputs_are_written_and_read_back() {
     );
     made.write_json_with(
         "WriteJson",
-        WriteText::to(json.to_str().unwrap()).with_suffix(".json.gz"),
+        // A file:// URL names the same local prefix.
+        WriteText::to(&format!("file://{}", json.display())).with_suffix(".json.gz"),
     );
     p.run().unwrap().wait_until_finish().unwrap();
     let csv_shards = shards(&csv);
