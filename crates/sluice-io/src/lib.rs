@@ -28,6 +28,7 @@ pub mod corpus;
 mod error;
 pub mod parquet;
 pub mod records;
+pub mod storage;
 pub mod text;
 
 pub use error::IoError;

@@ -31,8 +31,10 @@ use sluice_core::unit::{
 use sluice_core::{BoxError, Element, ExecError, Receiver, UnitResult, WindowedValue};
 
 use crate::error::IoError;
+use crate::storage::{Store, StoreOptions};
 use crate::text::sink::{ShardFormat, ShardWriter};
 use crate::text::source::TextSource;
+use parquet::errors::ParquetError;
 
 /// Rows decoded per record batch.
 const BATCH_ROWS: usize = 8192;
@@ -113,6 +115,8 @@ impl ParquetCompression {
 pub struct ParquetSplit {
     /// The file.
     pub path: PathBuf,
+    /// The store it is in.
+    pub store: Store,
     /// The row group's index in the file.
     pub row_group: usize,
     /// Its compressed size.
@@ -151,8 +155,13 @@ impl<T: DeserializeOwned + Element> ParquetSource<T> {
     /// Matches `pattern` now and reads every file's footer: a file that is not Parquet,
     /// or whose columns do not fit `T`, fails the pipeline at construction. Only `T`'s
     /// columns are read.
-    pub fn new(transform: &str, pattern: &str) -> Result<ParquetSource<T>, IoError> {
-        let text = TextSource::new(transform, pattern)?;
+    /// `pattern` may be an object-store URL, reached as `store` says.
+    pub fn new(
+        transform: &str,
+        pattern: &str,
+        store: &StoreOptions,
+    ) -> Result<ParquetSource<T>, IoError> {
+        let text = TextSource::with_store(transform, pattern, store)?;
         let fields = fields_of::<T>().map_err(|reason| IoError::Schema {
             transform: transform.into(),
             path: PathBuf::from(pattern),
@@ -174,8 +183,9 @@ impl ParquetSource<ArrowBatch> {
         transform: &str,
         pattern: &str,
         columns: Option<Vec<String>>,
+        store: &StoreOptions,
     ) -> Result<ParquetSource<ArrowBatch>, IoError> {
-        let text = TextSource::new(transform, pattern)?;
+        let text = TextSource::with_store(transform, pattern, store)?;
         let splits = row_groups(transform, &text, |schema| {
             match columns
                 .iter()
@@ -242,17 +252,21 @@ fn row_groups(
             path: path.clone(),
             reason,
         };
-        let opened = File::open(path).map_err(|source| IoError::Unreadable {
-            transform: transform.into(),
-            path: path.clone(),
-            source,
-        })?;
+        let opened = file
+            .store
+            .chunks(path)
+            .map_err(|source| IoError::Unreadable {
+                transform: transform.into(),
+                path: path.clone(),
+                source,
+            })?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(opened)
             .map_err(|e| schema_error(format!("not a Parquet file: {e}")))?;
         check(builder.schema()).map_err(schema_error)?;
         for (i, group) in builder.metadata().row_groups().iter().enumerate() {
             splits.push(ParquetSplit {
                 path: path.clone(),
+                store: file.store.clone(),
                 row_group: i,
                 bytes: group.compressed_size().max(0) as u64,
             });
@@ -278,9 +292,12 @@ fn row_group_batches(
         return Err(ctx.error("internal error: a Parquet reader was given another source's split"));
     };
     let path = &split.path;
-    let file = File::open(path).map_err(|e| ctx.error(FileError::new("open", path, e)))?;
-    let mut builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| corrupt(ctx, split, &e))?;
+    let file = split
+        .store
+        .chunks(path)
+        .map_err(|e| ctx.error(FileError::new("open", path, e)))?;
+    let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| corrupt(ctx, split, &e, matches!(e, ParquetError::External(_))))?;
     if let Some(columns) = columns {
         let mask =
             ProjectionMask::columns(builder.parquet_schema(), columns.iter().map(String::as_str));
@@ -290,12 +307,25 @@ fn row_group_batches(
         .with_row_groups(vec![split.row_group])
         .with_batch_size(BATCH_ROWS)
         .build()
-        .map_err(|e| corrupt(ctx, split, &e))?;
+        .map_err(|e| corrupt(ctx, split, &e, matches!(e, ParquetError::External(_))))?;
     Ok((split.clone(), batches))
 }
 
-/// A row group that cannot be read: no retry can mend the file.
-fn corrupt(ctx: &UnitContext, split: &ParquetSplit, e: &dyn std::fmt::Display) -> Box<ExecError> {
+/// A row group that cannot be read: no retry can mend the file — unless the store
+/// failed to hand over its bytes (a network error), which fails the bundle (retried).
+fn corrupt(
+    ctx: &UnitContext,
+    split: &ParquetSplit,
+    e: &dyn std::fmt::Display,
+    transient: bool,
+) -> Box<ExecError> {
+    if transient {
+        return ctx.error(format!(
+            "{}, row group {}: {e}",
+            split.path.display(),
+            split.row_group
+        ));
+    }
     ExecError::permanent(
         ctx.transform.clone(),
         format!(
@@ -357,7 +387,14 @@ impl<O: Element> SourceReader for ParquetReader<O> {
         let path = &split.path;
         let mut row = 0u64;
         for batch in batches {
-            let batch = batch.map_err(|e| corrupt(&self.ctx, &split, &e))?;
+            let batch = batch.map_err(|e| {
+                corrupt(
+                    &self.ctx,
+                    &split,
+                    &e,
+                    matches!(e, arrow_schema::ArrowError::ExternalError(_)),
+                )
+            })?;
             let rows = batch.num_rows() as u64;
             let values = (self.decode)(batch).map_err(|e| {
                 ExecError::permanent(

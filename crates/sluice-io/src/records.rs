@@ -8,7 +8,6 @@
 //! a dead-letter output, becomes a [`BadRecord`] carrying that position and the raw
 //! line.
 
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::marker::PhantomData;
 use std::path::Path;
@@ -82,7 +81,7 @@ impl<R: BufRead> Read for SplitInput<R> {
 
 /// A split's input, and where its first line starts in the file's contents.
 fn open_split(split: &TextSplit) -> std::io::Result<(Box<dyn BufRead + Send>, u64)> {
-    let file = File::open(&split.path)?;
+    let file = split.store.open(&split.path)?;
     if split.compression != Compression::Uncompressed {
         let decoded = BufReader::with_capacity(READ_BUFFER, split.compression.decoder(file)?);
         let input = SplitInput {
@@ -112,13 +111,13 @@ fn open_split(split: &TextSplit) -> std::io::Result<(Box<dyn BufRead + Send>, u6
     Ok((Box::new(input), first))
 }
 
-/// The decompressed contents of `path` from `offset` on.
+/// The decompressed contents of `split`'s file from `offset` on.
 fn contents_from(
-    path: &Path,
-    compression: Compression,
+    split: &TextSplit,
     offset: u64,
 ) -> std::io::Result<BufReader<Box<dyn Read + Send>>> {
-    let mut file = File::open(path)?;
+    let compression = split.compression;
+    let mut file = split.store.open(&split.path)?;
     if compression == Compression::Uncompressed {
         file.seek(SeekFrom::Start(offset))?;
         let file: Box<dyn Read + Send> = Box::new(file);
@@ -129,9 +128,9 @@ fn contents_from(
     Ok(decoded)
 }
 
-/// The number of the line (from 1) that starts at `offset` of `path`'s contents.
-fn line_number(path: &Path, compression: Compression, offset: u64) -> std::io::Result<u64> {
-    let mut input = contents_from(path, compression, 0)?.take(offset);
+/// The number of the line (from 1) that starts at `offset` of `split`'s file's contents.
+fn line_number(split: &TextSplit, offset: u64) -> std::io::Result<u64> {
+    let mut input = contents_from(split, 0)?.take(offset);
     let mut newlines = 0u64;
     loop {
         let buffered = input.fill_buf()?;
@@ -144,10 +143,11 @@ fn line_number(path: &Path, compression: Compression, offset: u64) -> std::io::R
     }
 }
 
-/// The line that starts at `offset` of `path`'s contents, without its line ending.
-fn line_at(path: &Path, compression: Compression, offset: u64) -> std::io::Result<Vec<u8>> {
+/// The line that starts at `offset` of `split`'s file's contents, without its line
+/// ending.
+fn line_at(split: &TextSplit, offset: u64) -> std::io::Result<Vec<u8>> {
     let mut line = Vec::new();
-    contents_from(path, compression, offset)?.read_until(b'\n', &mut line)?;
+    contents_from(split, offset)?.read_until(b'\n', &mut line)?;
     if line.last() == Some(&b'\n') {
         line.pop();
         if line.last() == Some(&b'\r') {
@@ -323,16 +323,16 @@ impl<T: DeserializeOwned + Element, O: Element> RecordReader<T, O> {
             Some(n) => {
                 let first_line = match self.first_line {
                     Some(l) => l,
-                    None => line_number(path, split.compression, first).map_err(read_error)?,
+                    None => line_number(split, first).map_err(read_error)?,
                 };
                 self.first_line = Some(first_line);
                 first_line + n - 1
             }
-            None => line_number(path, split.compression, what.offset).map_err(read_error)?,
+            None => line_number(split, what.offset).map_err(read_error)?,
         };
         let raw = match what.raw {
             Some(raw) => raw,
-            None => line_at(path, split.compression, what.offset).map_err(read_error)?,
+            None => line_at(split, what.offset).map_err(read_error)?,
         };
         let at = match what.column {
             Some(column) => format!("line {line}, column {column}"),
@@ -430,7 +430,7 @@ impl<T: DeserializeOwned + Element, O: Element> RecordReader<T, O> {
         split: &TextSplit,
         csv: &CsvOptions,
     ) -> Result<Option<csv::ByteRecord>, Box<ExecError>> {
-        let input = contents_from(&split.path, split.compression, 0)
+        let input = contents_from(split, 0)
             .map_err(|e| self.ctx.error(FileError::new("open", &split.path, e)))?;
         let mut reader = csv_reader(csv, input);
         let mut header = csv::ByteRecord::new();
@@ -694,6 +694,7 @@ mod tests {
                 let end = (start + size).min(text.len() as u64);
                 all.push_str(&split_text(&TextSplit {
                     path: path.clone(),
+                    store: crate::storage::Store::Local,
                     start,
                     end,
                     compression: Compression::Uncompressed,
@@ -709,11 +710,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lines.txt");
         std::fs::write(&path, "a\nbb\r\nccc\n").unwrap();
-        let plain = Compression::Uncompressed;
-        assert_eq!(line_number(&path, plain, 0).unwrap(), 1);
-        assert_eq!(line_number(&path, plain, 6).unwrap(), 3);
-        assert_eq!(line_at(&path, plain, 2).unwrap(), b"bb");
-        assert_eq!(line_at(&path, plain, 6).unwrap(), b"ccc");
+        let split = TextSplit {
+            path: path.clone(),
+            store: crate::storage::Store::Local,
+            start: 0,
+            end: 10,
+            compression: Compression::Uncompressed,
+        };
+        assert_eq!(line_number(&split, 0).unwrap(), 1);
+        assert_eq!(line_number(&split, 6).unwrap(), 3);
+        assert_eq!(line_at(&split, 2).unwrap(), b"bb");
+        assert_eq!(line_at(&split, 6).unwrap(), b"ccc");
     }
 
     #[test]

@@ -27,6 +27,8 @@
 //! | `--max_bundle_attempts` | attempts a bundle gets before the job fails | 4 in batch, unlimited in streaming |
 //! | `--stuck_bundle_secs` | a bundle running longer than this is logged as possibly stuck | 300 |
 //! | `--allow_unknown_flags` | only warn about a flag close to a known one, instead of failing | off |
+//! | `--s3_endpoint` | an S3-compatible server's URL for `s3://` paths (credentials from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, region from `AWS_REGION`) | AWS |
+//! | `--s3_allow_http` | allow plain HTTP to `--s3_endpoint` | off |
 //! | `--help`, `-h` | print the flags and exit without running | |
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -183,6 +185,14 @@ pub const RUNNER_FLAGS: &[(&str, &str)] = &[
         "service_token",
         "the job service's token (default: $SLUICE_TOKEN, else the token file of the default data directory)",
     ),
+    (
+        "s3_endpoint",
+        "s3:// paths: the URL of an S3-compatible server (default: AWS; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)",
+    ),
+    (
+        "s3_allow_http",
+        "s3:// paths: allow plain HTTP to --s3_endpoint",
+    ),
     ("help", "print the flags and exit without running"),
 ];
 
@@ -236,6 +246,10 @@ pub struct PipelineOptions {
     pub worker: Option<WorkerRole>,
     /// `--max_memory`: bytes grouping readers may hold per process before they spill.
     pub max_memory: Option<u64>,
+    /// `--s3_endpoint`: an S3-compatible server for `s3://` paths.
+    pub s3_endpoint: Option<String>,
+    /// `--s3_allow_http`: plain HTTP to the S3 endpoint is allowed.
+    pub s3_allow_http: bool,
     /// `--service_url`: the job service to submit to (or, in a job the service started,
     /// to report to).
     pub service_url: Option<String>,
@@ -257,6 +271,7 @@ const BOOLEAN_FLAGS: &[&str] = &[
     "dry_run",
     "allow_unsafe_triggers",
     "allow_unknown_flags",
+    "s3_allow_http",
     "help",
 ];
 
@@ -439,6 +454,8 @@ impl PipelineOptions {
                 "allow_unknown_flags" => options.allow_unknown_flags = parse_bool(&name, &value)?,
                 "help" => options.help = parse_bool(&name, &value)?,
                 "temp_location" => options.temp_location = Some(value),
+                "s3_endpoint" => options.s3_endpoint = Some(value),
+                "s3_allow_http" => options.s3_allow_http = parse_bool(&name, &value)?,
                 "plan_out" => options.plan_out = Some(PathBuf::from(value)),
                 "worker_binary" => options.worker_binary = Some(value),
                 "max_bundle_attempts" => {

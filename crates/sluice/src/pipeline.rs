@@ -218,6 +218,15 @@ impl Pipeline {
         out
     }
 
+    /// How file sources and sinks reach object stores, from the options.
+    pub(crate) fn store_options(&self) -> sluice_io::storage::StoreOptions {
+        let inner = self.inner.borrow();
+        sluice_io::storage::StoreOptions::s3(
+            inner.options.s3_endpoint.clone(),
+            inner.options.s3_allow_http,
+        )
+    }
+
     /// The full name of a transform named `name` in the current composite.
     pub(crate) fn full_name(&self, name: &str) -> String {
         let inner = self.inner.borrow();

@@ -46,7 +46,10 @@ use sluice_core::unit::{
 use sluice_core::{BoxError, ExecError, Receiver, UnitResult, WindowedValue};
 
 use crate::error::IoError;
+use crate::storage::{Store, StoreOptions};
 use crate::text::source::Compression;
+
+mod object;
 
 /// The name of a job's temporary directory begins with this, then the file prefix.
 const TEMP_MARK: &str = ".temp-sluice-";
@@ -166,6 +169,8 @@ pub struct TextSink {
     file_prefix: String,
     options: ShardOptions,
     format: Option<Arc<dyn ShardFormat>>,
+    /// Where the output goes: local files, or objects of a bucket.
+    store: Store,
 }
 
 impl TextSink {
@@ -182,12 +187,26 @@ impl TextSink {
         prefix: &str,
         options: ShardOptions,
     ) -> Result<TextSink, IoError> {
+        TextSink::in_store(transform, prefix, options, &StoreOptions::default())
+    }
+
+    /// As [`TextSink::with_options`], for a prefix that may be an object-store URL
+    /// (`s3://bucket/out/part`), reached as `store` says. On an object store, listing
+    /// the output's "directory" checks now that the bucket exists and can be read;
+    /// that it can be written is checked when the job starts, before any data moves.
+    pub fn in_store(
+        transform: &str,
+        prefix: &str,
+        options: ShardOptions,
+        store: &StoreOptions,
+    ) -> Result<TextSink, IoError> {
         let unwritable = |reason: String| IoError::Unwritable {
             transform: transform.into(),
             prefix: PathBuf::from(prefix),
             reason,
         };
-        let prefix = crate::text::source::local_path(prefix).map_err(&unwritable)?;
+        let (store, prefix) = crate::storage::resolve(prefix, store).map_err(&unwritable)?;
+        let prefix = prefix.as_str();
         if prefix.is_empty() || prefix.ends_with('/') {
             return Err(unwritable(
                 "an output prefix names files, not a directory; add a file name, e.g. 'out/part'"
@@ -205,30 +224,46 @@ impl TextSink {
             _ => PathBuf::from("."),
         };
         let mut ancestor = dir.as_path();
-        loop {
-            if ancestor.exists() {
-                if !ancestor.is_dir() {
-                    return Err(unwritable(format!(
-                        "{} is a file, not a directory; choose another output location",
-                        ancestor.display()
-                    )));
-                }
-                if rustix::fs::access(
-                    ancestor,
-                    rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
-                )
-                .is_err()
-                {
-                    return Err(unwritable(format!(
-                        "the directory {} is not writable; choose another output location or fix its permissions",
-                        ancestor.display()
-                    )));
-                }
-                break;
+        if let Store::Object(bucket) = &store {
+            if prefix.len() <= bucket.root().len() + 1 {
+                return Err(unwritable(
+                    "the URL names a bucket, not files in it; add a name, e.g. 's3://bucket/out/part'"
+                        .into(),
+                ));
             }
-            match ancestor.parent() {
-                Some(p) if !p.as_os_str().is_empty() => ancestor = p,
-                _ => break,
+            bucket.entries(&dir).map_err(|e| {
+                unwritable(format!(
+                    "cannot list {}: {e}; check that the bucket exists and the credentials (and --s3_endpoint for an S3-compatible server)",
+                    dir.display()
+                ))
+            })?;
+        }
+        if matches!(store, Store::Local) {
+            loop {
+                if ancestor.exists() {
+                    if !ancestor.is_dir() {
+                        return Err(unwritable(format!(
+                            "{} is a file, not a directory; choose another output location",
+                            ancestor.display()
+                        )));
+                    }
+                    if rustix::fs::access(
+                        ancestor,
+                        rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+                    )
+                    .is_err()
+                    {
+                        return Err(unwritable(format!(
+                            "the directory {} is not writable; choose another output location or fix its permissions",
+                            ancestor.display()
+                        )));
+                    }
+                    break;
+                }
+                match ancestor.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => ancestor = p,
+                    _ => break,
+                }
             }
         }
         let mut options = options;
@@ -245,7 +280,7 @@ impl TextSink {
         if options.unsharded {
             options.num_shards = Some(1);
             let target = dir.join(format!("{file_prefix}{}", options.suffix));
-            if target.is_dir() {
+            if matches!(store, Store::Local) && target.is_dir() {
                 return Err(unwritable(format!(
                     "{} is a directory; an unsharded output is one file — choose a file name",
                     target.display()
@@ -258,6 +293,7 @@ impl TextSink {
             file_prefix,
             options,
             format: None,
+            store,
         })
     }
 
@@ -302,6 +338,137 @@ impl TextSink {
             "{}-*-of-{count:05}{}",
             self.file_prefix, self.options.suffix
         ))
+    }
+
+    /// Writes the records of the workers' `files` into `wanted` new files
+    /// `shard-SSSSS` under `dir`, of about equal size; returns their paths. (The caller
+    /// removes `files`.)
+    fn redivide(
+        &self,
+        files: &[PathBuf],
+        wanted: usize,
+        dir: &Path,
+    ) -> Result<Vec<PathBuf>, FileError> {
+        if let Some(format) = &self.format {
+            return format.redivide(files, wanted, dir);
+        }
+        let compression = self.compression();
+        let open = |path: &PathBuf| -> Result<BufReader<Box<dyn Read + Send>>, FileError> {
+            let f = File::open(path).map_err(|e| FileError::new("open", path, e))?;
+            let decoded = compression
+                .decoder(f)
+                .map_err(|e| FileError::new("read", path, e))?;
+            Ok(BufReader::with_capacity(1 << 20, decoded))
+        };
+        // Bytes of lines to divide: the files' sizes, or their decompressed sizes.
+        let mut total = 0u64;
+        for f in files {
+            total += if compression == Compression::Uncompressed {
+                std::fs::metadata(f)
+                    .map_err(|e| FileError::new("read the size of", f, e))?
+                    .len()
+            } else {
+                std::io::copy(&mut open(f)?, &mut std::io::sink())
+                    .map_err(|e| FileError::new("read", f, e))?
+            };
+        }
+        let mut inputs = files.iter();
+        let mut current: Option<(BufReader<Box<dyn Read + Send>>, &PathBuf)> = None;
+        let mut written = 0u64;
+        let mut shards = Vec::with_capacity(wanted);
+        for shard in 0..wanted {
+            let path = dir.join(format!("shard-{shard:05}"));
+            let file = File::create(&path).map_err(|e| FileError::new("create", &path, e))?;
+            let mut out =
+                Encoder::new(file, compression).map_err(|e| FileError::new("write", &path, e))?;
+            if let Some(header) = &self.options.header {
+                out.write_all(header.as_bytes())
+                    .and_then(|()| out.write_all(b"\n"))
+                    .map_err(|e| FileError::new("write", &path, e))?;
+            }
+            // Shard i ends at the first line end at or after i+1 n-ths of the bytes.
+            let target = total * (shard as u64 + 1) / wanted as u64;
+            let mut line = Vec::new();
+            while written < target {
+                if current.is_none() {
+                    let Some(next) = inputs.next() else { break };
+                    let mut reader = open(next)?;
+                    if self.options.header.is_some() {
+                        // Each worker's file starts with the header; each shard has its own.
+                        line.clear();
+                        written += reader
+                            .read_until(b'\n', &mut line)
+                            .map_err(|e| FileError::new("read", next, e))?
+                            as u64;
+                    }
+                    current = Some((reader, next));
+                }
+                let Some((reader, from)) = current.as_mut() else {
+                    break;
+                };
+                line.clear();
+                let n = reader
+                    .read_until(b'\n', &mut line)
+                    .map_err(|e| FileError::new("read", from.as_path(), e))?;
+                if n == 0 {
+                    current = None;
+                    continue;
+                }
+                out.write_all(&line)
+                    .map_err(|e| FileError::new("write", &path, e))?;
+                written += n as u64;
+            }
+            let file = out
+                .finish()
+                .map_err(|e| FileError::new("write", &path, e))?;
+            file.sync_all()
+                .map_err(|e| FileError::new("sync", &path, e))?;
+            shards.push(path);
+        }
+        // Anything after the last target (nothing, unless a file grew) goes on the last.
+        if let Some((mut reader, from)) = current.take() {
+            let mut rest = Vec::new();
+            reader
+                .read_to_end(&mut rest)
+                .map_err(|e| FileError::new("read", from.as_path(), e))?;
+            if !rest.is_empty()
+                && let Some(last) = shards.last()
+            {
+                let f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(last)
+                    .map_err(|e| FileError::new("open", last, e))?;
+                // A compressed shard gets another stream, which readers take in turn.
+                let mut out =
+                    Encoder::new(f, compression).map_err(|e| FileError::new("write", last, e))?;
+                out.write_all(&rest)
+                    .and_then(|()| out.finish())
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| FileError::new("write", last, e))?;
+            }
+        }
+        Ok(shards)
+    }
+
+    /// A writer of one worker's file at `path` (created now), as the format says, with
+    /// the header first.
+    fn shard_writer(&self, path: &Path) -> Result<Box<dyn ShardWriter>, FileError> {
+        let file = File::create(path).map_err(|e| FileError::new("create", path, e))?;
+        Ok(match &self.format {
+            Some(format) => format
+                .writer(path, file)
+                .map_err(|e| FileError::new("write", path, e))?,
+            None => {
+                let mut out = Encoder::new(file, self.compression())
+                    .map_err(|e| FileError::new("write", path, e))?;
+                if let Some(header) = &self.options.header {
+                    out.write_all(header.as_bytes())
+                        .and_then(|()| out.write_all(b"\n"))
+                        .map_err(|e| FileError::new("write", path, e))?;
+                }
+                Box::new(out)
+            }
+        })
     }
 
     /// Whether `name` is a file of this sink's output (of any run, any shard count).
@@ -367,6 +534,9 @@ impl SinkFactory for TextSink {
     }
 
     fn begin(&self, job: &JobInfo) -> Result<Arc<dyn SinkJob>, BoxError> {
+        if let Store::Object(bucket) = &self.store {
+            return Ok(Arc::new(object::ObjectSinkJob::begin(self, bucket, job)?));
+        }
         let temp_dir = self
             .dir
             .join(format!("{TEMP_MARK}{}-{}", self.file_prefix, job.job_id));
@@ -632,109 +802,7 @@ impl TextSinkJob {
         if files.len() == wanted {
             return Ok(files);
         }
-        if let Some(format) = &self.sink.format {
-            let shards = format.redivide(&files, wanted, &self.temp_dir)?;
-            for f in &files {
-                std::fs::remove_file(f).map_err(|e| FileError::new("remove", f, e))?;
-            }
-            sync_dir(&self.temp_dir)?;
-            return Ok(shards);
-        }
-        let compression = self.sink.compression();
-        let open = |path: &PathBuf| -> Result<BufReader<Box<dyn Read + Send>>, FileError> {
-            let f = File::open(path).map_err(|e| FileError::new("open", path, e))?;
-            let decoded = compression
-                .decoder(f)
-                .map_err(|e| FileError::new("read", path, e))?;
-            Ok(BufReader::with_capacity(1 << 20, decoded))
-        };
-        // Bytes of lines to divide: the files' sizes, or their decompressed sizes.
-        let mut total = 0u64;
-        for f in &files {
-            total += if compression == Compression::Uncompressed {
-                std::fs::metadata(f)
-                    .map_err(|e| FileError::new("read the size of", f, e))?
-                    .len()
-            } else {
-                std::io::copy(&mut open(f)?, &mut std::io::sink())
-                    .map_err(|e| FileError::new("read", f, e))?
-            };
-        }
-        let mut inputs = files.iter();
-        let mut current: Option<(BufReader<Box<dyn Read + Send>>, &PathBuf)> = None;
-        let mut written = 0u64;
-        let mut shards = Vec::with_capacity(wanted);
-        for shard in 0..wanted {
-            let path = self.temp_dir.join(format!("shard-{shard:05}"));
-            let file = File::create(&path).map_err(|e| FileError::new("create", &path, e))?;
-            let mut out =
-                Encoder::new(file, compression).map_err(|e| FileError::new("write", &path, e))?;
-            if let Some(header) = &self.sink.options.header {
-                out.write_all(header.as_bytes())
-                    .and_then(|()| out.write_all(b"\n"))
-                    .map_err(|e| FileError::new("write", &path, e))?;
-            }
-            // Shard i ends at the first line end at or after i+1 n-ths of the bytes.
-            let target = total * (shard as u64 + 1) / wanted as u64;
-            let mut line = Vec::new();
-            while written < target {
-                if current.is_none() {
-                    let Some(next) = inputs.next() else { break };
-                    let mut reader = open(next)?;
-                    if self.sink.options.header.is_some() {
-                        // Each worker's file starts with the header; each shard has its own.
-                        line.clear();
-                        written += reader
-                            .read_until(b'\n', &mut line)
-                            .map_err(|e| FileError::new("read", next, e))?
-                            as u64;
-                    }
-                    current = Some((reader, next));
-                }
-                let Some((reader, from)) = current.as_mut() else {
-                    break;
-                };
-                line.clear();
-                let n = reader
-                    .read_until(b'\n', &mut line)
-                    .map_err(|e| FileError::new("read", from.as_path(), e))?;
-                if n == 0 {
-                    current = None;
-                    continue;
-                }
-                out.write_all(&line)
-                    .map_err(|e| FileError::new("write", &path, e))?;
-                written += n as u64;
-            }
-            let file = out
-                .finish()
-                .map_err(|e| FileError::new("write", &path, e))?;
-            file.sync_all()
-                .map_err(|e| FileError::new("sync", &path, e))?;
-            shards.push(path);
-        }
-        // Anything after the last target (nothing, unless a file grew) goes on the last.
-        if let Some((mut reader, from)) = current.take() {
-            let mut rest = Vec::new();
-            reader
-                .read_to_end(&mut rest)
-                .map_err(|e| FileError::new("read", from.as_path(), e))?;
-            if !rest.is_empty()
-                && let Some(last) = shards.last()
-            {
-                let f = std::fs::OpenOptions::new()
-                    .append(true)
-                    .open(last)
-                    .map_err(|e| FileError::new("open", last, e))?;
-                // A compressed shard gets another stream, which readers take in turn.
-                let mut out =
-                    Encoder::new(f, compression).map_err(|e| FileError::new("write", last, e))?;
-                out.write_all(&rest)
-                    .and_then(|()| out.finish())
-                    .and_then(|f| f.sync_all())
-                    .map_err(|e| FileError::new("write", last, e))?;
-            }
-        }
+        let shards = self.sink.redivide(&files, wanted, &self.temp_dir)?;
         for f in &files {
             std::fs::remove_file(f).map_err(|e| FileError::new("remove", f, e))?;
         }
@@ -806,22 +874,7 @@ impl SinkJob for TextSinkJob {
     fn open(&self, worker: usize) -> Result<Box<dyn SinkWriter>, BoxError> {
         let n = self.next_file.fetch_add(1, Ordering::Relaxed);
         let path = self.temp_dir.join(format!("worker-{worker:05}-{n:05}"));
-        let file = File::create(&path).map_err(|e| FileError::new("create", &path, e))?;
-        let out: Box<dyn ShardWriter> = match &self.sink.format {
-            Some(format) => format
-                .writer(&path, file)
-                .map_err(|e| FileError::new("write", &path, e))?,
-            None => {
-                let mut out = Encoder::new(file, self.sink.compression())
-                    .map_err(|e| FileError::new("write", &path, e))?;
-                if let Some(header) = &self.sink.options.header {
-                    out.write_all(header.as_bytes())
-                        .and_then(|()| out.write_all(b"\n"))
-                        .map_err(|e| FileError::new("write", &path, e))?;
-                }
-                Box::new(out)
-            }
-        };
+        let out = self.sink.shard_writer(&path)?;
         Ok(Box::new(TextWriter {
             closed: Arc::clone(&self.closed),
             worker,

@@ -14,6 +14,7 @@ use sluice_core::unit::{
 use sluice_core::{BoxError, Coder, CoderError, Element, ExecError, UnitResult, WindowedValue};
 
 use crate::error::IoError;
+use crate::storage::{Store, StoreOptions};
 
 /// How a file is stored. Compressed files are read whole, each by one worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,7 +70,10 @@ impl Compression {
     }
 
     /// The decompressed contents of `file`.
-    pub fn decoder(self, file: File) -> std::io::Result<Box<dyn Read + Send>> {
+    pub fn decoder(
+        self,
+        file: impl Read + Send + 'static,
+    ) -> std::io::Result<Box<dyn Read + Send>> {
         let input = BufReader::with_capacity(READ_BUFFER, file);
         Ok(match self {
             Compression::Uncompressed => Box::new(input),
@@ -83,8 +87,10 @@ impl Compression {
 /// One input file.
 #[derive(Clone, Debug)]
 pub struct InputFile {
-    /// Where it is.
+    /// Where it is: a local path, or an object's URL.
     pub path: PathBuf,
+    /// The store it is in.
+    pub store: Store,
     /// Its size on disk.
     pub size: u64,
     /// How it is stored.
@@ -167,11 +173,54 @@ impl TextSource {
     /// matching nothing fails the pipeline at construction. `transform` names the Read in
     /// errors and warnings.
     pub fn new(transform: &str, pattern: &str) -> Result<TextSource, IoError> {
-        let pattern = local_path(pattern).map_err(|reason| IoError::BadPattern {
-            transform: transform.into(),
-            pattern: pattern.into(),
-            reason,
-        })?;
+        TextSource::with_store(transform, pattern, &StoreOptions::default())
+    }
+
+    /// As [`TextSource::new`], for patterns that may be object-store URLs (`s3://…`,
+    /// `gs://…`, `az://…`), reached as `options` say.
+    pub fn with_store(
+        transform: &str,
+        pattern: &str,
+        options: &StoreOptions,
+    ) -> Result<TextSource, IoError> {
+        let (store, pattern) =
+            crate::storage::resolve(pattern, options).map_err(|reason| IoError::BadPattern {
+                transform: transform.into(),
+                pattern: pattern.into(),
+                reason,
+            })?;
+        if let Store::Object(_) = &store {
+            let found = store
+                .matching(&pattern)
+                .map_err(|source| IoError::Unreadable {
+                    transform: transform.into(),
+                    path: PathBuf::from(&pattern),
+                    source,
+                })?;
+            if found.is_empty() {
+                return Err(IoError::NoMatch {
+                    transform: transform.into(),
+                    pattern,
+                });
+            }
+            let files = found
+                .into_iter()
+                .map(|f| InputFile {
+                    compression: Compression::from_path(&f.path),
+                    path: f.path,
+                    size: f.size,
+                    store: store.clone(),
+                })
+                .collect();
+            return Ok(TextSource {
+                transform: transform.into(),
+                pattern,
+                files,
+                format: LineFormat::Utf8,
+                dead_letter: false,
+            });
+        }
+        let pattern = pattern.as_str();
         let is_glob = pattern.contains(['*', '?', '[']);
         let mut paths = Vec::new();
         if is_glob {
@@ -226,6 +275,7 @@ impl TextSource {
                 let compression = Compression::from_path(&path);
                 Ok(InputFile {
                     path,
+                    store: Store::Local,
                     size: meta.len(),
                     compression,
                 })
@@ -279,31 +329,13 @@ impl TextSource {
     }
 }
 
-/// The local path a file URL names: `file:///x` is `/x`; a plain path is itself. Other
-/// URL schemes (object stores) are refused with what to do.
-pub fn local_path(url: &str) -> Result<&str, String> {
-    if let Some(path) = url.strip_prefix("file://") {
-        return Ok(path);
-    }
-    if let Some((scheme, _)) = url.split_once("://")
-        && !scheme.is_empty()
-        && scheme
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'+')
-    {
-        return Err(format!(
-            "{scheme}:// URLs are not supported yet: only local files (a path, or file://); \
-             copy the data to a local disk first"
-        ));
-    }
-    Ok(url)
-}
-
 /// A byte range of one file: the lines that *start* in `[start, end)`.
 #[derive(Clone, Debug)]
 pub struct TextSplit {
     /// The file.
     pub path: PathBuf,
+    /// The store it is in.
+    pub store: Store,
     /// First byte of the range.
     pub start: u64,
     /// First byte after the range.
@@ -331,6 +363,7 @@ impl SourceSplit for TextSplit {
         let part = |start, end| {
             Arc::new(TextSplit {
                 path: self.path.clone(),
+                store: self.store.clone(),
                 start,
                 end,
                 compression: self.compression,
@@ -368,6 +401,7 @@ impl SourceFactory for TextSource {
                     }
                     splits.push(Arc::new(TextSplit {
                         path: file.path.clone(),
+                        store: file.store.clone(),
                         start: 0,
                         end: file.size,
                         compression: compressed,
@@ -379,6 +413,7 @@ impl SourceFactory for TextSource {
                         let end = (start + per_split).min(file.size);
                         splits.push(Arc::new(TextSplit {
                             path: file.path.clone(),
+                            store: file.store.clone(),
                             start,
                             end,
                             compression: Compression::Uncompressed,
@@ -657,7 +692,10 @@ impl<O: LineOutput> SourceReader for TextReader<O> {
                 .error("internal error: a text reader was given another source's split"));
         };
         let path = split.path.clone();
-        let file = File::open(&path).map_err(|e| self.io_error(&path, e))?;
+        let file = split
+            .store
+            .open(&path)
+            .map_err(|e| self.io_error(&path, e))?;
         match split.compression {
             compressed @ (Compression::Gzip | Compression::Zstd | Compression::Bzip2) => {
                 let decoder = match compressed.decoder(file) {
@@ -739,6 +777,7 @@ mod tests {
                 let end = (start + split_bytes).min(f.size);
                 splits.push(TextSplit {
                     path: f.path.clone(),
+                    store: Store::Local,
                     start,
                     end,
                     compression: f.compression,
@@ -845,6 +884,7 @@ mod tests {
             .unwrap();
         let split = TextSplit {
             path: path.clone(),
+            store: Store::Local,
             start: 0,
             end: 20,
             compression: Compression::Uncompressed,

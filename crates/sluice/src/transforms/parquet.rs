@@ -97,7 +97,7 @@ impl Pipeline {
         pattern: &str,
     ) -> PCollection<T> {
         let full = self.full_name(name);
-        let source = ParquetSource::<T>::new(&full, pattern).map(|source| {
+        let source = ParquetSource::<T>::new(&full, pattern, &self.store_options()).map(|source| {
             let display = vec![
                 ("format", "Parquet".to_string()),
                 ("rowGroups", source.row_groups().to_string()),
@@ -120,13 +120,14 @@ impl Pipeline {
     ) -> PCollection<ArrowBatch> {
         let full = self.full_name(name);
         let columns = columns.map(|c| c.iter().map(|s| s.to_string()).collect());
-        let source = ParquetSource::batches(&full, pattern, columns).map(|source| {
-            let display = vec![
-                ("format", "Parquet (Arrow batches)".to_string()),
-                ("rowGroups", source.row_groups().to_string()),
-            ];
-            (Arc::new(source) as Arc<dyn SourceFactory>, display)
-        });
+        let source =
+            ParquetSource::batches(&full, pattern, columns, &self.store_options()).map(|source| {
+                let display = vec![
+                    ("format", "Parquet (Arrow batches)".to_string()),
+                    ("rowGroups", source.row_groups().to_string()),
+                ];
+                (Arc::new(source) as Arc<dyn SourceFactory>, display)
+            });
         self.file_read(name, pattern, source)
     }
 }
@@ -151,7 +152,8 @@ impl<T: Element + Serialize + DeserializeOwned> PCollection<T> {
         let sink = shards.map_err(problem).and_then(|shards| {
             let format = Arc::new(ParquetFormat(Arc::new(shards)));
             let (prefix, options) = write.text.clone().into_parts();
-            TextSink::with_options(&full, &prefix, options).map(|s| s.with_format(format))
+            TextSink::in_store(&full, &prefix, options, &self.pipeline.store_options())
+                .map(|s| s.with_format(format))
         });
         match sink {
             Ok(sink) => {

@@ -391,7 +391,8 @@ impl Pipeline {
         let kind = format.name();
         let source = compression
             .and_then(|compression| {
-                TextSource::new(&full, pattern).map(|t| t.with_compression(compression))
+                TextSource::with_store(&full, pattern, &self.store_options())
+                    .map(|t| t.with_compression(compression))
             })
             .map(|text| {
                 let display = vec![

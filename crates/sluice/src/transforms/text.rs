@@ -256,7 +256,7 @@ impl Pipeline {
         dead_letter: bool,
     ) -> PCollection<O> {
         let full = self.full_name(name);
-        let source = TextSource::new(&full, pattern).map(|source| {
+        let source = TextSource::with_store(&full, pattern, &self.store_options()).map(|source| {
             let mut display = vec![("files", source.files().len().to_string())];
             if format != LineFormat::Utf8 {
                 display.push(("format", format!("{format:?}")));
@@ -324,7 +324,12 @@ impl PCollection<String> {
             });
             return;
         }
-        match TextSink::with_options(&full, &write.prefix, write.options) {
+        match TextSink::in_store(
+            &full,
+            &write.prefix,
+            write.options,
+            &self.pipeline.store_options(),
+        ) {
             Ok(sink) => {
                 let (id, _) = self.pipeline.add_transform(
                     name,
