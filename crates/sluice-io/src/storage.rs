@@ -144,6 +144,13 @@ pub fn resolve(url: &str, options: &StoreOptions) -> Result<(Store, String), Str
                 .with_bucket_name(bucket)
                 .with_allow_http(options.s3_allow_http);
             if let Some(endpoint) = &options.s3_endpoint {
+                // Without credentials the client would ask a cloud instance's metadata
+                // service, which an S3-compatible server does not have.
+                if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+                    return Err(format!(
+                        "no credentials for the S3 endpoint {endpoint}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                    ));
+                }
                 builder = builder.with_endpoint(endpoint);
             }
             if std::env::var_os("AWS_REGION").is_none()

@@ -24,6 +24,9 @@
 //!   2 workers, compressed inputs, malformed records with file, line and column).
 //! - `spill.rs`: groupings over the memory budget spill to disk with the same results;
 //!   every other test again under a tiny budget.
+//! - `object_store.rs`: every format written to and read from an S3-compatible server
+//!   (moto_server on loopback): globs, ranged reads, atomic commit, a failed and a killed
+//!   job leaving no visible output.
 //! - `example.rs`: the example binaries as a user runs them (exit codes, stdout, logs).
 //!
 //! A test named `regression_*` pins a bug that was fixed; its doc comment says which.
@@ -39,6 +42,7 @@ mod bad_input;
 mod core_transforms;
 mod example;
 mod failures;
+mod object_store;
 mod parquet;
 mod plan;
 mod records;
