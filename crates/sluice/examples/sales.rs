@@ -4,6 +4,8 @@
 //! ```text
 //! cargo run --release --example sales                      # a generated sample
 //! cargo run --release --example sales -- --input='data/sales-*.csv.gz' --output=out/totals
+//! cargo run --release --example sales -- --input='s3://sales/in/*.csv' \
+//!     --output=s3://sales/out/totals --s3_endpoint=http://127.0.0.1:5000 --s3_allow_http
 //! ```
 //!
 //! `--input=PATTERN` names CSV files with a header row `region,product,amount` (plain,
@@ -12,7 +14,10 @@
 //! The totals go to Parquet shards `PREFIX-SSSSS-of-NNNNN.parquet` (`--output=PREFIX`,
 //! default `<temporary directory>/sluice-sales/totals`) with columns `region`,
 //! `product`, `total` (double) and `count` (int64), which appear only if the job
-//! succeeds. A malformed row fails the job naming its file, line and column.
+//! succeeds. A malformed row fails the job naming its file, line and column. Input and
+//! output may be local paths or object-store URLs (`s3://`, `gs://`, `az://`; for an
+//! S3-compatible server, `--s3_endpoint=URL --s3_allow_http`, with credentials in
+//! `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`).
 
 use std::io::Write;
 
