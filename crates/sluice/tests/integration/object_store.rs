@@ -427,3 +427,75 @@ fn a_killed_job_leaves_no_visible_output_and_the_next_run_removes_its_temporarie
     }
     assert_eq!(sorted(words), ["a: 2", "b: 1"]);
 }
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Total {
+    region: String,
+    product: String,
+    total: f64,
+    count: i64,
+}
+impl sluice::SerdeCoder for Total {}
+
+/// The `sales` example with its input and output on S3, on two worker processes (the
+/// cluster runner): each process reads CSV splits by ranged requests and uploads its
+/// shard; the launcher adopts them and commits.
+#[test]
+fn the_sales_example_reads_and_writes_s3_on_two_processes() {
+    let s3 = S3::start();
+    s3.bucket("sales");
+    let mut expected: std::collections::BTreeMap<(String, String), (f64, i64)> = Default::default();
+    for file in 0..2 {
+        let mut text = String::from("region,product,amount\n");
+        for i in 0..3_000 {
+            let (region, product) = (["north", "south", "east"][i % 3], format!("p{}", i % 7));
+            let amount = (i % 50) as f64 * 0.5 + file as f64;
+            text.push_str(&format!("{region},{product},{amount}\n"));
+            let e = expected.entry((region.into(), product)).or_default();
+            e.0 += amount;
+            e.1 += 1;
+        }
+        s3.put(&format!("s3://sales/in/part-{file}.csv"), text.as_bytes());
+    }
+    let exe = std::env::current_exe().unwrap();
+    let sales = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("examples/sales");
+    let run = Command::new(sales)
+        .args([
+            "--input=s3://sales/in/*.csv",
+            "--output=s3://sales/out/totals",
+            "--runner=ClusterRunner",
+            "--num_workers=2",
+            "--worker_threads=1",
+        ])
+        .args(s3.flags())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let shards = s3.objects("s3://sales/out");
+    assert!(
+        !shards.is_empty()
+            && shards
+                .iter()
+                .all(|o| o.contains("/out/totals-") && o.ends_with(".parquet")),
+        "{shards:?}"
+    );
+    let p = s3_pipeline(&s3, 1);
+    let totals = p
+        .read_parquet::<Total>("ReadTotals", "s3://sales/out/totals-*.parquet")
+        .collect("Totals");
+    p.run().unwrap().wait_until_finish().unwrap();
+    let got: std::collections::BTreeMap<(String, String), (f64, i64)> = totals
+        .values()
+        .into_iter()
+        .map(|t| ((t.region, t.product), (t.total, t.count)))
+        .collect();
+    assert_eq!(got, expected);
+}
