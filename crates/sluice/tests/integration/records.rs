@@ -256,11 +256,12 @@ fn unusable_inputs_and_outputs_are_reported_before_anything_runs() {
         sluice::transforms::text::WriteText::to(dir.path().join("odd").to_str().unwrap())
             .with_compression("lzma"),
     );
-    let _ = p.read_csv::<Sale>("ReadS3", "s3://bucket/sales-*.csv");
+    // A URL scheme that is not a file system or object store.
+    let _ = p.read_csv::<Sale>("ReadFtp", "ftp://host/sales-*.csv");
     let error = p.run().unwrap_err().to_string();
     assert!(error.contains("ReadNothing"), "{error}");
     assert!(
-        error.contains("ReadS3") && error.contains("s3:// URLs are not supported yet"),
+        error.contains("ReadFtp") && error.contains("ftp:// URLs are not supported"),
         "{error}"
     );
     assert!(
