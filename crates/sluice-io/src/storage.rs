@@ -452,18 +452,11 @@ impl Bucket {
     }
 
     /// Downloads the object `url` to a local file.
-    pub fn download(&self, url: &Path, to: &Path) -> std::io::Result<()> {
-        let object = ObjectFile::open(&Arc::new(self.clone_handle()), url)?;
+    pub fn download(self: &Arc<Self>, url: &Path, to: &Path) -> std::io::Result<()> {
+        let object = ObjectFile::open(self, url)?;
         let mut out = std::fs::File::create(to)?;
         std::io::copy(&mut object.reader(0), &mut out)?;
         out.sync_all()
-    }
-
-    fn clone_handle(&self) -> Bucket {
-        Bucket {
-            root: self.root.clone(),
-            store: Arc::clone(&self.store),
-        }
     }
 
     /// Writes `bytes` as the object `url`.

@@ -471,6 +471,17 @@ impl TextSink {
         })
     }
 
+    /// What a commit of `count` shards wrote, for the job's summary.
+    fn committed(&self, count: usize) -> String {
+        format!(
+            "{}: {} shard{} at {}",
+            self.transform,
+            count,
+            if count == 1 { "" } else { "s" },
+            self.pattern(count).display()
+        )
+    }
+
     /// Whether `name` is a file of this sink's output (of any run, any shard count).
     fn is_output(&self, name: &str) -> bool {
         let suffix = self.options.suffix.as_str();
@@ -895,13 +906,7 @@ impl SinkJob for TextSinkJob {
             }
             return Err(e.into());
         }
-        Ok(format!(
-            "{}: {} shard{} at {}",
-            self.sink.transform,
-            count,
-            if count == 1 { "" } else { "s" },
-            self.sink.pattern(count).display()
-        ))
+        Ok(self.sink.committed(count))
     }
 
     fn undo(&self) -> Result<(), BoxError> {

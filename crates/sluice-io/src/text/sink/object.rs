@@ -33,10 +33,6 @@ fn host_name() -> String {
         .unwrap_or_default()
 }
 
-fn object_error(action: &str, url: &Path, e: std::io::Error) -> FileError {
-    FileError::new(action, url, e)
-}
-
 pub(super) struct ObjectSinkJob {
     sink: TextSink,
     bucket: Arc<Bucket>,
@@ -205,7 +201,7 @@ impl ObjectSinkJob {
     fn shard_objects(&self) -> Result<Vec<PathBuf>, FileError> {
         let objects: Vec<PathBuf> = self.closed().into_iter().map(|(_, p)| p).collect();
         let wanted = self.sink.options.num_shards.unwrap_or(objects.len().max(1));
-        if objects.len() == wanted && !objects.is_empty() {
+        if objects.len() == wanted {
             return Ok(objects);
         }
         let work = self.local.join("redivide");
@@ -215,7 +211,7 @@ impl ObjectSinkJob {
             let to = work.join(format!("input-{i:05}"));
             self.bucket
                 .download(object, &to)
-                .map_err(|e| object_error("download", object, e))?;
+                .map_err(|e| FileError::new("download", object, e))?;
             files.push(to);
         }
         let local_shards = self.sink.redivide(&files, wanted, &work)?;
@@ -224,13 +220,13 @@ impl ObjectSinkJob {
             let url = self.temp.join(format!("shard-{i:05}"));
             self.bucket
                 .upload(local, &url)
-                .map_err(|e| object_error("upload", &url, e))?;
+                .map_err(|e| FileError::new("upload", &url, e))?;
             shards.push(url);
         }
         for object in &objects {
             self.bucket
                 .delete(object)
-                .map_err(|e| object_error("delete", object, e))?;
+                .map_err(|e| FileError::new("delete", object, e))?;
         }
         let _ = std::fs::remove_dir_all(&work);
         Ok(shards)
@@ -254,7 +250,7 @@ impl ObjectSinkJob {
         let existing = self
             .bucket
             .entries(&self.sink.dir)
-            .map_err(|e| object_error("list", &self.sink.dir, e))?;
+            .map_err(|e| FileError::new("list", &self.sink.dir, e))?;
         let mut earlier: Vec<&String> =
             existing.iter().filter(|n| self.sink.is_output(n)).collect();
         earlier.sort();
@@ -271,7 +267,7 @@ impl ObjectSinkJob {
         let journal_url = self.temp.join(JOURNAL);
         self.bucket
             .put(&journal_url, journal.into_bytes())
-            .map_err(|e| object_error("write", &journal_url, e))?;
+            .map_err(|e| FileError::new("write", &journal_url, e))?;
         for (from, to) in &plan {
             if to.starts_with(&aside) {
                 log::info!("replacing {} from an earlier run", from.display());
@@ -286,10 +282,10 @@ impl ObjectSinkJob {
 fn move_object(bucket: &Bucket, from: &Path, to: &Path) -> Result<(), FileError> {
     bucket
         .copy(from, to)
-        .map_err(|e| object_error(&format!("copy {} to", from.display()), to, e))?;
+        .map_err(|e| FileError::new(format!("copy {} to", from.display()), to, e))?;
     bucket
         .delete(from)
-        .map_err(|e| object_error("delete", from, e))
+        .map_err(|e| FileError::new("delete", from, e))
 }
 
 /// Deletes every object under `dir`; returns how many there were.
@@ -308,7 +304,7 @@ fn roll_back(bucket: &Bucket, temp: &Path) -> Result<usize, FileError> {
     let journal_url = temp.join(JOURNAL);
     let Some(text) = bucket
         .get(&journal_url)
-        .map_err(|e| object_error("read", &journal_url, e))?
+        .map_err(|e| FileError::new("read", &journal_url, e))?
     else {
         return Ok(0);
     };
@@ -316,7 +312,7 @@ fn roll_back(bucket: &Bucket, temp: &Path) -> Result<usize, FileError> {
     let exists = |url: &Path| -> Result<bool, FileError> {
         Ok(bucket
             .get(url)
-            .map_err(|e| object_error("read", url, e))?
+            .map_err(|e| FileError::new("read", url, e))?
             .is_some())
     };
     let mut undone = 0;
@@ -328,7 +324,7 @@ fn roll_back(bucket: &Bucket, temp: &Path) -> Result<usize, FileError> {
         if exists(from)? {
             bucket
                 .delete(to)
-                .map_err(|e| object_error("delete", to, e))?;
+                .map_err(|e| FileError::new("delete", to, e))?;
         } else if exists(to)? {
             move_object(bucket, to, from)?;
             undone += 1;
@@ -336,7 +332,7 @@ fn roll_back(bucket: &Bucket, temp: &Path) -> Result<usize, FileError> {
     }
     bucket
         .delete(&journal_url)
-        .map_err(|e| object_error("delete", &journal_url, e))?;
+        .map_err(|e| FileError::new("delete", &journal_url, e))?;
     Ok(undone)
 }
 
@@ -367,13 +363,7 @@ impl SinkJob for ObjectSinkJob {
             }
             return Err(e.into());
         }
-        Ok(format!(
-            "{}: {} shard{} at {}",
-            self.sink.transform,
-            count,
-            if count == 1 { "" } else { "s" },
-            self.sink.pattern(count).display()
-        ))
+        Ok(self.sink.committed(count))
     }
 
     fn undo(&self) -> Result<(), BoxError> {
@@ -388,7 +378,7 @@ impl SinkJob for ObjectSinkJob {
             let journal = self.temp.join(JOURNAL);
             self.bucket
                 .delete(&journal)
-                .map_err(|e| object_error("delete", &journal, e))?;
+                .map_err(|e| FileError::new("delete", &journal, e))?;
             return Ok(());
         }
         self.undo_failed.store(true, Ordering::Release);
@@ -511,7 +501,7 @@ impl SinkWriter for ObjectWriter {
         );
         bucket
             .upload(&path, &url)
-            .map_err(|e| object_error("upload", &url, e))?;
+            .map_err(|e| FileError::new("upload", &url, e))?;
         let _ = std::fs::remove_file(&path);
         closed
             .lock()
