@@ -448,6 +448,9 @@ pub struct JobInfo {
     /// begun the sink and commits it; this one only writes, and hands what it wrote over
     /// ([`SinkJob::handoff`]).
     pub member: bool,
+    /// The sink's input is unbounded: the job may never end, so output meant to be seen
+    /// while it runs must be published bundle by bundle.
+    pub unbounded: bool,
 }
 
 /// A sink of a pipeline.

@@ -48,6 +48,13 @@ pub enum IoError {
         /// Which column, and how it differs.
         reason: String,
     },
+    /// A database or broker is unreachable, or its table, query or topic does not fit.
+    Connector {
+        /// The Read or Write transform.
+        transform: String,
+        /// What is wrong, then `; ` and what to do.
+        problem: String,
+    },
 }
 
 impl IoError {
@@ -58,7 +65,8 @@ impl IoError {
             | IoError::BadPattern { transform, .. }
             | IoError::Unreadable { transform, .. }
             | IoError::Unwritable { transform, .. }
-            | IoError::Schema { transform, .. } => transform,
+            | IoError::Schema { transform, .. }
+            | IoError::Connector { transform, .. } => transform,
         }
     }
 
@@ -80,6 +88,7 @@ impl IoError {
             IoError::Schema { path, reason, .. } => {
                 format!("'{}' does not fit the type read: {reason}", path.display())
             }
+            IoError::Connector { problem, .. } => problem.clone(),
         }
     }
 
@@ -91,7 +100,7 @@ impl IoError {
             }
             IoError::BadPattern { .. } => Some("use *, ? and [...] as in a shell glob"),
             IoError::Unreadable { .. } => Some("check that it exists and is readable"),
-            IoError::Unwritable { .. } => None,
+            IoError::Unwritable { .. } | IoError::Connector { .. } => None,
             IoError::Schema { .. } => {
                 Some("read a type whose fields match the file's columns (names and types)")
             }

@@ -27,6 +27,7 @@
 pub mod corpus;
 mod error;
 pub mod parquet;
+pub mod postgres;
 pub mod records;
 pub mod storage;
 pub mod text;

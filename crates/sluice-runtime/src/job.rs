@@ -525,13 +525,14 @@ pub fn begin_sinks(
     job_id: &str,
     member: bool,
 ) -> Result<Sinks, JobError> {
-    let info = JobInfo {
-        job_id: job_id.to_string(),
-        member,
-    };
     let mut sinks: Sinks = Vec::new();
     for (id, t) in pipeline.leaves() {
         if let Payload::Write(sink) = &t.payload {
+            let info = JobInfo {
+                job_id: job_id.to_string(),
+                member,
+                unbounded: t.inputs.iter().any(|i| !pipeline.pcollection(*i).bounded),
+            };
             match sink.begin(&info) {
                 Ok(job) => sinks.push((id, job)),
                 Err(source) => {

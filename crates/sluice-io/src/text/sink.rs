@@ -1091,6 +1091,7 @@ mod tests {
         sink.begin(&JobInfo {
             job_id: id.into(),
             member: false,
+            unbounded: false,
         })
         .unwrap()
     }

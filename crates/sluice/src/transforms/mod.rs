@@ -13,6 +13,7 @@ pub mod latest;
 pub(crate) mod pane_reader;
 pub mod parquet;
 pub mod partition;
+pub mod postgres;
 pub mod records;
 pub mod reshuffle;
 pub mod sample;

@@ -27,6 +27,9 @@
 //! - `object_store.rs`: every format written to and read from an S3-compatible server
 //!   (moto_server on loopback): globs, ranged reads, atomic commit, a failed and a killed
 //!   job leaving no visible output.
+//! - `postgres.rs`: rows read by partition ranges and written by COPY against a real
+//!   PostgreSQL server (a throwaway cluster on loopback): round trips on 1 and 2 workers,
+//!   upserts, validation, retried bundles, a failed job, a restarted server, streaming.
 //! - `example.rs`: the example binaries as a user runs them (exit codes, stdout, logs).
 //!
 //! A test named `regression_*` pins a bug that was fixed; its doc comment says which.
@@ -45,6 +48,7 @@ mod failures;
 mod object_store;
 mod parquet;
 mod plan;
+mod postgres;
 mod records;
 mod retries;
 mod spill;

@@ -1,0 +1,1038 @@
+//! PostgreSQL: typed rows read from a query or a table, split over workers by ranges of a
+//! column; typed rows written to a table by `COPY`, one transaction per bundle.
+//!
+//! Rows travel as JSON on the way in (`row_to_json` in the server, serde on this side),
+//! and as CSV on the way out (`COPY … FROM STDIN (FORMAT csv)`), so every column type
+//! the server can print or parse works, and the mapping between a Rust type's fields
+//! and a table's columns is by name. Both directions check that mapping before any data
+//! moves: a field without a column, or a column whose type cannot hold the field,
+//! fails the pipeline naming both.
+//!
+//! How a sink's rows become visible depends on its input:
+//! - bounded (a batch job): each committed bundle is copied into a staging table of the
+//!   job (`sluice_stage_…`, unlogged); when the job succeeds one transaction moves every
+//!   row into the table and drops the staging table. A failed job leaves the table as it
+//!   was. A staging table left by a killed job is dropped by the next job that writes
+//!   with a sink (its owner holds an advisory lock while it runs).
+//! - unbounded (a streaming job): each committed bundle's rows are written in one
+//!   transaction of their own, visible at once.
+//!
+//! A connection error (the server restarting, a dropped connection) is retried with
+//! backoff — about 16 seconds in all — before the write fails the job.
+
+use std::fmt::Write as _;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::Write as _;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow_schema::{DataType, FieldRef};
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::{Kind, ToSql, Type};
+use postgres::{Client, NoTls};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sluice_core::receiver::AnyReceiver;
+use sluice_core::unit::{
+    JobInfo, SinkBuffer, SinkBytes, SinkFactory, SinkJob, SinkWriter, UnitContext,
+};
+use sluice_core::{BoxError, Element, ExecError, Receiver, UnitResult, WindowedValue};
+
+use crate::error::IoError;
+
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Waits between attempts of a write that failed on its connection.
+const RETRY_WAITS_MS: [u64; 8] = [100, 200, 400, 800, 1600, 3200, 5000, 5000];
+
+/// `url` with its password, if any, replaced by `***` (for messages and logs).
+pub fn redact(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        if let Some((user_info, host)) = authority.rsplit_once('@')
+            && let Some((user, _)) = user_info.split_once(':')
+        {
+            return format!("{scheme}://{user}:***@{host}{tail}");
+        }
+        return url.to_string();
+    }
+    // key=value form
+    url.split_whitespace()
+        .map(|kv| match kv.split_once('=') {
+            Some(("password", _)) => "password=***".to_string(),
+            _ => kv.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Opens a connection (without TLS) to the server `url` names: a
+/// `postgres://user[:password]@host[:port]/database` URL or `key=value` pairs.
+pub fn connect(url: &str) -> Result<Client, postgres::Error> {
+    let mut config: postgres::Config = url.parse()?;
+    config.connect_timeout(CONNECT_TIMEOUT);
+    config.connect(NoTls)
+}
+
+/// A client error as a person reads it: the server's message, its SQLSTATE, detail and
+/// hint; or the connection's failure with its cause.
+pub fn describe(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+        if let Some(detail) = db.detail() {
+            let _ = write!(text, "; {detail}");
+        }
+        if let Some(hint) = db.hint() {
+            let _ = write!(text, "; hint: {hint}");
+        }
+        return text;
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            let _ = write!(text, ": {more}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// Whether `e` is the connection's failure (worth another attempt on a new connection)
+/// rather than the statement's.
+pub fn transient(e: &postgres::Error) -> bool {
+    match e.as_db_error() {
+        Some(db) => {
+            let code = db.code().code();
+            code.starts_with("08")
+                || matches!(
+                    code,
+                    "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "53300"
+                )
+        }
+        None => true,
+    }
+}
+
+/// `name` quoted as an SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn problem(transform: &str, problem: String) -> IoError {
+    IoError::Connector {
+        transform: transform.to_string(),
+        problem,
+    }
+}
+
+fn cannot_connect(transform: &str, url: &str, e: &postgres::Error) -> IoError {
+    problem(
+        transform,
+        format!(
+            "cannot connect to PostgreSQL at '{}': {}; check that the server runs and the URL (user, host, port, database) is right",
+            redact(url),
+            describe(e)
+        ),
+    )
+}
+
+/// Whether a column of type `column` holds values of a field of Arrow type `field`, in
+/// the direction rows move (`reading`: column to field).
+fn fits(field: &DataType, column: &Type, reading: bool) -> bool {
+    let int = matches!(*column, Type::INT2 | Type::INT4 | Type::INT8 | Type::OID);
+    let float = matches!(*column, Type::FLOAT4 | Type::FLOAT8 | Type::NUMERIC);
+    let json = matches!(*column, Type::JSON | Type::JSONB);
+    let text_like = matches!(
+        *column,
+        Type::TEXT
+            | Type::VARCHAR
+            | Type::BPCHAR
+            | Type::NAME
+            | Type::CHAR
+            | Type::UUID
+            | Type::DATE
+            | Type::TIME
+            | Type::TIMESTAMP
+            | Type::TIMESTAMPTZ
+            | Type::INTERVAL
+    );
+    match field {
+        DataType::Null => true,
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64 => int || (!reading && float),
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => {
+            float || (reading && int) || (!reading && *column == Type::NUMERIC)
+        }
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            text_like || (!reading && (json || *column == Type::NUMERIC))
+        }
+        DataType::Boolean => *column == Type::BOOL,
+        DataType::List(_) | DataType::LargeList(_) => {
+            json || (reading && matches!(column.kind(), Kind::Array(_)))
+        }
+        _ => json,
+    }
+}
+
+/// Checks that every field of the row type has a column that fits it; `columns` are the
+/// query's or table's.
+fn check_fields(
+    fields: &[FieldRef],
+    columns: &[(String, Type)],
+    reading: bool,
+    what: &str,
+    type_name: &str,
+) -> Result<(), String> {
+    for field in fields {
+        let Some((_, column)) = columns.iter().find(|(name, _)| name == field.name()) else {
+            let have: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(format!(
+                "{what} has no column '{}' for the field of {type_name} (its columns: {}); rename the field (serde's rename) or the column",
+                field.name(),
+                have.join(", ")
+            ));
+        };
+        if !fits(field.data_type(), column, reading) {
+            return Err(format!(
+                "column '{}' of {what} is {}, which {} field '{}' of {type_name} ({}); change the field's type or cast the column",
+                field.name(),
+                column.name(),
+                if reading {
+                    "cannot be read into"
+                } else {
+                    "cannot hold"
+                },
+                field.name(),
+                field.data_type()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn columns_of(client: &mut Client, sql: &str) -> Result<Vec<(String, Type)>, postgres::Error> {
+    let statement = client.prepare(sql)?;
+    Ok(statement
+        .columns()
+        .iter()
+        .map(|c| (c.name().to_string(), c.type_().clone()))
+        .collect())
+}
+
+/// How a partition column's values are compared: as integers, or as microseconds since
+/// the epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ColumnKind {
+    Integer,
+    Time,
+}
+
+/// A range of the partition column one split reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PgRange {
+    /// Every row (the read is not partitioned).
+    All,
+    /// Rows whose partition value is at least `from` (if given) and below `to` (if given).
+    Between {
+        /// Inclusive lower bound.
+        from: Option<i64>,
+        /// Exclusive upper bound.
+        to: Option<i64>,
+    },
+    /// Rows whose partition value is NULL.
+    Null,
+}
+
+/// A checked read of a query's rows as `T`: the query's columns fit `T`'s fields, and
+/// the partition column's bounds are known.
+#[derive(Debug)]
+pub struct PgRead {
+    transform: String,
+    url: String,
+    query: String,
+    partition: Option<(String, ColumnKind, i64, i64)>,
+}
+
+impl PgRead {
+    /// Checks the query `query` (a `SELECT`) against `T` on the server `url`, and computes
+    /// the bounds of `partition_column`, if given: every problem names `transform`.
+    pub fn new<T: DeserializeOwned>(
+        transform: &str,
+        url: &str,
+        query: &str,
+        partition_column: Option<&str>,
+    ) -> Result<PgRead, IoError> {
+        let mut client = connect(url).map_err(|e| cannot_connect(transform, url, &e))?;
+        let query = query.trim().trim_end_matches(';').to_string();
+        let columns = columns_of(&mut client, &format!("SELECT * FROM ({query}) AS q"))
+            .map_err(|e| {
+                problem(
+                    transform,
+                    format!(
+                        "the query '{query}' cannot be run: {}; check the table's name and the query's SQL",
+                        describe(&e)
+                    ),
+                )
+            })?;
+        let type_name = std::any::type_name::<T>();
+        let fields = crate::parquet::fields_of::<T>().map_err(|e| problem(transform, e))?;
+        check_fields(
+            &fields,
+            &columns,
+            true,
+            &format!("the query '{query}'"),
+            type_name,
+        )
+        .map_err(|e| problem(transform, e))?;
+        let partition = match partition_column {
+            None => None,
+            Some(column) => {
+                let Some((_, ty)) = columns.iter().find(|(name, _)| name == column) else {
+                    return Err(problem(
+                        transform,
+                        format!(
+                            "the partition column '{column}' is not a column of the query '{query}'; name one of its columns"
+                        ),
+                    ));
+                };
+                let kind = match *ty {
+                    Type::INT2 | Type::INT4 | Type::INT8 => ColumnKind::Integer,
+                    Type::DATE | Type::TIMESTAMP | Type::TIMESTAMPTZ => ColumnKind::Time,
+                    _ => {
+                        return Err(problem(
+                            transform,
+                            format!(
+                                "the partition column '{column}' is {}; partition by an integer, date or timestamp column",
+                                ty.name()
+                            ),
+                        ));
+                    }
+                };
+                let value = partition_value(column, kind);
+                let bounds = client
+                    .query_one(
+                        &format!("SELECT min({value}), max({value}) FROM ({query}) AS q"),
+                        &[],
+                    )
+                    .map_err(|e| {
+                        problem(
+                            transform,
+                            format!(
+                                "cannot compute the bounds of the partition column '{column}': {}",
+                                describe(&e)
+                            ),
+                        )
+                    })?;
+                let min: Option<i64> = bounds.get(0);
+                let max: Option<i64> = bounds.get(1);
+                Some((column.to_string(), kind, min.unwrap_or(0), max.unwrap_or(0)))
+            }
+        };
+        Ok(PgRead {
+            transform: transform.to_string(),
+            url: url.to_string(),
+            query,
+            partition,
+        })
+    }
+
+    /// The query read.
+    pub fn query(&self) -> &str {
+        &self.query
+    }
+
+    /// Divides the read into about `parts` ranges of the partition column (at least one
+    /// value each), plus one for its NULLs; one range without a partition column.
+    pub fn ranges(&self, parts: usize) -> Vec<PgRange> {
+        let Some((_, _, min, max)) = &self.partition else {
+            return vec![PgRange::All];
+        };
+        let span = (*max as i128 - *min as i128 + 1).max(1);
+        let parts = (parts.max(1) as i128).min(span);
+        let mut ranges = Vec::with_capacity(parts as usize + 1);
+        let mut from = None;
+        for i in 1..parts {
+            let bound = (*min as i128 + span * i / parts) as i64;
+            ranges.push(PgRange::Between {
+                from,
+                to: Some(bound),
+            });
+            from = Some(bound);
+        }
+        ranges.push(PgRange::Between { from, to: None });
+        ranges.push(PgRange::Null);
+        ranges
+    }
+
+    /// The SQL that reads `range` as one JSON text per row.
+    fn sql(&self, range: &PgRange) -> String {
+        let select = format!("SELECT row_to_json(q)::text FROM ({}) AS q", self.query);
+        let Some((column, kind, _, _)) = &self.partition else {
+            return select;
+        };
+        let value = partition_value(column, *kind);
+        match range {
+            PgRange::All => select,
+            PgRange::Null => format!("{select} WHERE {value} IS NULL"),
+            PgRange::Between { from, to } => {
+                let mut conditions = Vec::new();
+                if let Some(from) = from {
+                    conditions.push(format!("{value} >= {from}"));
+                }
+                if let Some(to) = to {
+                    conditions.push(format!("{value} < {to}"));
+                }
+                if conditions.is_empty() {
+                    conditions.push(format!("{value} IS NOT NULL"));
+                }
+                format!("{select} WHERE {}", conditions.join(" AND "))
+            }
+        }
+    }
+
+    /// Reads the rows of `range` as `T`, in the order the server sends them, handing each
+    /// to `each`. A row that does not decode is an error naming the row's JSON.
+    pub fn read<T: DeserializeOwned>(
+        &self,
+        range: &PgRange,
+        mut each: impl FnMut(T) -> Result<(), BoxError>,
+    ) -> Result<(), BoxError> {
+        let mut client = connect(&self.url).map_err(|e| {
+            format!(
+                "cannot connect to PostgreSQL at '{}': {}",
+                redact(&self.url),
+                describe(&e)
+            )
+        })?;
+        let sql = self.sql(range);
+        let no_params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        let mut rows = client
+            .query_raw(sql.as_str(), no_params)
+            .map_err(|e| format!("reading '{sql}' failed: {}", describe(&e)))?;
+        while let Some(row) = rows
+            .next()
+            .map_err(|e| format!("reading '{sql}' failed: {}", describe(&e)))?
+        {
+            let json: &str = row.get(0);
+            let value = serde_json::from_str::<T>(json).map_err(|e| {
+                format!(
+                    "transform '{}': a row of '{}' does not decode as {}: {e}: {json}",
+                    self.transform,
+                    self.query,
+                    std::any::type_name::<T>()
+                )
+            })?;
+            each(value)?;
+        }
+        Ok(())
+    }
+}
+
+/// The SQL expression a partition column is compared by.
+fn partition_value(column: &str, kind: ColumnKind) -> String {
+    let column = format!("q.{}", quote_ident(column));
+    match kind {
+        ColumnKind::Integer => format!("{column}::int8"),
+        ColumnKind::Time => format!("(extract(epoch from {column}) * 1000000)::int8"),
+    }
+}
+
+/// What a Postgres sink writes, and where.
+#[derive(Debug)]
+struct SinkSpec {
+    transform: String,
+    url: String,
+    table: String,
+    columns: Vec<String>,
+    upsert_key: Option<Vec<String>>,
+}
+
+impl SinkSpec {
+    fn column_list(&self) -> String {
+        self.columns
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The statement that moves the rows of `from` into the table (an upsert if keyed;
+    /// the last row written for a key wins).
+    fn insert_from(&self, from: &str) -> String {
+        let columns = self.column_list();
+        match &self.upsert_key {
+            None => format!(
+                "INSERT INTO {} ({columns}) SELECT {columns} FROM {from}",
+                self.table
+            ),
+            Some(key) => {
+                let key_list = key.iter().map(|c| quote_ident(c)).collect::<Vec<_>>();
+                let key_list = key_list.join(", ");
+                let updates: Vec<String> = self
+                    .columns
+                    .iter()
+                    .filter(|c| !key.contains(c))
+                    .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(c)))
+                    .collect();
+                let action = if updates.is_empty() {
+                    "NOTHING".to_string()
+                } else {
+                    format!("UPDATE SET {}", updates.join(", "))
+                };
+                format!(
+                    "INSERT INTO {table} ({columns}) SELECT DISTINCT ON ({key_list}) {columns} FROM {from} ORDER BY {key_list}, ctid DESC ON CONFLICT ({key_list}) DO {action}",
+                    table = self.table
+                )
+            }
+        }
+    }
+
+    fn copy_into(&self, table: &str) -> String {
+        format!(
+            "COPY {table} ({}) FROM STDIN (FORMAT csv)",
+            self.column_list()
+        )
+    }
+
+    /// The staging table of `job` for this sink.
+    fn staging(&self, job: &str) -> String {
+        let mut hasher = DefaultHasher::new();
+        (job, &self.transform, &self.table).hash(&mut hasher);
+        format!("sluice_stage_{:016x}", hasher.finish())
+    }
+}
+
+/// Runs `f` on a connection, again on a new connection after a connection error (with
+/// backoff, logged); a statement's own error is returned at once.
+fn with_retries<R>(
+    spec: &SinkSpec,
+    client: &mut Option<Client>,
+    what: &str,
+    mut f: impl FnMut(&mut Client) -> Result<R, postgres::Error>,
+) -> Result<R, BoxError> {
+    let mut attempt = 0;
+    loop {
+        let result = match client {
+            Some(c) => f(c),
+            None => connect(&spec.url).and_then(|mut c| {
+                let r = f(&mut c);
+                *client = Some(c);
+                r
+            }),
+        };
+        match result {
+            Ok(r) => return Ok(r),
+            Err(e) if transient(&e) && attempt < RETRY_WAITS_MS.len() => {
+                let wait = RETRY_WAITS_MS[attempt];
+                attempt += 1;
+                log::warn!(
+                    "transform '{}': {what} failed on its connection to '{}' (attempt {attempt}), retrying in {wait} ms: {}",
+                    spec.transform,
+                    redact(&spec.url),
+                    describe(&e)
+                );
+                *client = None;
+                std::thread::sleep(Duration::from_millis(wait));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "{what} in '{}' failed{}: {}",
+                    spec.table,
+                    if attempt > 0 {
+                        format!(" after {} attempts", attempt + 1)
+                    } else {
+                        String::new()
+                    },
+                    describe(&e)
+                )
+                .into());
+            }
+        }
+    }
+}
+
+/// A sink of `T` rows into a PostgreSQL table (see the module documentation).
+pub struct PostgresSink<T> {
+    spec: Arc<SinkSpec>,
+    _rows: PhantomData<fn(T)>,
+}
+
+impl<T: Serialize + DeserializeOwned> PostgresSink<T> {
+    /// Checks that `table` exists on the server `url` (creating it with the column
+    /// definitions `create`, if given and it does not) and that its columns fit `T`'s
+    /// fields, and — with `upsert_key` — that those columns have a unique index; every
+    /// problem names `transform`.
+    pub fn new(
+        transform: &str,
+        url: &str,
+        table: &str,
+        upsert_key: Option<Vec<String>>,
+        create: Option<&str>,
+    ) -> Result<PostgresSink<T>, IoError> {
+        let mut client = connect(url).map_err(|e| cannot_connect(transform, url, &e))?;
+        if let Some(definition) = create {
+            client
+                .batch_execute(&format!("CREATE TABLE IF NOT EXISTS {table} ({definition})"))
+                .map_err(|e| {
+                    problem(
+                        transform,
+                        format!(
+                            "cannot create the table {table} ({definition}): {}; check the column definitions",
+                            describe(&e)
+                        ),
+                    )
+                })?;
+        }
+        let columns = columns_of(&mut client, &format!("SELECT * FROM {table}")).map_err(|e| {
+            problem(
+                transform,
+                format!(
+                    "the table {table} cannot be written: {}; create it first (or give its columns to create it)",
+                    describe(&e)
+                ),
+            )
+        })?;
+        let type_name = std::any::type_name::<T>();
+        let fields = crate::parquet::fields_of::<T>().map_err(|e| problem(transform, e))?;
+        check_fields(
+            &fields,
+            &columns,
+            false,
+            &format!("the table {table}"),
+            type_name,
+        )
+        .map_err(|e| problem(transform, e))?;
+        let spec = SinkSpec {
+            transform: transform.to_string(),
+            url: url.to_string(),
+            table: table.to_string(),
+            columns: fields.iter().map(|f| f.name().to_string()).collect(),
+            upsert_key,
+        };
+        if let Some(key) = &spec.upsert_key {
+            if let Some(missing) = key.iter().find(|k| !spec.columns.contains(k)) {
+                return Err(problem(
+                    transform,
+                    format!(
+                        "the upsert key column '{missing}' is not a field of {type_name}; key on fields the rows carry"
+                    ),
+                ));
+            }
+            // The planner checks that a unique index matches the conflict target:
+            // explaining the upsert from an empty table of the same columns asks it.
+            let check = format!(
+                "CREATE TEMP TABLE sluice_check AS SELECT {} FROM {table} WITH NO DATA; EXPLAIN {}",
+                spec.column_list(),
+                spec.insert_from("sluice_check")
+            );
+            let plan = client.batch_execute(&check);
+            plan.map_err(|e| {
+                problem(
+                    transform,
+                    format!(
+                        "cannot upsert into {table} on ({}): {}; create a unique index on those columns",
+                        key.join(", "),
+                        describe(&e)
+                    ),
+                )
+            })?;
+        }
+        Ok(PostgresSink {
+            spec: Arc::new(spec),
+            _rows: PhantomData,
+        })
+    }
+}
+
+/// Encodes elements as CSV rows for `COPY`, fields in the table's column order.
+struct RowUnit<T> {
+    buffer: SinkBuffer,
+    columns: Arc<SinkSpec>,
+    _rows: PhantomData<fn(T)>,
+}
+
+/// Appends `value` as one CSV field: NULL unquoted and empty, strings quoted, nested
+/// values as JSON text.
+fn csv_field(out: &mut Vec<u8>, value: &serde_json::Value) {
+    let quoted = |out: &mut Vec<u8>, text: &str| {
+        out.push(b'"');
+        for b in text.bytes() {
+            if b == b'"' {
+                out.push(b'"');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    };
+    match value {
+        serde_json::Value::Null => {}
+        serde_json::Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        serde_json::Value::Number(n) => {
+            let _ = write!(out, "{n}");
+        }
+        serde_json::Value::String(s) => quoted(out, s),
+        nested => quoted(out, &nested.to_string()),
+    }
+}
+
+impl<T: Serialize> Receiver<T> for RowUnit<T> {
+    fn start_bundle(&mut self) -> UnitResult {
+        Ok(())
+    }
+    fn receive(&mut self, element: WindowedValue<T>) -> UnitResult {
+        let spec = &self.columns;
+        let value = serde_json::to_value(&element.value).map_err(|e| {
+            ExecError::new(
+                spec.transform.clone(),
+                format!("a row cannot be encoded: {e}"),
+            )
+        })?;
+        let serde_json::Value::Object(fields) = value else {
+            return Err(ExecError::new(
+                spec.transform.clone(),
+                format!(
+                    "{} is not a struct with named fields; a table row needs one",
+                    std::any::type_name::<T>()
+                ),
+            ));
+        };
+        self.buffer.append::<ExecError>(|out| {
+            for (i, column) in spec.columns.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                csv_field(out, fields.get(column).unwrap_or(&serde_json::Value::Null));
+            }
+            out.push(b'\n');
+            Ok(())
+        })?;
+        Ok(())
+    }
+    fn finish_bundle(&mut self) -> UnitResult {
+        Ok(())
+    }
+}
+
+impl<T: Element + Serialize> SinkFactory for PostgresSink<T> {
+    fn unit(&self, _ctx: &UnitContext, buffer: SinkBuffer) -> Result<AnyReceiver, Box<ExecError>> {
+        Ok(AnyReceiver::new::<T>(Box::new(RowUnit::<T> {
+            buffer,
+            columns: self.spec.clone(),
+            _rows: PhantomData,
+        })))
+    }
+
+    fn begin(&self, job: &JobInfo) -> Result<Arc<dyn SinkJob>, BoxError> {
+        let spec = self.spec.clone();
+        if job.unbounded {
+            return Ok(Arc::new(PgSinkJob {
+                spec,
+                staging: None,
+                lock: Mutex::new(None),
+                rows: Arc::default(),
+            }));
+        }
+        let staging = spec.staging(&job.job_id);
+        let mut client = None;
+        let lock = if job.member {
+            None
+        } else {
+            with_retries(&spec, &mut client, "cleaning up staging tables", |c| {
+                drop_stale_staging(c)
+            })?;
+            // Held for as long as this job runs: the next job's clean-up sees it is alive.
+            let mut lock = connect(&spec.url).map_err(|e| {
+                format!(
+                    "cannot connect to '{}': {}",
+                    redact(&spec.url),
+                    describe(&e)
+                )
+            })?;
+            lock.execute("SELECT pg_advisory_lock($1)", &[&lock_key(&staging)])
+                .map_err(|e| describe(&e))?;
+            Some(lock)
+        };
+        create_staging(&spec, &mut client, &staging)?;
+        Ok(Arc::new(PgSinkJob {
+            spec,
+            staging: Some(staging),
+            lock: Mutex::new(lock),
+            rows: Arc::default(),
+        }))
+    }
+}
+
+/// The advisory lock a job holds on its staging table.
+fn lock_key(staging: &str) -> i64 {
+    let hex = staging.trim_start_matches("sluice_stage_");
+    u64::from_str_radix(hex, 16).unwrap_or(0) as i64
+}
+
+/// Creates the staging table (if another process of the job has not).
+fn create_staging(
+    spec: &SinkSpec,
+    client: &mut Option<Client>,
+    staging: &str,
+) -> Result<(), BoxError> {
+    let sql = format!(
+        "CREATE UNLOGGED TABLE IF NOT EXISTS {staging} AS SELECT {} FROM {} WITH NO DATA",
+        spec.column_list(),
+        spec.table
+    );
+    match with_retries(spec, client, "creating the staging table", |c| {
+        c.batch_execute(&sql)
+    }) {
+        Ok(()) => Ok(()),
+        // Two processes of one job creating it at once: one wins, which is all we need.
+        Err(_)
+            if with_retries(spec, client, "checking the staging table", |c| {
+                c.query_one("SELECT to_regclass($1) IS NOT NULL", &[&staging])
+                    .map(|r| r.get::<_, bool>(0))
+            })? =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Drops the staging tables whose jobs are gone: no session holds their advisory lock.
+fn drop_stale_staging(client: &mut Client) -> Result<(), postgres::Error> {
+    let rows = client.query(
+        "SELECT tablename FROM pg_tables WHERE tablename LIKE 'sluice\\_stage\\_%' AND schemaname = current_schema()",
+        &[],
+    )?;
+    for row in rows {
+        let table: String = row.get(0);
+        let key = lock_key(&table);
+        let free: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])?
+            .get(0);
+        if free {
+            client.batch_execute(&format!("DROP TABLE IF EXISTS {table}"))?;
+            client.execute("SELECT pg_advisory_unlock($1)", &[&key])?;
+            log::info!("dropped the staging table {table} of a job that is no longer running");
+        }
+    }
+    Ok(())
+}
+
+/// One job's use of a Postgres sink.
+struct PgSinkJob {
+    spec: Arc<SinkSpec>,
+    /// The staging table (a bounded input); `None`: bundles go straight to the table.
+    staging: Option<String>,
+    /// The connection that holds the staging table's advisory lock (the committing
+    /// process).
+    lock: Mutex<Option<Client>>,
+    /// Rows written by this process's writers.
+    rows: Arc<AtomicU64>,
+}
+
+impl PgSinkJob {
+    fn release(&self) {
+        // Closing the session releases its advisory lock.
+        self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+impl SinkJob for PgSinkJob {
+    fn open(&self, _worker: usize) -> Result<Box<dyn SinkWriter>, BoxError> {
+        Ok(Box::new(PgWriter {
+            spec: self.spec.clone(),
+            staging: self.staging.clone(),
+            client: None,
+            rows: self.rows.clone(),
+        }))
+    }
+
+    fn commit(&self) -> Result<String, BoxError> {
+        let Some(staging) = &self.staging else {
+            return Ok(format!(
+                "{} rows written to table {} as bundles committed",
+                self.rows.load(Ordering::Relaxed),
+                self.spec.table
+            ));
+        };
+        let mut client = None;
+        let moved = with_retries(&self.spec, &mut client, "publishing the job's rows", |c| {
+            let mut tx = c.transaction()?;
+            let moved = tx.execute(&self.spec.insert_from(staging), &[])?;
+            tx.batch_execute(&format!("DROP TABLE {staging}"))?;
+            tx.commit()?;
+            Ok(moved)
+        })?;
+        Ok(format!("{moved} rows into table {}", self.spec.table))
+    }
+
+    fn undo(&self) -> Result<(), BoxError> {
+        match &self.staging {
+            Some(_) => Err(format!(
+                "the rows committed to table {} cannot be taken back (a database commit is final)",
+                self.spec.table
+            )
+            .into()),
+            None => Ok(()),
+        }
+    }
+
+    fn finalize(&self) {
+        self.release();
+    }
+
+    fn abort(&self) {
+        if let Some(staging) = &self.staging {
+            let mut client = None;
+            if let Err(e) =
+                with_retries(&self.spec, &mut client, "dropping the staging table", |c| {
+                    c.batch_execute(&format!("DROP TABLE IF EXISTS {staging}"))
+                })
+            {
+                log::warn!(
+                    "transform '{}': the staging table {staging} is left behind ({e}); the next job writing with a Postgres sink drops it",
+                    self.spec.transform
+                );
+            }
+        }
+        self.release();
+    }
+}
+
+/// Writes one worker's committed bundles.
+struct PgWriter {
+    spec: Arc<SinkSpec>,
+    staging: Option<String>,
+    client: Option<Client>,
+    rows: Arc<AtomicU64>,
+}
+
+impl SinkWriter for PgWriter {
+    fn write_bundle(&mut self, bundle: SinkBytes) -> Result<(), BoxError> {
+        let spec = self.spec.clone();
+        let staging = self.staging.clone();
+        with_retries(&spec, &mut self.client, "writing a bundle's rows", |c| {
+            let mut tx = c.transaction()?;
+            match (&staging, &spec.upsert_key) {
+                (Some(staging), _) => copy(&mut tx, &spec.copy_into(staging), &bundle.bytes)?,
+                (None, None) => copy(&mut tx, &spec.copy_into(&spec.table), &bundle.bytes)?,
+                (None, Some(_)) => {
+                    tx.batch_execute(&format!(
+                        "CREATE TEMP TABLE IF NOT EXISTS sluice_bundle ON COMMIT DELETE ROWS AS SELECT {} FROM {} WITH NO DATA",
+                        spec.column_list(),
+                        spec.table
+                    ))?;
+                    copy(&mut tx, &spec.copy_into("sluice_bundle"), &bundle.bytes)?;
+                    tx.execute(&spec.insert_from("sluice_bundle"), &[])?;
+                }
+            }
+            tx.commit()
+        })?;
+        self.rows.fetch_add(bundle.records, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn close(self: Box<Self>) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+fn copy(tx: &mut postgres::Transaction<'_>, sql: &str, rows: &[u8]) -> Result<(), postgres::Error> {
+    let mut writer = tx.copy_in(sql)?;
+    // A write error is the connection's; `finish` reports it (or the server's).
+    let _ = writer.write_all(rows);
+    writer.finish().map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(
+            redact("postgres://me:secret@127.0.0.1:5432/db"),
+            "postgres://me:***@127.0.0.1:5432/db"
+        );
+        assert_eq!(redact("postgres://me@h/db"), "postgres://me@h/db");
+        assert_eq!(
+            redact("host=h password=secret user=me"),
+            "host=h password=*** user=me"
+        );
+    }
+
+    #[test]
+    fn csv_fields_keep_null_apart_from_empty() {
+        let mut out = Vec::new();
+        for v in [
+            serde_json::Value::Null,
+            serde_json::json!(""),
+            serde_json::json!("a \"b\",\nc"),
+            serde_json::json!(2.5),
+            serde_json::json!({"k": [1]}),
+        ] {
+            csv_field(&mut out, &v);
+            out.push(b',');
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            ",\"\",\"a \"\"b\"\",\nc\",2.5,\"{\"\"k\"\":[1]}\","
+        );
+    }
+
+    #[test]
+    fn types_fit_in_the_direction_rows_move() {
+        assert!(fits(&DataType::Int64, &Type::INT4, true));
+        assert!(!fits(&DataType::Int64, &Type::TEXT, true));
+        assert!(fits(&DataType::Float64, &Type::INT8, true));
+        assert!(!fits(&DataType::Int32, &Type::FLOAT8, true));
+        assert!(fits(&DataType::Int32, &Type::FLOAT8, false));
+        assert!(fits(&DataType::Utf8, &Type::TIMESTAMPTZ, false));
+        assert!(!fits(&DataType::Utf8, &Type::NUMERIC, true));
+        assert!(!fits(&DataType::Boolean, &Type::INT4, false));
+    }
+
+    #[test]
+    fn ranges_cover_every_value_and_nulls() {
+        let read = PgRead {
+            transform: "R".into(),
+            url: String::new(),
+            query: "SELECT 1".into(),
+            partition: Some(("id".into(), ColumnKind::Integer, 1, 10)),
+        };
+        let ranges = read.ranges(3);
+        assert_eq!(
+            ranges,
+            vec![
+                PgRange::Between {
+                    from: None,
+                    to: Some(4)
+                },
+                PgRange::Between {
+                    from: Some(4),
+                    to: Some(7)
+                },
+                PgRange::Between {
+                    from: Some(7),
+                    to: None
+                },
+                PgRange::Null,
+            ]
+        );
+        // Fewer values than parts: one range per value.
+        let read = PgRead {
+            partition: Some(("id".into(), ColumnKind::Integer, 5, 6)),
+            ..read
+        };
+        assert_eq!(read.ranges(8).len(), 3);
+    }
+}

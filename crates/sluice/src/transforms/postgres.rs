@@ -1,0 +1,232 @@
+//! PostgreSQL: typed rows read from a query or a table, and written to a table.
+//!
+//! `read_postgres` runs a query (or reads a table) and decodes each row into a serde
+//! type by column name. With a partition column — an integer, date or timestamp column
+//! — the source computes the column's bounds and splits the read into ranges of it
+//! (plus one for its NULLs), which workers read in parallel; without one, a single
+//! worker reads the query. Elements carry the minimum timestamp, as other bounded
+//! sources' do (give them event times with `with_timestamps`).
+//!
+//! `write_postgres` copies rows into a table with `COPY`, one transaction per bundle. In
+//! a batch job the rows go to a staging table of the job and are moved into the table
+//! in one transaction when the job succeeds, so a failed job leaves the table as it was;
+//! in a streaming job each bundle's transaction makes its rows visible as it commits.
+//! A retried bundle writes nothing twice: only committed bundles are written. With an
+//! upsert key, a row whose key is in the table replaces that row.
+//!
+//! Both check the server before anything runs — that it is reachable, that the query
+//! runs or the table exists, and that every field of the type has a column of a type
+//! that fits — and report a problem naming the transform, the column and the type.
+//!
+//! ```no_run
+//! use serde::{Deserialize, Serialize};
+//! use sluice::prelude::*;
+//! use sluice::transforms::postgres::{ReadPostgres, WritePostgres};
+//!
+//! #[derive(Clone, Debug, Serialize, Deserialize)]
+//! struct Order {
+//!     id: i64,
+//!     customer: String,
+//!     amount: f64,
+//! }
+//! impl sluice::SerdeCoder for Order {}
+//!
+//! let url = "postgres://postgres@127.0.0.1:5432/shop";
+//! let p = Pipeline::new();
+//! let orders = p.read_postgres::<Order>(
+//!     "ReadOrders",
+//!     ReadPostgres::table(url, "orders").with_partition_column("id"),
+//! );
+//! orders.write_postgres(
+//!     "WriteCopy",
+//!     WritePostgres::to(url, "orders_copy")
+//!         .create_if_missing("id bigint primary key, customer text, amount float8")
+//!         .with_upsert_key(&["id"]),
+//! );
+//! p.run().unwrap().wait_until_finish().unwrap();
+//! ```
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sluice_core::{BoxError, Element, Timestamp};
+use sluice_io::postgres::{PgRange, PgRead, PostgresSink, redact};
+use sluice_plan::Payload;
+
+use crate::pcollection::PCollection;
+use crate::pipeline::Pipeline;
+use crate::transforms::source::{BoundedSource, Emit};
+
+/// What to read from PostgreSQL (`Pipeline::read_postgres`).
+#[derive(Clone, Debug)]
+pub struct ReadPostgres {
+    url: String,
+    query: String,
+    partition_column: Option<String>,
+}
+
+impl ReadPostgres {
+    /// Every row of `table` on the server `url`
+    /// (`postgres://user[:password]@host[:port]/database`).
+    pub fn table(url: &str, table: &str) -> ReadPostgres {
+        ReadPostgres::query(url, &format!("SELECT * FROM {table}"))
+    }
+
+    /// The rows of the `SELECT` statement `sql`.
+    pub fn query(url: &str, sql: &str) -> ReadPostgres {
+        ReadPostgres {
+            url: url.into(),
+            query: sql.into(),
+            partition_column: None,
+        }
+    }
+
+    /// Splits the read by ranges of `column` (integer, date or timestamp), whose bounds
+    /// the source computes before the job runs.
+    pub fn with_partition_column(mut self, column: &str) -> ReadPostgres {
+        self.partition_column = Some(column.into());
+        self
+    }
+}
+
+/// Where and how to write to PostgreSQL (`PCollection::write_postgres`).
+#[derive(Clone, Debug)]
+pub struct WritePostgres {
+    url: String,
+    table: String,
+    upsert_key: Option<Vec<String>>,
+    create: Option<String>,
+}
+
+impl WritePostgres {
+    /// Rows into `table` on the server `url`; the table's columns named as the type's
+    /// fields receive them.
+    pub fn to(url: &str, table: &str) -> WritePostgres {
+        WritePostgres {
+            url: url.into(),
+            table: table.into(),
+            upsert_key: None,
+            create: None,
+        }
+    }
+
+    /// A row whose `key` columns equal a row's in the table replaces it (`INSERT … ON
+    /// CONFLICT … DO UPDATE`); the table needs a unique index on those columns. Of rows
+    /// with one key written together, the last one wins.
+    pub fn with_upsert_key(mut self, key: &[&str]) -> WritePostgres {
+        self.upsert_key = Some(key.iter().map(|k| k.to_string()).collect());
+        self
+    }
+
+    /// Creates the table with these column definitions (`"id bigint primary key, …"`)
+    /// if it does not exist, when the pipeline is built.
+    pub fn create_if_missing(mut self, columns: &str) -> WritePostgres {
+        self.create = Some(columns.into());
+        self
+    }
+}
+
+/// The rows of a checked read.
+struct PostgresSource<T> {
+    read: PgRead,
+    _rows: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: Element + DeserializeOwned> BoundedSource for PostgresSource<T> {
+    type Output = T;
+    type Split = PgRange;
+
+    fn split(&self, workers: usize) -> Result<Vec<PgRange>, BoxError> {
+        Ok(self.read.ranges(workers * 4))
+    }
+
+    fn read(&self, split: &PgRange, out: &mut Emit<'_, T>) -> Result<(), BoxError> {
+        self.read
+            .read::<T>(split, |row| out.emit(row, Timestamp::MIN))
+    }
+}
+
+/// A source that was not usable: the pipeline is invalid and never runs.
+struct Unusable<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T: Element> BoundedSource for Unusable<T> {
+    type Output = T;
+    type Split = ();
+    fn split(&self, _workers: usize) -> Result<Vec<()>, BoxError> {
+        Err("internal error: an invalid Read ran".into())
+    }
+    fn read(&self, _split: &(), _out: &mut Emit<'_, T>) -> Result<(), BoxError> {
+        Err("internal error: an invalid Read ran".into())
+    }
+}
+
+impl Pipeline {
+    /// The rows `read` names, decoded as `T` by column name. The server, the query and
+    /// the fit of its columns to `T` are checked now; a problem is reported by `run`,
+    /// naming the transform, before anything runs.
+    pub fn read_postgres<T: Element + DeserializeOwned>(
+        &self,
+        name: &str,
+        read: ReadPostgres,
+    ) -> PCollection<T> {
+        let full = self.full_name(name);
+        let checked = PgRead::new::<T>(
+            &full,
+            &read.url,
+            &read.query,
+            read.partition_column.as_deref(),
+        );
+        let out = match checked {
+            Ok(checked) => self.read_source(
+                name,
+                PostgresSource::<T> {
+                    read: checked,
+                    _rows: std::marker::PhantomData,
+                },
+            ),
+            Err(error) => {
+                self.io_problem(&error);
+                self.read_source(name, Unusable::<T>(std::marker::PhantomData))
+            }
+        };
+        let id = self.inner.borrow().graph.pcollection(out.id).producer;
+        self.display(id, "database", redact(&read.url));
+        self.display(id, "query", &read.query);
+        if let Some(column) = &read.partition_column {
+            self.display(id, "partitionColumn", column);
+        }
+        out
+    }
+}
+
+impl<T: Element + Serialize + DeserializeOwned> PCollection<T> {
+    /// Writes the elements as rows of a table, as `write` says (see the module
+    /// documentation for when they become visible). The server, the table and the fit
+    /// of its columns to `T` are checked now; a problem is reported by `run`.
+    pub fn write_postgres(&self, name: &str, write: WritePostgres) {
+        let full = self.pipeline.full_name(name);
+        match PostgresSink::<T>::new(
+            &full,
+            &write.url,
+            &write.table,
+            write.upsert_key.clone(),
+            write.create.as_deref(),
+        ) {
+            Ok(sink) => {
+                let (id, _) = self.pipeline.add_transform(
+                    name,
+                    vec![self.id],
+                    Payload::Write(Arc::new(sink)),
+                    Vec::new(),
+                );
+                self.pipeline.display(id, "database", redact(&write.url));
+                self.pipeline.display(id, "table", &write.table);
+                if let Some(key) = &write.upsert_key {
+                    self.pipeline.display(id, "upsertKey", key.join(","));
+                }
+            }
+            Err(error) => self.pipeline.io_problem(&error),
+        }
+    }
+}
