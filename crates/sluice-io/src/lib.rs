@@ -26,6 +26,7 @@
 
 pub mod corpus;
 mod error;
+pub mod kafka;
 pub mod parquet;
 pub mod postgres;
 pub mod records;

@@ -83,7 +83,7 @@ pub mod trigger {
 /// files that cannot be read or written, and the records a Read sets aside.
 pub mod io {
     pub use sluice_io::text::source::{BadRecord, LineFormat};
-    pub use sluice_io::{IoError, corpus, postgres, storage};
+    pub use sluice_io::{IoError, corpus, kafka, postgres, storage};
 }
 
 /// The plan, for inspecting what a pipeline becomes: the graph as built, the optimised

@@ -8,6 +8,7 @@ pub mod create;
 pub mod distinct;
 pub mod flatten;
 pub mod group_by_key;
+pub mod kafka;
 pub mod kv;
 pub mod latest;
 pub(crate) mod pane_reader;

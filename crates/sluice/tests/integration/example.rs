@@ -454,7 +454,7 @@ fn regression_transient_panics_do_not_flood_stderr() {
 }
 
 /// The example binary `name`, built next to this test binary.
-fn example(name: &str) -> Command {
+pub(crate) fn example(name: &str) -> Command {
     let exe = std::env::current_exe().unwrap();
     let path = exe
         .parent()

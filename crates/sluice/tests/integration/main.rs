@@ -27,6 +27,11 @@
 //! - `object_store.rs`: every format written to and read from an S3-compatible server
 //!   (moto_server on loopback): globs, ranged reads, atomic commit, a failed and a killed
 //!   job leaving no visible output.
+//! - `kafka.rs`: records produced and read back against a Kafka-protocol broker (tansu on
+//!   loopback): round trips on 1 and 2 workers, consumer-group offsets, keys and headers,
+//!   dead letters, validation, a transactional write to a broker without transactions,
+//!   a streaming Kafka-to-PostgreSQL job with failing bundles, the `kafka_to_postgres`
+//!   example.
 //! - `postgres.rs`: rows read by partition ranges and written by COPY against a real
 //!   PostgreSQL server (a throwaway cluster on loopback): round trips on 1 and 2 workers,
 //!   upserts, validation, retried bundles, a failed job, a restarted server, streaming.
@@ -45,6 +50,7 @@ mod bad_input;
 mod core_transforms;
 mod example;
 mod failures;
+mod kafka;
 mod object_store;
 mod parquet;
 mod plan;

@@ -239,9 +239,14 @@ fn every_test_under_a_tiny_budget() {
             "every_test_under_a_tiny_budget",
             "--skip",
             "example::",
-            // Object-store tests group nothing; each starts a server of its own.
+            // Object-store, Kafka and PostgreSQL tests group little; each starts servers
+            // of its own.
             "--skip",
             "object_store::",
+            "--skip",
+            "kafka::",
+            "--skip",
+            "postgres::",
             "--skip",
             SIDE,
             "--skip",
