@@ -187,24 +187,39 @@ impl KafkaTopic {
     /// high watermark is confirmed by reading on from just before it until nothing more
     /// comes (some Kafka-protocol brokers report the start of the last batch instead).
     pub fn end_offsets(&self) -> Result<HashMap<i32, i64>, BoxError> {
+        // One partition per thread: each confirmation ends with a short wait.
+        std::thread::scope(|scope| {
+            let probes: Vec<_> = self
+                .partitions
+                .iter()
+                .map(|p| scope.spawn(move || self.end_offset(*p).map(|end| (*p, end))))
+                .collect();
+            probes
+                .into_iter()
+                .map(|probe| {
+                    probe
+                        .join()
+                        .unwrap_or_else(|_| Err("reading a partition's end panicked".into()))
+                })
+                .collect()
+        })
+    }
+
+    fn end_offset(&self, partition: i32) -> Result<i64, BoxError> {
         let consumer = self.consumer(None)?;
-        let mut ends = HashMap::new();
-        for p in &self.partitions {
-            let (low, high) = consumer.fetch_watermarks(&self.topic, *p, REQUEST_TIMEOUT)?;
-            let mut end = high.max(low);
-            let mut reader = self.reader(*p, None)?;
-            let mut from = (high - 1).max(low);
-            let mut wait = Duration::from_millis(1000);
-            loop {
-                let records = reader.read(from, 10_000, wait)?;
-                let Some(last) = records.last() else { break };
-                from = last.offset + 1;
-                end = end.max(from);
-                wait = Duration::from_millis(200);
-            }
-            ends.insert(*p, end);
+        let (low, high) = consumer.fetch_watermarks(&self.topic, partition, REQUEST_TIMEOUT)?;
+        let mut end = high.max(low);
+        let mut reader = self.reader(partition, None)?;
+        let mut from = (high - 1).max(low);
+        let mut wait = Duration::from_millis(1000);
+        loop {
+            let records = reader.read(from, 10_000, wait)?;
+            let Some(last) = records.last() else { break };
+            from = last.offset + 1;
+            end = end.max(from);
+            wait = Duration::from_millis(200);
         }
-        Ok(ends)
+        Ok(end)
     }
 
     fn consumer(&self, group: Option<&str>) -> Result<BaseConsumer, KafkaError> {

@@ -12,8 +12,11 @@
 //! - bounded (a batch job): each committed bundle is copied into a staging table of the
 //!   job (`sluice_stage_…`, unlogged); when the job succeeds one transaction moves every
 //!   row into the table and drops the staging table. A failed job leaves the table as it
-//!   was. A staging table left by a killed job is dropped by the next job that writes
-//!   with a sink (its owner holds an advisory lock while it runs).
+//!   was. The staging table is unlogged (its rows are written once, not also to the
+//!   write-ahead log); a server crash empties it, which the commit notices by counting
+//!   (it fails the job rather than publish fewer rows). A staging table left by a killed
+//!   job is dropped by the next job that writes with a sink (its owner holds an advisory
+//!   lock while it runs).
 //! - unbounded (a streaming job): each committed bundle's rows are written in one
 //!   transaction of their own, visible at once.
 //!
@@ -740,6 +743,7 @@ impl<T: Element + Serialize> SinkFactory for PostgresSink<T> {
                 staging: None,
                 lock: Mutex::new(None),
                 rows: Arc::default(),
+                adopted: AtomicU64::new(0),
             }));
         }
         let staging = spec.staging(&job.job_id);
@@ -768,6 +772,7 @@ impl<T: Element + Serialize> SinkFactory for PostgresSink<T> {
             staging: Some(staging),
             lock: Mutex::new(lock),
             rows: Arc::default(),
+            adopted: AtomicU64::new(0),
         }))
     }
 }
@@ -837,6 +842,8 @@ struct PgSinkJob {
     lock: Mutex<Option<Client>>,
     /// Rows written by this process's writers.
     rows: Arc<AtomicU64>,
+    /// Rows members of a cluster job wrote (their handoffs).
+    adopted: AtomicU64,
 }
 
 impl PgSinkJob {
@@ -864,15 +871,43 @@ impl SinkJob for PgSinkJob {
                 self.spec.table
             ));
         };
+        let expected = self.rows.load(Ordering::Relaxed) + self.adopted.load(Ordering::Relaxed);
         let mut client = None;
         let moved = with_retries(&self.spec, &mut client, "publishing the job's rows", |c| {
             let mut tx = c.transaction()?;
+            // The staging table is unlogged (written once, cheaply): a server crash
+            // empties it, which this count notices instead of publishing fewer rows.
+            let staged: i64 = tx
+                .query_one(&format!("SELECT count(*) FROM {staging}"), &[])?
+                .get(0);
+            if staged as u64 != expected {
+                return Ok(Err(staged));
+            }
             let moved = tx.execute(&self.spec.insert_from(staging), &[])?;
             tx.batch_execute(&format!("DROP TABLE {staging}"))?;
             tx.commit()?;
-            Ok(moved)
+            Ok(Ok(moved))
+        })?;
+        let moved = moved.map_err(|staged| {
+            format!(
+                "the staging table {staging} holds {staged} rows, but {expected} were written to it (did the server restart after a crash?); table {} is unchanged",
+                self.spec.table
+            )
         })?;
         Ok(format!("{moved} rows into table {}", self.spec.table))
+    }
+
+    fn handoff(&self) -> Result<Vec<u8>, BoxError> {
+        Ok(self.rows.load(Ordering::Relaxed).to_le_bytes().to_vec())
+    }
+
+    fn adopt(&self, handoff: &[u8]) -> Result<(), BoxError> {
+        let rows: [u8; 8] = handoff
+            .try_into()
+            .map_err(|_| "a member's handoff for a Postgres sink is not a row count")?;
+        self.adopted
+            .fetch_add(u64::from_le_bytes(rows), Ordering::Relaxed);
+        Ok(())
     }
 
     fn undo(&self) -> Result<(), BoxError> {
