@@ -667,16 +667,6 @@ struct RowUnit<T> {
 /// Appends `value` as one CSV field: NULL unquoted and empty, strings quoted, nested
 /// values as JSON text.
 fn csv_field(out: &mut Vec<u8>, value: &serde_json::Value) {
-    let quoted = |out: &mut Vec<u8>, text: &str| {
-        out.push(b'"');
-        for b in text.bytes() {
-            if b == b'"' {
-                out.push(b'"');
-            }
-            out.push(b);
-        }
-        out.push(b'"');
-    };
     match value {
         serde_json::Value::Null => {}
         serde_json::Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
@@ -688,12 +678,240 @@ fn csv_field(out: &mut Vec<u8>, value: &serde_json::Value) {
     }
 }
 
+/// Not a row of scalar fields in the table's column order (the caller takes the slow path).
+#[derive(Debug)]
+struct NotScalar;
+
+impl std::fmt::Display for NotScalar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not a row of scalar fields")
+    }
+}
+
+impl std::error::Error for NotScalar {}
+
+impl serde::ser::Error for NotScalar {
+    fn custom<M: std::fmt::Display>(_: M) -> Self {
+        NotScalar
+    }
+}
+
+/// Serializes a struct of scalar fields as one CSV line's fields, in column order.
+struct CsvRow<'a> {
+    out: &'a mut Vec<u8>,
+    columns: &'a [String],
+    written: usize,
+}
+
+/// Serializes one scalar field: NULL unquoted and empty, strings quoted.
+struct CsvScalar<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+fn quoted(out: &mut Vec<u8>, text: &str) {
+    out.push(b'"');
+    for b in text.bytes() {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+}
+
+macro_rules! display_scalar {
+    ($($method:ident: $ty:ty),*) => {
+        $(fn $method(self, v: $ty) -> Result<(), NotScalar> {
+            let _ = write!(self.out, "{v}");
+            Ok(())
+        })*
+    };
+}
+
+macro_rules! not_scalar {
+    ($($method:ident($($arg:ty),*) -> $ret:ty),*) => {
+        $(fn $method(self, $(_: $arg),*) -> Result<$ret, NotScalar> {
+            Err(NotScalar)
+        })*
+    };
+}
+
+impl serde::Serializer for CsvScalar<'_> {
+    type Ok = ();
+    type Error = NotScalar;
+    type SerializeSeq = serde::ser::Impossible<(), NotScalar>;
+    type SerializeTuple = serde::ser::Impossible<(), NotScalar>;
+    type SerializeTupleStruct = serde::ser::Impossible<(), NotScalar>;
+    type SerializeTupleVariant = serde::ser::Impossible<(), NotScalar>;
+    type SerializeMap = serde::ser::Impossible<(), NotScalar>;
+    type SerializeStruct = serde::ser::Impossible<(), NotScalar>;
+    type SerializeStructVariant = serde::ser::Impossible<(), NotScalar>;
+
+    display_scalar!(serialize_bool: bool, serialize_i8: i8, serialize_i16: i16,
+        serialize_i32: i32, serialize_i64: i64, serialize_i128: i128, serialize_u8: u8,
+        serialize_u16: u16, serialize_u32: u32, serialize_u64: u64, serialize_u128: u128,
+        serialize_f32: f32, serialize_f64: f64);
+
+    fn serialize_char(self, v: char) -> Result<(), NotScalar> {
+        quoted(self.out, v.encode_utf8(&mut [0; 4]));
+        Ok(())
+    }
+    fn serialize_str(self, v: &str) -> Result<(), NotScalar> {
+        quoted(self.out, v);
+        Ok(())
+    }
+    fn serialize_none(self) -> Result<(), NotScalar> {
+        Ok(())
+    }
+    fn serialize_some<V: Serialize + ?Sized>(self, value: &V) -> Result<(), NotScalar> {
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<(), NotScalar> {
+        Ok(())
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), NotScalar> {
+        Ok(())
+    }
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<(), NotScalar> {
+        quoted(self.out, variant);
+        Ok(())
+    }
+    fn serialize_newtype_struct<V: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &V,
+    ) -> Result<(), NotScalar> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<V: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &V,
+    ) -> Result<(), NotScalar> {
+        Err(NotScalar)
+    }
+    not_scalar!(
+        serialize_bytes(&[u8]) -> (),
+        serialize_seq(Option<usize>) -> Self::SerializeSeq,
+        serialize_tuple(usize) -> Self::SerializeTuple,
+        serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct,
+        serialize_tuple_variant(&'static str, u32, &'static str, usize) -> Self::SerializeTupleVariant,
+        serialize_map(Option<usize>) -> Self::SerializeMap,
+        serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant
+    );
+    fn serialize_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStruct, NotScalar> {
+        Err(NotScalar)
+    }
+}
+
+impl serde::ser::SerializeStruct for &mut CsvRow<'_> {
+    type Ok = ();
+    type Error = NotScalar;
+    fn serialize_field<V: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &V,
+    ) -> Result<(), NotScalar> {
+        if self.columns.get(self.written).map(String::as_str) != Some(key) {
+            return Err(NotScalar);
+        }
+        if self.written > 0 {
+            self.out.push(b',');
+        }
+        value.serialize(CsvScalar { out: self.out })?;
+        self.written += 1;
+        Ok(())
+    }
+    fn end(self) -> Result<(), NotScalar> {
+        Ok(())
+    }
+}
+
+impl<'a, 'b> serde::Serializer for &'b mut CsvRow<'a> {
+    type Ok = ();
+    type Error = NotScalar;
+    type SerializeSeq = serde::ser::Impossible<(), NotScalar>;
+    type SerializeTuple = serde::ser::Impossible<(), NotScalar>;
+    type SerializeTupleStruct = serde::ser::Impossible<(), NotScalar>;
+    type SerializeTupleVariant = serde::ser::Impossible<(), NotScalar>;
+    type SerializeMap = serde::ser::Impossible<(), NotScalar>;
+    type SerializeStruct = Self;
+    type SerializeStructVariant = serde::ser::Impossible<(), NotScalar>;
+
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self, NotScalar> {
+        Ok(self)
+    }
+    not_scalar!(
+        serialize_bool(bool) -> (), serialize_i8(i8) -> (), serialize_i16(i16) -> (),
+        serialize_i32(i32) -> (), serialize_i64(i64) -> (), serialize_u8(u8) -> (),
+        serialize_u16(u16) -> (), serialize_u32(u32) -> (), serialize_u64(u64) -> (),
+        serialize_f32(f32) -> (), serialize_f64(f64) -> (), serialize_char(char) -> (),
+        serialize_str(&str) -> (), serialize_bytes(&[u8]) -> (), serialize_none() -> (),
+        serialize_unit() -> (), serialize_unit_struct(&'static str) -> (),
+        serialize_unit_variant(&'static str, u32, &'static str) -> (),
+        serialize_seq(Option<usize>) -> Self::SerializeSeq,
+        serialize_tuple(usize) -> Self::SerializeTuple,
+        serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct,
+        serialize_tuple_variant(&'static str, u32, &'static str, usize) -> Self::SerializeTupleVariant,
+        serialize_map(Option<usize>) -> Self::SerializeMap,
+        serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant
+    );
+    fn serialize_some<V: Serialize + ?Sized>(self, _: &V) -> Result<(), NotScalar> {
+        Err(NotScalar)
+    }
+    fn serialize_newtype_struct<V: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: &V,
+    ) -> Result<(), NotScalar> {
+        Err(NotScalar)
+    }
+    fn serialize_newtype_variant<V: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &V,
+    ) -> Result<(), NotScalar> {
+        Err(NotScalar)
+    }
+}
+
 impl<T: Serialize> Receiver<T> for RowUnit<T> {
     fn start_bundle(&mut self) -> UnitResult {
         Ok(())
     }
     fn receive(&mut self, element: WindowedValue<T>) -> UnitResult {
         let spec = &self.columns;
+        // Rows of scalar fields are written straight from serde; others (nested fields,
+        // skipped or flattened fields) through a JSON value.
+        let direct = self.buffer.append::<()>(|out| {
+            let mut row = CsvRow {
+                out,
+                columns: &spec.columns,
+                written: 0,
+            };
+            element.value.serialize(&mut row).map_err(|_| ())?;
+            if row.written != spec.columns.len() {
+                return Err(());
+            }
+            out.push(b'\n');
+            Ok(())
+        });
+        if direct.is_ok() {
+            return Ok(());
+        }
         let value = serde_json::to_value(&element.value).map_err(|e| {
             ExecError::new(
                 spec.transform.clone(),
@@ -1021,6 +1239,59 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             ",\"\",\"a \"\"b\"\",\nc\",2.5,\"{\"\"k\"\":[1]}\","
+        );
+    }
+
+    #[test]
+    fn scalar_rows_are_written_straight_and_others_refused() {
+        #[derive(Serialize)]
+        struct Flat {
+            id: i64,
+            name: Option<String>,
+            note: Option<String>,
+            x: f64,
+            ok: bool,
+        }
+        let columns: Vec<String> = ["id", "name", "note", "x", "ok"].map(String::from).into();
+        let mut out = Vec::new();
+        let mut row = CsvRow {
+            out: &mut out,
+            columns: &columns,
+            written: 0,
+        };
+        Flat {
+            id: -3,
+            name: None,
+            note: Some("a \"b\"".into()),
+            x: f64::NAN,
+            ok: true,
+        }
+        .serialize(&mut row)
+        .unwrap();
+        assert_eq!(row.written, 5);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "-3,,\"a \"\"b\"\"\",NaN,true"
+        );
+        #[derive(Serialize)]
+        struct Nested {
+            id: i64,
+            tags: Vec<String>,
+        }
+        let columns: Vec<String> = ["id", "tags"].map(String::from).into();
+        let mut out = Vec::new();
+        let mut row = CsvRow {
+            out: &mut out,
+            columns: &columns,
+            written: 0,
+        };
+        assert!(
+            Nested {
+                id: 1,
+                tags: vec![]
+            }
+            .serialize(&mut row)
+            .is_err()
         );
     }
 
