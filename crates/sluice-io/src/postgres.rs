@@ -583,7 +583,10 @@ impl<T: Serialize + DeserializeOwned> PostgresSink<T> {
         create: Option<&str>,
     ) -> Result<PostgresSink<T>, IoError> {
         let mut client = connect(url).map_err(|e| cannot_connect(transform, url, &e))?;
-        if let Some(definition) = create {
+        let exists = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+            .is_ok_and(|r| r.get::<_, bool>(0));
+        if let Some(definition) = create.filter(|_| !exists) {
             client
                 .batch_execute(&format!("CREATE TABLE IF NOT EXISTS {table} ({definition})"))
                 .map_err(|e| {
@@ -1085,7 +1088,7 @@ impl SinkJob for PgSinkJob {
         let Some(staging) = &self.staging else {
             return Ok(format!(
                 "{} rows written to table {} as bundles committed",
-                self.rows.load(Ordering::Relaxed),
+                self.rows.load(Ordering::Relaxed) + self.adopted.load(Ordering::Relaxed),
                 self.spec.table
             ));
         };

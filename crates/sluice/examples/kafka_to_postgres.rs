@@ -84,14 +84,21 @@ fn main() -> sluice::Result<()> {
     let table = required("table")?;
     let streaming = p.options().streaming;
 
-    if let Some(n) = p.arg_parse::<u64>("produce")? {
+    // Worker processes of the cluster runner run this program too: only the launcher
+    // produces.
+    let launcher = p.options().worker.is_none();
+    if let Some(n) = p.arg_parse::<u64>("produce")?.filter(|_| launcher) {
         let partitions = p.arg_parse::<i32>("partitions")?.unwrap_or(2);
         if sluice::io::kafka::create_topic(&servers, &topic, partitions)
             .map_err(|e| sluice::Error::Service(format!("--produce: {e}")))?
         {
             eprintln!("created the topic {topic} with {partitions} partitions");
         }
-        let produce = Pipeline::with_options(p.options());
+        // Producing is a small job of its own, on this process's embedded runner.
+        let mut options = p.options();
+        options.runner = "direct".into();
+        options.streaming = false;
+        let produce = Pipeline::with_options(options);
         produce
             .create("Generate", (0..n).collect::<Vec<u64>>())
             .write_kafka("Produce", WriteKafka::to(&servers, &topic), |i: &u64| {

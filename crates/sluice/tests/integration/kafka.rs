@@ -465,8 +465,9 @@ fn the_kafka_to_postgres_example_counts_records_per_key_and_window() {
         .map(|k| format!(r#"{{"key":"key-{k}","n":100}}"#))
         .collect();
     assert_eq!(pg.rows(per_key), expected);
-    // Run again over the same records: each window's row is replaced, not added to.
-    let out = run(&[]);
+    // Run again over the same records, on two worker processes of the cluster runner:
+    // each window's row is replaced, not added to.
+    let out = run(&["--runner=ClusterRunner", "--num_workers=2"]);
     assert!(
         out.status.success(),
         "{}",
