@@ -32,7 +32,7 @@
 //! impl sluice::SerdeCoder for Order {}
 //!
 //! let url = "postgres://postgres@127.0.0.1:5432/shop";
-//! let p = Pipeline::new();
+//! let p = Pipeline::for_test();
 //! let orders = p.read_postgres::<Order>(
 //!     "ReadOrders",
 //!     ReadPostgres::table(url, "orders").with_partition_column("id"),
