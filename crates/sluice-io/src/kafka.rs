@@ -206,10 +206,12 @@ impl KafkaTopic {
     }
 
     fn end_offset(&self, partition: i32) -> Result<i64, BoxError> {
-        let consumer = self.consumer(None)?;
-        let (low, high) = consumer.fetch_watermarks(&self.topic, partition, REQUEST_TIMEOUT)?;
-        let mut end = high.max(low);
         let mut reader = self.reader(partition, None)?;
+        let (low, high) =
+            reader
+                .consumer
+                .fetch_watermarks(&self.topic, partition, REQUEST_TIMEOUT)?;
+        let mut end = high.max(low);
         let mut from = (high - 1).max(low);
         let mut wait = Duration::from_millis(1000);
         loop {
@@ -575,13 +577,7 @@ impl SinkJob for KafkaSinkJob {
 
     fn abort(&self) {
         for producer in std::mem::take(&mut *self.open.lock().unwrap_or_else(|e| e.into_inner())) {
-            if let Err(e) = producer.abort_transaction(FLUSH_TIMEOUT) {
-                log::warn!(
-                    "transform '{}': aborting the transaction on topic '{}' failed: {e}",
-                    self.spec.transform,
-                    self.spec.topic
-                );
-            }
+            abort_transaction(&self.spec, &producer);
         }
     }
 }
@@ -670,13 +666,19 @@ impl Drop for KafkaWriter {
         // aborted rather than left to time out on the brokers.
         if self.in_transaction
             && let Some(producer) = self.producer.take()
-            && let Err(e) = producer.abort_transaction(FLUSH_TIMEOUT)
         {
-            log::warn!(
-                "transform '{}': aborting the transaction on topic '{}' failed: {e}",
-                self.spec.transform,
-                self.spec.topic
-            );
+            abort_transaction(&self.spec, &producer);
         }
+    }
+}
+
+/// Aborts `producer`'s open transaction; a failure is logged (the brokers time it out).
+fn abort_transaction(spec: &SinkSpec, producer: &KafkaProducer) {
+    if let Err(e) = producer.abort_transaction(FLUSH_TIMEOUT) {
+        log::warn!(
+            "transform '{}': aborting the transaction on topic '{}' failed: {e}",
+            spec.transform,
+            spec.topic
+        );
     }
 }

@@ -54,8 +54,9 @@ pub fn fields_of<T: DeserializeOwned>() -> Result<Vec<FieldRef>, String> {
     })
 }
 
-/// Which kind of value a column holds, for checking a type against a file.
-fn kind(data_type: &DataType) -> &'static str {
+/// Which kind of value a column holds, for checking a type against a file (or a
+/// database column).
+pub(crate) fn kind(data_type: &DataType) -> &'static str {
     match data_type {
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "string",
         DataType::Boolean => "boolean",

@@ -163,32 +163,34 @@ fn fits(field: &DataType, column: &Type, reading: bool) -> bool {
             | Type::TIMESTAMPTZ
             | Type::INTERVAL
     );
-    match field {
-        DataType::Null => true,
-        DataType::Int8
-        | DataType::Int16
-        | DataType::Int32
-        | DataType::Int64
-        | DataType::UInt8
-        | DataType::UInt16
-        | DataType::UInt32
-        | DataType::UInt64 => int || (!reading && float),
-        DataType::Float16 | DataType::Float32 | DataType::Float64 => {
-            float || (reading && int) || (!reading && *column == Type::NUMERIC)
-        }
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
-            text_like || (!reading && (json || *column == Type::NUMERIC))
-        }
-        DataType::Boolean => *column == Type::BOOL,
-        DataType::List(_) | DataType::LargeList(_) => {
+    match crate::parquet::kind(field) {
+        "null" => true,
+        "integer" => int || (!reading && float),
+        "float" => float || (reading && int) || (!reading && *column == Type::NUMERIC),
+        "string" => text_like || (!reading && (json || *column == Type::NUMERIC)),
+        "boolean" => *column == Type::BOOL,
+        _ if matches!(field, DataType::List(_) | DataType::LargeList(_)) => {
             json || (reading && matches!(column.kind(), Kind::Array(_)))
         }
         _ => json,
     }
 }
 
-/// Checks that every field of the row type has a column that fits it; `columns` are the
-/// query's or table's.
+/// The fields of `T`, each checked to have a column of `columns` (the query's or
+/// table's, `what`) that fits it in the direction rows move; problems name `transform`.
+fn checked_fields<T: DeserializeOwned>(
+    transform: &str,
+    columns: &[(String, Type)],
+    reading: bool,
+    what: &str,
+) -> Result<Vec<FieldRef>, IoError> {
+    let type_name = std::any::type_name::<T>();
+    let fields = crate::parquet::fields_of::<T>().map_err(|e| problem(transform, e))?;
+    check_fields(&fields, columns, reading, what, type_name).map_err(|e| problem(transform, e))?;
+    Ok(fields)
+}
+
+/// Checks that every field of the row type has a column that fits it.
 fn check_fields(
     fields: &[FieldRef],
     columns: &[(String, Type)],
@@ -287,16 +289,7 @@ impl PgRead {
                     ),
                 )
             })?;
-        let type_name = std::any::type_name::<T>();
-        let fields = crate::parquet::fields_of::<T>().map_err(|e| problem(transform, e))?;
-        check_fields(
-            &fields,
-            &columns,
-            true,
-            &format!("the query '{query}'"),
-            type_name,
-        )
-        .map_err(|e| problem(transform, e))?;
+        checked_fields::<T>(transform, &columns, true, &format!("the query '{query}'"))?;
         let partition = match partition_column {
             None => None,
             Some(column) => {
@@ -608,16 +601,8 @@ impl<T: Serialize + DeserializeOwned> PostgresSink<T> {
                 ),
             )
         })?;
-        let type_name = std::any::type_name::<T>();
-        let fields = crate::parquet::fields_of::<T>().map_err(|e| problem(transform, e))?;
-        check_fields(
-            &fields,
-            &columns,
-            false,
-            &format!("the table {table}"),
-            type_name,
-        )
-        .map_err(|e| problem(transform, e))?;
+        let fields =
+            checked_fields::<T>(transform, &columns, false, &format!("the table {table}"))?;
         let spec = SinkSpec {
             transform: transform.to_string(),
             url: url.to_string(),
@@ -630,7 +615,8 @@ impl<T: Serialize + DeserializeOwned> PostgresSink<T> {
                 return Err(problem(
                     transform,
                     format!(
-                        "the upsert key column '{missing}' is not a field of {type_name}; key on fields the rows carry"
+                        "the upsert key column '{missing}' is not a field of {}; key on fields the rows carry",
+                        std::any::type_name::<T>()
                     ),
                 ));
             }

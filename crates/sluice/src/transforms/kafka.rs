@@ -43,7 +43,7 @@ pub use sluice_io::kafka::KafkaRecord;
 use crate::dofn::{Context, DoFn, TupleTag};
 use crate::pcollection::PCollection;
 use crate::pipeline::Pipeline;
-use crate::transforms::source::{Emit, Progress, ReadContext, UnboundedSource};
+use crate::transforms::source::{Emit, Progress, ReadContext, UnboundedSource, Unusable};
 
 /// Gives a record its event time.
 pub type TimestampFn = dyn Fn(&KafkaRecord) -> Timestamp + Send + Sync;
@@ -307,26 +307,6 @@ impl<T: Element + serde::de::DeserializeOwned> DoFn for DecodeJson<T> {
     }
 }
 
-/// A source that was not usable: the pipeline is invalid and never runs.
-struct Unusable;
-
-impl UnboundedSource for Unusable {
-    type Output = KafkaRecord;
-    type Checkpoint = ();
-    fn split(&self, _workers: usize) -> Result<Vec<()>, BoxError> {
-        Err("internal error: an invalid Read ran".into())
-    }
-    fn read(
-        &self,
-        _at: &(),
-        _max: usize,
-        _job: &ReadContext<'_>,
-        _out: &mut Emit<'_, KafkaRecord>,
-    ) -> Result<Progress<()>, BoxError> {
-        Err("internal error: an invalid Read ran".into())
-    }
-}
-
 impl Pipeline {
     /// The records of a topic, as `read` says (see the module documentation); the
     /// pipeline runs as a streaming job. The brokers and the topic are checked now; a
@@ -344,7 +324,7 @@ impl Pipeline {
             ),
             Err(error) => {
                 self.io_problem(&error);
-                self.read_unbounded(name, Unusable)
+                self.read_unbounded(name, Unusable::<KafkaRecord>::new())
             }
         };
         let id = self.inner.borrow().graph.pcollection(out.id).producer;

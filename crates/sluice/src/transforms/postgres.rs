@@ -56,7 +56,7 @@ use sluice_plan::Payload;
 
 use crate::pcollection::PCollection;
 use crate::pipeline::Pipeline;
-use crate::transforms::source::{BoundedSource, Emit};
+use crate::transforms::source::{BoundedSource, Emit, Unusable};
 
 /// What to read from PostgreSQL (`Pipeline::read_postgres`).
 #[derive(Clone, Debug)]
@@ -147,20 +147,6 @@ impl<T: Element + DeserializeOwned> BoundedSource for PostgresSource<T> {
     }
 }
 
-/// A source that was not usable: the pipeline is invalid and never runs.
-struct Unusable<T>(std::marker::PhantomData<fn() -> T>);
-
-impl<T: Element> BoundedSource for Unusable<T> {
-    type Output = T;
-    type Split = ();
-    fn split(&self, _workers: usize) -> Result<Vec<()>, BoxError> {
-        Err("internal error: an invalid Read ran".into())
-    }
-    fn read(&self, _split: &(), _out: &mut Emit<'_, T>) -> Result<(), BoxError> {
-        Err("internal error: an invalid Read ran".into())
-    }
-}
-
 impl Pipeline {
     /// The rows `read` names, decoded as `T` by column name. The server, the query and
     /// the fit of its columns to `T` are checked now; a problem is reported by `run`,
@@ -187,7 +173,7 @@ impl Pipeline {
             ),
             Err(error) => {
                 self.io_problem(&error);
-                self.read_source(name, Unusable::<T>(std::marker::PhantomData))
+                self.read_source(name, Unusable::<T>::new())
             }
         };
         let id = self.inner.borrow().graph.pcollection(out.id).producer;

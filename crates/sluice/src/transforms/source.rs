@@ -172,6 +172,47 @@ pub trait UnboundedSource: Send + Sync + 'static {
     }
 }
 
+/// The source of a Read whose resource was unusable (a connector's problem is recorded):
+/// the pipeline is invalid and never runs, so it is never read. Bounded or not, as the
+/// usable source would have been.
+pub(crate) struct Unusable<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> Unusable<T> {
+    pub(crate) fn new() -> Unusable<T> {
+        Unusable(std::marker::PhantomData)
+    }
+}
+
+const INVALID_READ: &str = "internal error: an invalid Read ran";
+
+impl<T: Element> BoundedSource for Unusable<T> {
+    type Output = T;
+    type Split = ();
+    fn split(&self, _workers: usize) -> Result<Vec<()>, BoxError> {
+        Err(INVALID_READ.into())
+    }
+    fn read(&self, _split: &(), _out: &mut Emit<'_, T>) -> Result<(), BoxError> {
+        Err(INVALID_READ.into())
+    }
+}
+
+impl<T: Element> UnboundedSource for Unusable<T> {
+    type Output = T;
+    type Checkpoint = ();
+    fn split(&self, _workers: usize) -> Result<Vec<()>, BoxError> {
+        Err(INVALID_READ.into())
+    }
+    fn read(
+        &self,
+        _at: &(),
+        _max_elements: usize,
+        _job: &ReadContext<'_>,
+        _out: &mut Emit<'_, T>,
+    ) -> Result<Progress<()>, BoxError> {
+        Err(INVALID_READ.into())
+    }
+}
+
 impl Pipeline {
     /// The elements of a [`BoundedSource`].
     pub fn read_source<S: BoundedSource>(&self, name: &str, source: S) -> PCollection<S::Output> {

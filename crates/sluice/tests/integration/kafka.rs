@@ -101,9 +101,8 @@ fn events(from: u64, to: u64) -> Vec<Event> {
         .collect()
 }
 
-/// Writes `events` as JSON values keyed by user.
-fn produce(broker: &Broker, topic: &str, events: Vec<Event>, workers: usize, write: WriteKafka) {
-    let _ = broker;
+/// Writes `events` as JSON values keyed by user, as `write` says.
+fn produce(events: Vec<Event>, workers: usize, write: WriteKafka) {
     let p = pipeline(workers);
     p.create("Events", events)
         .write_kafka("Produce", write, |e: &Event| {
@@ -113,7 +112,6 @@ fn produce(broker: &Broker, topic: &str, events: Vec<Event>, workers: usize, wri
             )
         });
     p.run().unwrap().wait_until_finish().unwrap();
-    let _ = topic;
 }
 
 /// Reads the topic up to its end as JSON events.
@@ -158,8 +156,6 @@ fn records_round_trip_on_one_and_two_workers() {
         let topic = format!("events-{workers}");
         broker.topic(&topic, 2);
         produce(
-            &broker,
-            &topic,
             events(0, 1000),
             workers,
             WriteKafka::to(&broker.servers, &topic),
@@ -173,9 +169,9 @@ fn a_consumer_group_resumes_after_committed_offsets() {
     let broker = Broker::start();
     broker.topic("clicks", 2);
     let write = WriteKafka::to(&broker.servers, "clicks");
-    produce(&broker, "clicks", events(0, 300), 2, write.clone());
+    produce(events(0, 300), 2, write.clone());
     assert_same(consume(&broker, "clicks", 2, Some("g1")), events(0, 300));
-    produce(&broker, "clicks", events(300, 500), 2, write);
+    produce(events(300, 500), 2, write);
     // The group committed what it read: only the new records now.
     assert_same(consume(&broker, "clicks", 2, Some("g1")), events(300, 500));
     // Another group starts at the beginning.
@@ -186,13 +182,7 @@ fn a_consumer_group_resumes_after_committed_offsets() {
 fn keys_headers_and_offsets_are_exposed() {
     let broker = Broker::start();
     broker.topic("raw", 1);
-    produce(
-        &broker,
-        "raw",
-        events(0, 5),
-        1,
-        WriteKafka::to(&broker.servers, "raw"),
-    );
+    produce(events(0, 5), 1, WriteKafka::to(&broker.servers, "raw"));
     let p = pipeline(1);
     let records = p
         .read_kafka("Read", ReadKafka::from(&broker.servers, "raw").bounded())
@@ -344,37 +334,6 @@ fn unreachable_brokers_and_missing_topics_are_reported_before_anything_runs() {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-struct UserWindow {
-    user: String,
-    window_start: i64,
-    count: i64,
-}
-impl sluice::SerdeCoder for UserWindow {}
-
-#[derive(Clone)]
-struct ToUserWindow;
-
-impl sluice::DoFn for ToUserWindow {
-    type In = (String, u64);
-    type Out = UserWindow;
-    fn process(
-        &mut self,
-        (user, count): (String, u64),
-        ctx: &mut sluice::Context<'_, UserWindow>,
-    ) -> Result<(), sluice::BoxError> {
-        let sluice::Window::Interval { start, .. } = ctx.window() else {
-            return Err("not windowed".into());
-        };
-        ctx.emit(UserWindow {
-            user,
-            window_start: start.as_millis(),
-            count: count as i64,
-        });
-        Ok(())
-    }
-}
-
 #[test]
 fn a_streaming_job_from_kafka_to_postgres_with_failing_bundles_writes_exact_counts() {
     use std::sync::Arc;
@@ -382,16 +341,10 @@ fn a_streaming_job_from_kafka_to_postgres_with_failing_bundles_writes_exact_coun
     let broker = Broker::start();
     let pg = crate::postgres::Postgres::start();
     pg.execute(
-        "CREATE TABLE counts (\"user\" text, window_start bigint, count bigint, PRIMARY KEY (\"user\", window_start))",
+        "CREATE TABLE counts (key text, window_start bigint, count bigint, PRIMARY KEY (key, window_start))",
     );
     broker.topic("events", 2);
-    produce(
-        &broker,
-        "events",
-        events(0, 600),
-        2,
-        WriteKafka::to(&broker.servers, "events"),
-    );
+    produce(events(0, 600), 2, WriteKafka::to(&broker.servers, "events"));
     let p = pipeline(2);
     let failures = Arc::new(AtomicUsize::new(0));
     // Event time from the value: event n happens at n × 100 ms.
@@ -415,11 +368,11 @@ fn a_streaming_job_from_kafka_to_postgres_with_failing_bundles_writes_exact_coun
             sluice::windowing::FixedWindows::of_millis(10_000),
         )
         .count_per_element("Count")
-        .par_do("ToRow", ToUserWindow)
+        .par_do("ToRow", crate::postgres::ToRow)
         .write_postgres(
             "Write",
             sluice::transforms::postgres::WritePostgres::to(&pg.url, "counts")
-                .with_upsert_key(&["user", "window_start"]),
+                .with_upsert_key(&["key", "window_start"]),
         );
     p.run().unwrap().wait_until_finish().unwrap();
     let mut expected = std::collections::BTreeMap::new();
@@ -431,11 +384,11 @@ fn a_streaming_job_from_kafka_to_postgres_with_failing_bundles_writes_exact_coun
     let expected: Vec<String> = expected
         .into_iter()
         .map(|((user, window_start), count)| {
-            format!(r#"{{"user":"{user}","window_start":{window_start},"count":{count}}}"#)
+            format!(r#"{{"key":"{user}","window_start":{window_start},"count":{count}}}"#)
         })
         .collect();
     assert_eq!(
-        pg.rows("SELECT \"user\", window_start, count FROM counts ORDER BY 1, 2"),
+        pg.rows("SELECT key, window_start, count FROM counts ORDER BY 1, 2"),
         expected
     );
 }

@@ -314,10 +314,6 @@ fn a_query_split_by_a_timestamp_column_and_an_upsert_replace_rows() {
             total,
             orders: 0,
         });
-    let counts = orders
-        .map("Customer", |o: Order| o.customer)
-        .count_per_element("Count");
-    let _ = counts;
     totals.write_postgres(
         "WriteTotals",
         WritePostgres::to(&pg.url, "totals").with_upsert_key(&["customer"]),
@@ -486,8 +482,9 @@ fn a_server_restarted_mid_job_is_survived() {
     assert_eq!(pg.staging_tables(), 0);
 }
 
+/// A count of a key in a window, as a table row (also used by `kafka.rs`).
 #[derive(Clone, Debug, PartialEq, PartialOrd, Serialize, Deserialize)]
-struct WindowCount {
+pub struct WindowCount {
     key: String,
     window_start: i64,
     count: i64,
@@ -496,7 +493,7 @@ impl sluice::SerdeCoder for WindowCount {}
 
 /// Counts per key and window as table rows.
 #[derive(Clone)]
-struct ToRow;
+pub struct ToRow;
 
 impl sluice::DoFn for ToRow {
     type In = (String, u64);
