@@ -536,6 +536,54 @@ fn rename(from: &Path, to: &Path) -> Result<(), FileError> {
         .map_err(|e| FileError::new(format!("rename {} to", from.display()), to.to_path_buf(), e))
 }
 
+/// A member's closed shards as handoff bytes: a `worker\tpath` line each, sorted.
+pub(crate) fn encode_handoff(mut closed: Vec<(usize, PathBuf)>) -> Result<Vec<u8>, BoxError> {
+    closed.sort();
+    let mut out = String::new();
+    for (worker, path) in closed {
+        let path = path.to_str().ok_or_else(|| {
+            FileError::new(
+                "hand over",
+                &path,
+                std::io::Error::other("the path is not valid UTF-8"),
+            )
+        })?;
+        out.push_str(&format!("{worker}\t{path}\n"));
+    }
+    Ok(out.into_bytes())
+}
+
+/// The shards of a member's handoff, each checked to lie directly in `dir` (the job's
+/// `place`: its temporary directory or prefix).
+pub(crate) fn decode_handoff(
+    handoff: &[u8],
+    dir: &Path,
+    place: &str,
+) -> Result<Vec<(usize, PathBuf)>, BoxError> {
+    let text = std::str::from_utf8(handoff)
+        .map_err(|_| "internal error: a member's handoff is not text")?;
+    let mut closed = Vec::new();
+    for line in text.lines() {
+        let (worker, path) = line
+            .split_once('\t')
+            .ok_or("internal error: a malformed handoff line")?;
+        let worker: usize = worker
+            .parse()
+            .map_err(|_| "internal error: a malformed handoff worker")?;
+        let path = PathBuf::from(path);
+        if path.parent() != Some(dir) {
+            return Err(format!(
+                "a member handed over {}, which is not in the job's {place} {}",
+                path.display(),
+                dir.display()
+            )
+            .into());
+        }
+        closed.push((worker, path));
+    }
+    Ok(closed)
+}
+
 impl SinkFactory for TextSink {
     fn unit(&self, ctx: &UnitContext, buffer: SinkBuffer) -> Result<AnyReceiver, Box<ExecError>> {
         if let Some(format) = &self.format {
@@ -964,45 +1012,17 @@ impl SinkJob for TextSinkJob {
     fn handoff(&self) -> Result<Vec<u8>, BoxError> {
         // Taken, not copied: handed over (and adopted back, when the committing process
         // is a member too) exactly once.
-        let mut closed =
+        let closed =
             std::mem::take(&mut *self.closed.lock().unwrap_or_else(PoisonError::into_inner));
-        closed.sort();
-        let mut out = String::new();
-        for (worker, path) in closed {
-            let path = path.to_str().ok_or_else(|| {
-                FileError::new(
-                    "hand over",
-                    &path,
-                    std::io::Error::other("the path is not valid UTF-8"),
-                )
-            })?;
-            out.push_str(&format!("{worker}\t{path}\n"));
-        }
-        Ok(out.into_bytes())
+        encode_handoff(closed)
     }
 
     fn adopt(&self, handoff: &[u8]) -> Result<(), BoxError> {
-        let text = std::str::from_utf8(handoff)
-            .map_err(|_| "internal error: a member's handoff is not text")?;
-        let mut closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
-        for line in text.lines() {
-            let (worker, path) = line
-                .split_once('\t')
-                .ok_or("internal error: a malformed handoff line")?;
-            let worker: usize = worker
-                .parse()
-                .map_err(|_| "internal error: a malformed handoff worker")?;
-            let path = PathBuf::from(path);
-            if path.parent() != Some(self.temp_dir.as_path()) {
-                return Err(format!(
-                    "a member handed over {}, which is not in the job's temporary directory {}",
-                    path.display(),
-                    self.temp_dir.display()
-                )
-                .into());
-            }
-            closed.push((worker, path));
-        }
+        let adopted = decode_handoff(handoff, &self.temp_dir, "temporary directory")?;
+        self.closed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(adopted);
         Ok(())
     }
 

@@ -20,7 +20,10 @@ use sluice_core::BoxError;
 use sluice_core::error::FileError;
 use sluice_core::unit::{JobInfo, SinkBytes, SinkJob, SinkWriter};
 
-use super::{JOURNAL, LOCK_FILE, REPLACED, ShardWriter, TEMP_MARK, TextSink, journal_line};
+use super::{
+    JOURNAL, LOCK_FILE, REPLACED, ShardWriter, TEMP_MARK, TextSink, decode_handoff, encode_handoff,
+    journal_line,
+};
 use crate::storage::Bucket;
 
 /// A temporary prefix of another host's job is taken as dead after this long.
@@ -411,39 +414,18 @@ impl SinkJob for ObjectSinkJob {
     }
 
     fn handoff(&self) -> Result<Vec<u8>, BoxError> {
-        let mut closed =
+        let closed =
             std::mem::take(&mut *self.closed.lock().unwrap_or_else(PoisonError::into_inner));
-        closed.sort();
-        let mut out = String::new();
-        for (worker, url) in closed {
-            out.push_str(&format!("{worker}\t{}\n", url.display()));
-        }
         let _ = std::fs::remove_dir_all(&self.local);
-        Ok(out.into_bytes())
+        encode_handoff(closed)
     }
 
     fn adopt(&self, handoff: &[u8]) -> Result<(), BoxError> {
-        let text = std::str::from_utf8(handoff)
-            .map_err(|_| "internal error: a member's handoff is not text")?;
-        let mut closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
-        for line in text.lines() {
-            let (worker, url) = line
-                .split_once('\t')
-                .ok_or("internal error: a malformed handoff line")?;
-            let worker: usize = worker
-                .parse()
-                .map_err(|_| "internal error: a malformed handoff worker")?;
-            let url = PathBuf::from(url);
-            if url.parent() != Some(self.temp.as_path()) {
-                return Err(format!(
-                    "a member handed over {}, which is not under the job's temporary prefix {}",
-                    url.display(),
-                    self.temp.display()
-                )
-                .into());
-            }
-            closed.push((worker, url));
-        }
+        let adopted = decode_handoff(handoff, &self.temp, "temporary prefix")?;
+        self.closed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(adopted);
         Ok(())
     }
 
