@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -35,6 +35,31 @@ use crate::error::IoError;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a write waits for its records to be acknowledged.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a partition may stay unreachable (the client reconnecting on its own)
+/// before reading or committing it fails.
+const OUTAGE_LIMIT: Duration = Duration::from_secs(60);
+
+/// Whether `e` is one the client recovers from by itself (a broker down, restarting or
+/// moving a partition): the read waits for it instead of failing.
+fn transient(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::BrokerTransportFailure
+                | C::AllBrokersDown
+                | C::Resolve
+                | C::OperationTimedOut
+                | C::RequestTimedOut
+                | C::NetworkException
+                | C::LeaderNotAvailable
+                | C::NotLeaderForPartition
+                | C::CoordinatorLoadInProgress
+                | C::CoordinatorNotAvailable
+                | C::NotCoordinator
+        )
+    )
+}
 
 /// One Kafka record, as read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,7 +241,14 @@ impl KafkaTopic {
         let mut wait = Duration::from_millis(1000);
         loop {
             let records = reader.read(from, 10_000, wait)?;
-            let Some(last) = records.last() else { break };
+            let Some(last) = records.last() else {
+                if reader.down_since.is_some() {
+                    // Unreachable for now (the read gives up after the outage limit).
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+                break;
+            };
             from = last.offset + 1;
             end = end.max(from);
             wait = Duration::from_millis(200);
@@ -242,6 +274,7 @@ impl KafkaTopic {
             partition,
             position: None,
             has_group: group.is_some(),
+            down_since: None,
         })
     }
 }
@@ -271,6 +304,8 @@ pub struct PartitionReader {
     /// The offset the consumer will deliver next, if assigned.
     position: Option<i64>,
     has_group: bool,
+    /// While the partition is unreachable: when that began, and the latest error.
+    down_since: Option<(Instant, Instant)>,
 }
 
 impl PartitionReader {
@@ -294,13 +329,23 @@ impl PartitionReader {
             let Some(message) = self.consumer.poll(timeout) else {
                 break;
             };
-            let message = message.map_err(|e| {
-                self.position = None;
-                format!(
-                    "reading partition {} of '{}' failed: {e}",
-                    self.partition, self.topic
-                )
-            })?;
+            let message = match message {
+                Ok(message) => message,
+                Err(e) if transient(&e) => {
+                    // The client reconnects by itself; read again later.
+                    self.outage(&e)?;
+                    break;
+                }
+                Err(e) => {
+                    self.position = None;
+                    return Err(format!(
+                        "reading partition {} of '{}' failed: {e}",
+                        self.partition, self.topic
+                    )
+                    .into());
+                }
+            };
+            self.down_since = None;
             let headers = message
                 .headers()
                 .map(|h| {
@@ -338,7 +383,7 @@ impl PartitionReader {
     }
 
     /// Commits `offset` (the next to read) to the consumer group.
-    pub fn commit(&self, offset: i64, sync: bool) -> Result<(), BoxError> {
+    pub fn commit(&mut self, offset: i64, sync: bool) -> Result<(), BoxError> {
         if !self.has_group {
             return Ok(());
         }
@@ -349,7 +394,40 @@ impl PartitionReader {
         } else {
             CommitMode::Async
         };
-        self.consumer.commit(&tpl, mode)?;
+        loop {
+            match self.consumer.commit(&tpl, mode) {
+                Ok(()) => {
+                    self.down_since = None;
+                    return Ok(());
+                }
+                Err(e) if transient(&e) => {
+                    self.outage(&e)?;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Notes that the partition is unreachable (`e`); fails once it has been for
+    /// longer than [`OUTAGE_LIMIT`].
+    fn outage(&mut self, e: &KafkaError) -> Result<(), BoxError> {
+        let now = Instant::now();
+        let (since, last) = self.down_since.get_or_insert((now, now));
+        // Errors far apart are separate outages (a recovery need not deliver a record).
+        if now.duration_since(*last) > Duration::from_secs(10) {
+            *since = now;
+        }
+        *last = now;
+        if since.elapsed() > OUTAGE_LIMIT {
+            return Err(format!(
+                "partition {} of '{}' has been unreachable for {} s: {e}",
+                self.partition,
+                self.topic,
+                OUTAGE_LIMIT.as_secs()
+            )
+            .into());
+        }
         Ok(())
     }
 }

@@ -9,14 +9,16 @@
 //! fails the pipeline naming both.
 //!
 //! How a sink's rows become visible depends on its input:
-//! - bounded (a batch job): each committed bundle is copied into a staging table of the
-//!   job (`sluice_stage_…`, unlogged); when the job succeeds one transaction moves every
-//!   row into the table and drops the staging table. A failed job leaves the table as it
-//!   was. The staging table is unlogged (its rows are written once, not also to the
-//!   write-ahead log); a server crash empties it, which the commit notices by counting
-//!   (it fails the job rather than publish fewer rows). A staging table left by a killed
-//!   job is dropped by the next job that writes with a sink (its owner holds an advisory
-//!   lock while it runs).
+//! - bounded (a batch job): each worker appends its committed bundles' rows to a local
+//!   spool file (anonymous, removed by the OS when the process ends); when the job
+//!   succeeds one transaction copies every spooled row into the table. A failed job
+//!   leaves the table as it was. The worker processes of a cluster job copy their
+//!   committed bundles into a staging table of the job (`sluice_stage_…`, unlogged, so
+//!   written once rather than also to the write-ahead log) and hand their row counts to
+//!   the launcher, whose commit moves the staged rows in the same transaction after
+//!   counting them (a server crash empties an unlogged table: the job fails rather than
+//!   publish fewer rows). A staging table left by a killed job is dropped by the next job
+//!   that writes with a sink (its owner holds an advisory lock while it runs).
 //! - unbounded (a streaming job): each committed bundle's rows are written in one
 //!   transaction of their own, visible at once.
 //!
@@ -948,6 +950,7 @@ impl<T: Element + Serialize> SinkFactory for PostgresSink<T> {
             return Ok(Arc::new(PgSinkJob {
                 spec,
                 staging: None,
+                spool: None,
                 lock: Mutex::new(None),
                 rows: Arc::default(),
                 adopted: AtomicU64::new(0),
@@ -973,10 +976,17 @@ impl<T: Element + Serialize> SinkFactory for PostgresSink<T> {
                 .map_err(|e| describe(&e))?;
             Some(lock)
         };
-        create_staging(&spec, &mut client, &staging)?;
+        // Members stage their rows in the database; the launcher spools its own locally.
+        let spool = if job.member {
+            create_staging(&spec, &mut client, &staging)?;
+            None
+        } else {
+            Some(Arc::default())
+        };
         Ok(Arc::new(PgSinkJob {
             spec,
             staging: Some(staging),
+            spool,
             lock: Mutex::new(lock),
             rows: Arc::default(),
             adopted: AtomicU64::new(0),
@@ -1044,6 +1054,9 @@ struct PgSinkJob {
     spec: Arc<SinkSpec>,
     /// The staging table (a bounded input); `None`: bundles go straight to the table.
     staging: Option<String>,
+    /// The spool files of this process's closed writers (a bounded input, outside
+    /// cluster members): copied into the table at commit.
+    spool: Option<Arc<Mutex<Vec<std::fs::File>>>>,
     /// The connection that holds the staging table's advisory lock (the committing
     /// process).
     lock: Mutex<Option<Client>>,
@@ -1065,6 +1078,10 @@ impl SinkJob for PgSinkJob {
         Ok(Box::new(PgWriter {
             spec: self.spec.clone(),
             staging: self.staging.clone(),
+            spool: self
+                .spool
+                .clone()
+                .map(|closed| Spool { file: None, closed }),
             client: None,
             rows: self.rows.clone(),
         }))
@@ -1078,30 +1095,81 @@ impl SinkJob for PgSinkJob {
                 self.spec.table
             ));
         };
-        let expected = self.rows.load(Ordering::Relaxed) + self.adopted.load(Ordering::Relaxed);
+        let spooled = self.rows.load(Ordering::Relaxed);
+        let adopted = self.adopted.load(Ordering::Relaxed);
+        let mut files = match &self.spool {
+            Some(spool) => std::mem::take(&mut *spool.lock().unwrap_or_else(|e| e.into_inner())),
+            None => Vec::new(),
+        };
+        let spec = &self.spec;
         let mut client = None;
-        let moved = with_retries(&self.spec, &mut client, "publishing the job's rows", |c| {
+        let moved = with_retries(spec, &mut client, "publishing the job's rows", |c| {
             let mut tx = c.transaction()?;
-            // The staging table is unlogged (written once, cheaply): a server crash
-            // empties it, which this count notices instead of publishing fewer rows.
-            let staged: i64 = tx
-                .query_one(&format!("SELECT count(*) FROM {staging}"), &[])?
-                .get(0);
-            if staged as u64 != expected {
-                return Ok(Err(staged));
+            // Upserts collect every row first: the last one written for a key wins.
+            let target = match &spec.upsert_key {
+                Some(_) => {
+                    tx.batch_execute(&format!(
+                        "CREATE TEMP TABLE sluice_publish ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA",
+                        spec.column_list(),
+                        spec.table
+                    ))?;
+                    "sluice_publish"
+                }
+                None => spec.table.as_str(),
+            };
+            let mut moved = 0;
+            if self.spool.is_some() {
+                let mut writer = tx.copy_in(&spec.copy_into(target))?;
+                for file in &mut files {
+                    match copy_file(file, &mut writer) {
+                        Ok(()) => {}
+                        Err(SpoolCopy::Read(e)) => {
+                            return Ok(Err(format!("reading a spooled bundle failed: {e}")));
+                        }
+                        Err(SpoolCopy::Write) => break,
+                    }
+                }
+                let copied = writer.finish()?;
+                if copied != spooled {
+                    return Ok(Err(format!(
+                        "{copied} rows were copied, but {spooled} were spooled"
+                    )));
+                }
+                moved += copied;
             }
-            let moved = tx.execute(&self.spec.insert_from(staging), &[])?;
-            tx.batch_execute(&format!("DROP TABLE {staging}"))?;
+            if adopted > 0 {
+                // The staging table is unlogged (written once, cheaply): a server crash
+                // empties it, which this count notices instead of publishing fewer rows.
+                let staged: i64 = tx
+                    .query_one(&format!("SELECT count(*) FROM {staging}"), &[])?
+                    .get(0);
+                if staged as u64 != adopted {
+                    return Ok(Err(format!(
+                        "the staging table {staging} holds {staged} rows, but {adopted} were written to it (did the server restart after a crash?)"
+                    )));
+                }
+                let insert = match target {
+                    "sluice_publish" => format!(
+                        "INSERT INTO sluice_publish SELECT {0} FROM {staging}",
+                        spec.column_list()
+                    ),
+                    _ => spec.insert_from(staging),
+                };
+                let staged = tx.execute(&insert, &[])?;
+                if target != "sluice_publish" {
+                    moved += staged;
+                }
+            }
+            if target == "sluice_publish" {
+                moved = tx.execute(&spec.insert_from(target), &[])?;
+            }
+            tx.batch_execute(&format!("DROP TABLE IF EXISTS {staging}"))?;
             tx.commit()?;
             Ok(Ok(moved))
         })?;
-        let moved = moved.map_err(|staged| {
-            format!(
-                "the staging table {staging} holds {staged} rows, but {expected} were written to it (did the server restart after a crash?); table {} is unchanged",
-                self.spec.table
-            )
-        })?;
-        Ok(format!("{moved} rows into table {}", self.spec.table))
+        let moved =
+            moved.map_err(|problem| format!("{problem}; table {} is unchanged", spec.table))?;
+        Ok(format!("{moved} rows into table {}", spec.table))
     }
 
     fn handoff(&self) -> Result<Vec<u8>, BoxError> {
@@ -1154,12 +1222,68 @@ impl SinkJob for PgSinkJob {
 struct PgWriter {
     spec: Arc<SinkSpec>,
     staging: Option<String>,
+    /// Where bundles go in a batch job's launching process.
+    spool: Option<Spool>,
     client: Option<Client>,
     rows: Arc<AtomicU64>,
 }
 
+/// A writer's spool file, handed to the job when the writer closes.
+struct Spool {
+    file: Option<std::fs::File>,
+    closed: Arc<Mutex<Vec<std::fs::File>>>,
+}
+
+impl Spool {
+    fn append(&mut self, rows: &[u8]) -> std::io::Result<()> {
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => self.file.insert(tempfile::tempfile()?),
+        };
+        let before = file.metadata()?.len();
+        file.write_all(rows).inspect_err(|_| {
+            // A bundle is spooled whole or not at all.
+            let _ = file.set_len(before);
+            let _ = std::io::Seek::seek(file, std::io::SeekFrom::Start(before));
+        })
+    }
+}
+
+/// Why a spool file did not reach a `COPY`.
+enum SpoolCopy {
+    /// Reading the file failed.
+    Read(std::io::Error),
+    /// Writing to the connection failed (the `COPY`'s `finish` reports why).
+    Write,
+}
+
+/// Appends `file` (from its start) to a `COPY`.
+fn copy_file(file: &mut std::fs::File, to: &mut impl std::io::Write) -> Result<(), SpoolCopy> {
+    use std::io::{Read, Seek};
+    file.seek(std::io::SeekFrom::Start(0))
+        .map_err(SpoolCopy::Read)?;
+    let mut buffer = vec![0; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer).map_err(SpoolCopy::Read)?;
+        if n == 0 {
+            return Ok(());
+        }
+        to.write_all(&buffer[..n]).map_err(|_| SpoolCopy::Write)?;
+    }
+}
+
 impl SinkWriter for PgWriter {
     fn write_bundle(&mut self, bundle: SinkBytes) -> Result<(), BoxError> {
+        if let Some(spool) = &mut self.spool {
+            spool.append(&bundle.bytes).map_err(|e| {
+                format!(
+                    "spooling a bundle's rows for table {} failed: {e}",
+                    self.spec.table
+                )
+            })?;
+            self.rows.fetch_add(bundle.records, Ordering::Relaxed);
+            return Ok(());
+        }
         let spec = self.spec.clone();
         let staging = self.staging.clone();
         with_retries(&spec, &mut self.client, "writing a bundle's rows", |c| {
@@ -1184,6 +1308,13 @@ impl SinkWriter for PgWriter {
     }
 
     fn close(self: Box<Self>) -> Result<(), BoxError> {
+        if let Some(Spool {
+            file: Some(file),
+            closed,
+        }) = self.spool
+        {
+            closed.lock().unwrap_or_else(|e| e.into_inner()).push(file);
+        }
         Ok(())
     }
 }

@@ -7,10 +7,12 @@
 //! worker reads the query. Elements carry the minimum timestamp, as other bounded
 //! sources' do (give them event times with `with_timestamps`).
 //!
-//! `write_postgres` copies rows into a table with `COPY`, one transaction per bundle. In
-//! a batch job the rows go to a staging table of the job and are moved into the table
-//! in one transaction when the job succeeds, so a failed job leaves the table as it was;
-//! in a streaming job each bundle's transaction makes its rows visible as it commits.
+//! `write_postgres` copies rows into a table with `COPY`. In a batch job each worker
+//! spools its committed bundles' rows to a local temporary file and one transaction
+//! copies them into the table when the job succeeds, so a failed job leaves the table
+//! as it was (a cluster job's worker processes stage their rows in a table of the job,
+//! moved in by the same transaction); in a streaming job each bundle's transaction
+//! makes its rows visible as it commits.
 //! A retried bundle writes nothing twice: only committed bundles are written. With an
 //! upsert key, a row whose key is in the table replaces that row.
 //!

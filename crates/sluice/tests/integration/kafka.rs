@@ -1,10 +1,11 @@
 //! Kafka: records produced and read back against a real Kafka-protocol broker (tansu,
-//! started by each test on a free loopback port with in-memory storage and stopped by
-//! its pid): round trips on 1 and 2 workers, consumer-group offsets, transactions, bad
-//! records to a dead-letter output, and problems reported before anything runs.
+//! started by each test on a free loopback port with in-memory storage — or, to outlive
+//! a restart, storage on an S3-compatible server — and stopped by its pid): round trips
+//! on 1 and 2 workers, consumer-group offsets, transactions, a broker restarted mid-job,
+//! bad records to a dead-letter output, and problems reported before anything runs.
 //!
 //! Needs the `tansu` broker (`cargo install tansu --features dynostore`; `.ci/run`
-//! installs it): on PATH, or its path in `TANSU`.
+//! installs it): on PATH, or its path in `TANSU`; the restart test also needs `moto_server`.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sluice::transforms::kafka::{KafkaRecord, ReadKafka, WriteKafka};
 
 use crate::kit::{pipeline, sorted};
+use crate::object_store::S3;
 
 /// A Kafka-protocol broker of its own, on a free loopback port.
 pub struct Broker {
@@ -20,6 +22,16 @@ pub struct Broker {
     port: u16,
     /// `127.0.0.1:PORT`
     pub servers: String,
+    storage: String,
+    env: Vec<(String, String)>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn program() -> String {
@@ -27,16 +39,31 @@ fn program() -> String {
 }
 
 impl Broker {
+    /// A broker keeping its records in memory (lost when it stops).
     pub fn start() -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        Broker::spawn(free_port(), "memory://tansu/", &[])
+    }
+
+    /// A broker keeping its records in the bucket `tansu` of the S3-compatible `s3`, so
+    /// that they outlive a restart.
+    fn start_on(s3: &S3) -> Broker {
+        s3.bucket("tansu");
+        let env = [
+            ("AWS_ENDPOINT", s3.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ];
+        Broker::spawn(free_port(), "s3://tansu/", &env)
+    }
+
+    fn spawn(port: u16, storage: &str, env: &[(&str, String)]) -> Broker {
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(program())
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--storage-engine", storage])
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -50,6 +77,11 @@ impl Broker {
             child,
             port,
             servers: format!("127.0.0.1:{port}"),
+            storage: storage.to_string(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
         };
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -60,6 +92,21 @@ impl Broker {
             std::thread::sleep(Duration::from_millis(50));
         }
         broker
+    }
+
+    /// Stops the broker (by its pid), waits `down`, and starts it again on the same port
+    /// and storage.
+    fn restart(&mut self, down: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        let env: Vec<(&str, String)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        // The old child has exited and been waited for: dropping it is a no-op.
+        *self = Broker::spawn(self.port, &self.storage, &env);
     }
 
     /// Creates `topic` with `partitions` partitions.
@@ -332,6 +379,59 @@ fn unreachable_brokers_and_missing_topics_are_reported_before_anything_runs() {
     ] {
         assert!(error.contains(expected), "{expected} in: {error}");
     }
+}
+
+/// The broker goes away for two seconds while a job reads one topic (committing its
+/// offsets to a consumer group) and writes another: the job rides through (the clients
+/// reconnect, failed reads and writes are retried) and every record arrives. The broker
+/// keeps its records in an S3-compatible server so that they outlive the restart.
+#[test]
+fn a_job_survives_a_broker_restarted_mid_job() {
+    let s3 = S3::start();
+    let mut broker = Broker::start_on(&s3);
+    broker.topic("in", 2);
+    broker.topic("out", 2);
+    produce(events(0, 3000), 2, WriteKafka::to(&broker.servers, "in"));
+    let servers = broker.servers.clone();
+    let processed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = processed.clone();
+    let job = std::thread::spawn(move || {
+        let p = pipeline(2);
+        let read = ReadKafka::from(&servers, "in")
+            .bounded()
+            .with_consumer_group("restart");
+        p.read_kafka_json::<Event>("Read", read)
+            .map("Slow", move |e: Event| {
+                // About 3 s in all over 2 workers, so the restart lands mid-job.
+                std::thread::sleep(Duration::from_millis(2));
+                seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                e
+            })
+            .write_kafka("Write", WriteKafka::to(&servers, "out"), |e: &Event| {
+                (None, serde_json::to_vec(e).unwrap())
+            });
+        p.run()?.wait_until_finish()
+    });
+    let started = Instant::now();
+    while processed.load(std::sync::atomic::Ordering::Relaxed) < 300 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the job made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!job.is_finished(), "the job ended before the restart");
+    broker.restart(Duration::from_secs(2));
+    job.join().unwrap().unwrap();
+    // At-least-once without transactions: nothing lost; a retried bundle could repeat
+    // records, so duplicates are allowed but counted.
+    let out = consume(&broker, "out", 2, None);
+    let mut unique = out.clone();
+    unique.dedup();
+    assert_same(unique, events(0, 3000));
+    eprintln!("{} records written for 3000 read", out.len());
+    // The group's offsets reached the end: nothing left to read for it.
+    assert_same(consume(&broker, "in", 1, Some("restart")), vec![]);
 }
 
 #[test]

@@ -30,6 +30,7 @@
 //! - `kafka.rs`: records produced and read back against a Kafka-protocol broker (tansu on
 //!   loopback): round trips on 1 and 2 workers, consumer-group offsets, keys and headers,
 //!   dead letters, validation, a transactional write to a broker without transactions,
+//!   a broker restarted mid-job (its records kept on moto_server),
 //!   a streaming Kafka-to-PostgreSQL job with failing bundles, the `kafka_to_postgres`
 //!   example.
 //! - `postgres.rs`: rows read by partition ranges and written by COPY against a real
@@ -51,7 +52,7 @@ mod core_transforms;
 mod example;
 mod failures;
 mod kafka;
-mod object_store;
+pub mod object_store;
 mod parquet;
 mod plan;
 mod postgres;

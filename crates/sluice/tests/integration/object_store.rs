@@ -20,13 +20,14 @@ use sluice::transforms::text::WriteText;
 use crate::kit::{pipeline_with, sorted};
 
 /// An S3-compatible server on a free loopback port, stopped (by its pid) when dropped.
-struct S3 {
+pub struct S3 {
     child: Child,
-    endpoint: String,
+    /// `http://127.0.0.1:PORT`
+    pub endpoint: String,
 }
 
 impl S3 {
-    fn start() -> S3 {
+    pub fn start() -> S3 {
         let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -79,7 +80,7 @@ impl S3 {
     }
 
     /// Creates a bucket (a bare `PUT /bucket`, which the server accepts unsigned).
-    fn bucket(&self, name: &str) {
+    pub fn bucket(&self, name: &str) {
         let address = self.endpoint.trim_start_matches("http://");
         let mut stream = std::net::TcpStream::connect(address).unwrap();
         write!(
