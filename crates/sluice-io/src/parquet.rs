@@ -614,57 +614,155 @@ impl<T: Serialize + DeserializeOwned + Element> ShardFormat for ParquetFormat<T>
         count: usize,
         dir: &Path,
     ) -> Result<Vec<PathBuf>, FileError> {
-        let mut total = 0u64;
-        for f in files {
-            let opened = File::open(f).map_err(|e| FileError::new("open", f, e))?;
-            let builder = ParquetRecordBatchReaderBuilder::try_new(opened)
-                .map_err(|e| FileError::new("read", f, std::io::Error::other(e)))?;
-            total += builder.metadata().file_metadata().num_rows().max(0) as u64;
-        }
-        let mut shards = Vec::with_capacity(count);
-        let mut writers = Vec::with_capacity(count);
-        for i in 0..count {
-            let path = dir.join(format!("shard-{i:05}"));
-            let file = File::create(&path).map_err(|e| FileError::new("create", &path, e))?;
-            let writer =
-                ArrowWriter::try_new(file, self.0.schema(), Some(self.0.properties.clone()))
-                    .map_err(|e| FileError::new("write", &path, std::io::Error::other(e)))?;
-            writers.push(writer);
-            shards.push(path);
-        }
-        // Shard i takes rows [i * total / count, (i + 1) * total / count).
-        let mut row = 0u64;
-        for f in files {
-            let opened = File::open(f).map_err(|e| FileError::new("open", f, e))?;
-            let reader = ParquetRecordBatchReaderBuilder::try_new(opened)
-                .and_then(|b| b.with_batch_size(BATCH_ROWS).build())
-                .map_err(|e| FileError::new("read", f, std::io::Error::other(e)))?;
-            for batch in reader {
-                let batch =
-                    batch.map_err(|e| FileError::new("read", f, std::io::Error::other(e)))?;
-                let mut at = 0usize;
-                while at < batch.num_rows() {
-                    let shard =
-                        ((row * count as u64) / total.max(1)).min(count as u64 - 1) as usize;
-                    let shard_end = (shard as u64 + 1) * total / count as u64;
-                    let take = ((shard_end - row) as usize)
-                        .min(batch.num_rows() - at)
-                        .max(1);
-                    writers[shard].write(&batch.slice(at, take)).map_err(|e| {
-                        FileError::new("write", &shards[shard], std::io::Error::other(e))
-                    })?;
-                    at += take;
-                    row += take as u64;
-                }
+        redivide(files, count, dir, &self.0.schema(), &self.0.properties)
+    }
+}
+
+/// Rewrites the rows of the Parquet `files` into `count` shards under `dir` (`schema`,
+/// written with `properties`), in order, about the same number of rows each.
+fn redivide(
+    files: &[PathBuf],
+    count: usize,
+    dir: &Path,
+    schema: &SchemaRef,
+    properties: &WriterProperties,
+) -> Result<Vec<PathBuf>, FileError> {
+    let mut total = 0u64;
+    for f in files {
+        let opened = File::open(f).map_err(|e| FileError::new("open", f, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(opened)
+            .map_err(|e| FileError::new("read", f, std::io::Error::other(e)))?;
+        total += builder.metadata().file_metadata().num_rows().max(0) as u64;
+    }
+    let mut shards = Vec::with_capacity(count);
+    let mut writers = Vec::with_capacity(count);
+    for i in 0..count {
+        let path = dir.join(format!("shard-{i:05}"));
+        let file = File::create(&path).map_err(|e| FileError::new("create", &path, e))?;
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties.clone()))
+            .map_err(|e| FileError::new("write", &path, std::io::Error::other(e)))?;
+        writers.push(writer);
+        shards.push(path);
+    }
+    // Shard i takes rows [i * total / count, (i + 1) * total / count).
+    let mut row = 0u64;
+    for f in files {
+        let opened = File::open(f).map_err(|e| FileError::new("open", f, e))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(opened)
+            .and_then(|b| b.with_batch_size(BATCH_ROWS).build())
+            .map_err(|e| FileError::new("read", f, std::io::Error::other(e)))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| FileError::new("read", f, std::io::Error::other(e)))?;
+            let mut at = 0usize;
+            while at < batch.num_rows() {
+                let shard = ((row * count as u64) / total.max(1)).min(count as u64 - 1) as usize;
+                let shard_end = (shard as u64 + 1) * total / count as u64;
+                let take = ((shard_end - row) as usize)
+                    .min(batch.num_rows() - at)
+                    .max(1);
+                writers[shard].write(&batch.slice(at, take)).map_err(|e| {
+                    FileError::new("write", &shards[shard], std::io::Error::other(e))
+                })?;
+                at += take;
+                row += take as u64;
             }
         }
-        for (writer, path) in writers.into_iter().zip(&shards) {
-            let file = writer
-                .into_inner()
-                .map_err(|e| FileError::new("write", path, std::io::Error::other(e)))?;
-            file.sync_all()
-                .map_err(|e| FileError::new("sync", path, e))?;
+    }
+    for (writer, path) in writers.into_iter().zip(&shards) {
+        let file = writer
+            .into_inner()
+            .map_err(|e| FileError::new("write", path, std::io::Error::other(e)))?;
+        file.sync_all()
+            .map_err(|e| FileError::new("sync", path, e))?;
+    }
+    Ok(shards)
+}
+
+/// Writes Arrow record batches as they are: the shard format of a Parquet sink of
+/// [`ArrowBatch`]es, with the schema the user gives (every batch must fit it).
+#[derive(Debug)]
+pub struct BatchShards {
+    schema: SchemaRef,
+    properties: WriterProperties,
+}
+
+impl BatchShards {
+    /// Batches of `schema`, in row groups of at most `row_group_rows` rows, pages
+    /// compressed with `compression`.
+    pub fn new(schema: SchemaRef, row_group_rows: usize, compression: ParquetCompression) -> Self {
+        BatchShards {
+            schema,
+            properties: WriterProperties::builder()
+                .set_compression(compression.codec())
+                .set_max_row_group_row_count(Some(row_group_rows.max(1)))
+                .build(),
         }
-        Ok(shards)
+    }
+}
+
+struct BatchWriter {
+    schema: SchemaRef,
+    writer: ArrowWriter<File>,
+}
+
+impl ShardWriter for BatchWriter {
+    fn write(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
+        while !bytes.is_empty() {
+            let ArrowBatch(batch) = <ArrowBatch as sluice_core::Coder>::decode_from(&mut bytes)
+                .map_err(std::io::Error::other)?;
+            // The declared schema checks the batch's column types, lengths and nulls.
+            let batch = RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())
+                .map_err(|e| {
+                    std::io::Error::other(format!(
+                        "a record batch does not fit the schema given to the sink ({}): {e}",
+                        describe_schema(&self.schema)
+                    ))
+                })?;
+            self.writer.write(&batch).map_err(std::io::Error::other)?;
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> std::io::Result<File> {
+        self.writer.into_inner().map_err(std::io::Error::other)
+    }
+}
+
+/// `name: type` of each field, for messages.
+fn describe_schema(schema: &SchemaRef) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| format!("{}: {}", f.name(), f.data_type()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl ShardFormat for BatchShards {
+    fn unit(&self, _ctx: &UnitContext, buffer: SinkBuffer) -> Result<AnyReceiver, Box<ExecError>> {
+        Ok(AnyReceiver::new::<ArrowBatch>(Box::new(RowUnit::<
+            ArrowBatch,
+        > {
+            buffer,
+            _rows: PhantomData,
+        })))
+    }
+
+    fn writer(&self, _path: &Path, file: File) -> std::io::Result<Box<dyn ShardWriter>> {
+        let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(self.properties.clone()))
+            .map_err(std::io::Error::other)?;
+        Ok(Box::new(BatchWriter {
+            schema: self.schema.clone(),
+            writer,
+        }))
+    }
+
+    fn redivide(
+        &self,
+        files: &[PathBuf],
+        count: usize,
+        dir: &Path,
+    ) -> Result<Vec<PathBuf>, FileError> {
+        redivide(files, count, dir, &self.schema, &self.properties)
     }
 }

@@ -34,6 +34,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow_schema::{DataType, FieldRef};
+/// A row as the server sent it, for row mappers (`row.get::<_, i64>("id")`,
+/// `row.try_get(…)`).
+pub use postgres::Row;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{Kind, ToSql, Type};
 use postgres::{Client, NoTls};
@@ -279,6 +282,31 @@ impl PgRead {
         query: &str,
         partition_column: Option<&str>,
     ) -> Result<PgRead, IoError> {
+        PgRead::open(transform, url, query, partition_column, |columns, query| {
+            checked_fields::<T>(transform, columns, true, &format!("the query '{query}'"))
+                .map(|_| ())
+        })
+    }
+
+    /// Checks that the query `query` runs on the server `url` and computes the bounds of
+    /// `partition_column`, if given, for rows that a function of the caller maps (no
+    /// check of columns against a type): every problem names `transform`.
+    pub fn mapped(
+        transform: &str,
+        url: &str,
+        query: &str,
+        partition_column: Option<&str>,
+    ) -> Result<PgRead, IoError> {
+        PgRead::open(transform, url, query, partition_column, |_, _| Ok(()))
+    }
+
+    fn open(
+        transform: &str,
+        url: &str,
+        query: &str,
+        partition_column: Option<&str>,
+        check: impl FnOnce(&[(String, Type)], &str) -> Result<(), IoError>,
+    ) -> Result<PgRead, IoError> {
         let mut client = connect(url).map_err(|e| cannot_connect(transform, url, &e))?;
         let query = query.trim().trim_end_matches(';').to_string();
         let columns = columns_of(&mut client, &format!("SELECT * FROM ({query}) AS q"))
@@ -291,7 +319,7 @@ impl PgRead {
                     ),
                 )
             })?;
-        checked_fields::<T>(transform, &columns, true, &format!("the query '{query}'"))?;
+        check(&columns, &query)?;
         let partition = match partition_column {
             None => None,
             Some(column) => {
@@ -372,9 +400,9 @@ impl PgRead {
         ranges
     }
 
-    /// The SQL that reads `range` as one JSON text per row.
-    fn sql(&self, range: &PgRange) -> String {
-        let select = format!("SELECT row_to_json(q)::text FROM ({}) AS q", self.query);
+    /// The SQL that reads `range`, selecting `columns` of the query's rows `q`.
+    fn sql(&self, range: &PgRange, columns: &str) -> String {
+        let select = format!("SELECT {columns} FROM ({}) AS q", self.query);
         let Some((column, kind, _, _)) = &self.partition else {
             return select;
         };
@@ -405,22 +433,8 @@ impl PgRead {
         range: &PgRange,
         mut each: impl FnMut(T) -> Result<(), BoxError>,
     ) -> Result<(), BoxError> {
-        let mut client = connect(&self.url).map_err(|e| {
-            format!(
-                "cannot connect to PostgreSQL at '{}': {}",
-                redact(&self.url),
-                describe(&e)
-            )
-        })?;
-        let sql = self.sql(range);
-        let no_params: Vec<&(dyn ToSql + Sync)> = Vec::new();
-        let mut rows = client
-            .query_raw(sql.as_str(), no_params)
-            .map_err(|e| format!("reading '{sql}' failed: {}", describe(&e)))?;
-        while let Some(row) = rows
-            .next()
-            .map_err(|e| format!("reading '{sql}' failed: {}", describe(&e)))?
-        {
+        let sql = self.sql(range, "row_to_json(q)::text");
+        self.rows(&sql, |row| {
             let json: &str = row.get(0);
             let value = serde_json::from_str::<T>(json).map_err(|e| {
                 format!(
@@ -430,7 +444,59 @@ impl PgRead {
                     std::any::type_name::<T>()
                 )
             })?;
-            each(value)?;
+            each(value)
+        })
+    }
+
+    /// Reads the rows of `range` as the server sends them (every column of the query, in
+    /// the binary format), handing each to `map` and what it returns to `each`. A row
+    /// `map` refuses is an error naming the transform and the query.
+    pub fn read_mapped<T>(
+        &self,
+        range: &PgRange,
+        map: impl Fn(&Row) -> Result<T, BoxError>,
+        mut each: impl FnMut(T) -> Result<(), BoxError>,
+    ) -> Result<(), BoxError> {
+        let sql = self.sql(range, "q.*");
+        self.rows(&sql, |row| {
+            let value = map(row).map_err(|e| {
+                // The client's errors keep their cause (a column's type) as a source.
+                let mut why = e.to_string();
+                let mut cause = e.source();
+                while let Some(c) = cause {
+                    write!(why, ": {c}").expect("writing to a String");
+                    cause = c.source();
+                }
+                format!(
+                    "transform '{}': the row mapper refused a row of '{}': {why}",
+                    self.transform, self.query
+                )
+            })?;
+            each(value)
+        })
+    }
+
+    fn rows(
+        &self,
+        sql: &str,
+        mut each: impl FnMut(&Row) -> Result<(), BoxError>,
+    ) -> Result<(), BoxError> {
+        let mut client = connect(&self.url).map_err(|e| {
+            format!(
+                "cannot connect to PostgreSQL at '{}': {}",
+                redact(&self.url),
+                describe(&e)
+            )
+        })?;
+        let no_params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        let mut rows = client
+            .query_raw(sql, no_params)
+            .map_err(|e| format!("reading '{sql}' failed: {}", describe(&e)))?;
+        while let Some(row) = rows
+            .next()
+            .map_err(|e| format!("reading '{sql}' failed: {}", describe(&e)))?
+        {
+            each(&row)?;
         }
         Ok(())
     }

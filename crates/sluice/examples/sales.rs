@@ -14,7 +14,9 @@
 //! The totals go to Parquet shards `PREFIX-SSSSS-of-NNNNN.parquet` (`--output=PREFIX`,
 //! default `<temporary directory>/sluice-sales/totals`) with columns `region`,
 //! `product`, `total` (double) and `count` (int64), which appear only if the job
-//! succeeds. A malformed row fails the job naming its file, line and column. Input and
+//! succeeds. With `--postgres_url=URL --table=T` the totals go instead to that
+//! PostgreSQL table (created if missing, keyed by region and product: a rerun replaces
+//! the rows). A malformed row fails the job naming its file, line and column. Input and
 //! output may be local paths or object-store URLs (`s3://`, `gs://`, `az://`; for an
 //! S3-compatible server, `--s3_endpoint=URL --s3_allow_http`, with credentials in
 //! `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`).
@@ -23,6 +25,7 @@ use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 use sluice::prelude::*;
+use sluice::transforms::postgres::WritePostgres;
 
 /// One row of the input.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -103,6 +106,14 @@ fn main() -> sluice::Result<()> {
         "sample_rows",
         "rows of the generated sample, without --input (default 300000)",
     );
+    p.describe_flag(
+        "postgres_url",
+        "write the totals to a PostgreSQL table instead (postgres://user@host:port/db)",
+    );
+    p.describe_flag(
+        "table",
+        "the table for --postgres_url (default sales_totals)",
+    );
     let temp = std::env::temp_dir().join("sluice-sales");
     let input = match p.arg_parse::<String>("input")? {
         Some(input) => input,
@@ -123,7 +134,13 @@ fn main() -> sluice::Result<()> {
         .arg_parse::<String>("output")?
         .unwrap_or_else(|| temp.join("totals").display().to_string());
 
-    p.read_csv::<Sale>("ReadSales", &input)
+    let database = p.arg_parse::<String>("postgres_url")?;
+    let table = p
+        .arg_parse::<String>("table")?
+        .unwrap_or_else(|| "sales_totals".into());
+
+    let totals = p
+        .read_csv::<Sale>("ReadSales", &input)
         .map("KeyByRegionAndProduct", |s: Sale| {
             ((s.region, s.product), s.amount)
         })
@@ -133,8 +150,24 @@ fn main() -> sluice::Result<()> {
             product,
             total,
             count,
-        })
-        .write_parquet("WriteTotals", &output);
+        });
+    let written = match &database {
+        Some(url) => {
+            totals.write_postgres(
+                "WriteTotals",
+                WritePostgres::to(url, &table)
+                    .with_upsert_key(&["region", "product"])
+                    .create_if_missing(
+                        "region text, product text, total float8, count bigint, primary key (region, product)",
+                    ),
+            );
+            format!("table {table}")
+        }
+        None => {
+            totals.write_parquet("WriteTotals", &output);
+            format!("{output}-*.parquet")
+        }
+    };
     let result = p.run()?;
     let metrics = result.metrics().clone();
     result.wait_until_finish()?;
@@ -150,6 +183,6 @@ fn main() -> sluice::Result<()> {
         .find(|t| t.name == "ToRows")
         .and_then(|t| t.elements_out)
         .unwrap_or(0);
-    println!("read {read} sales; wrote {groups} totals to {output}-*.parquet");
+    println!("read {read} sales; wrote {groups} totals to {written}");
     Ok(())
 }

@@ -34,14 +34,19 @@
 
 use std::sync::Arc;
 
+pub use arrow_schema::SchemaRef;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sluice_core::Element;
 use sluice_core::unit::SourceFactory;
 pub use sluice_io::parquet::ArrowBatch;
-use sluice_io::parquet::{ParquetCompression, ParquetFormat, ParquetShards, ParquetSource};
+use sluice_io::parquet::{
+    BatchShards, ParquetCompression, ParquetFormat, ParquetShards, ParquetSource,
+};
+use sluice_io::text::sink::ShardFormat;
 use sluice_io::{IoError, TextSink};
 use sluice_plan::Payload;
+use sluice_plan::graph::PCollectionId;
 
 use crate::pcollection::PCollection;
 use crate::pipeline::Pipeline;
@@ -141,33 +146,57 @@ impl<T: Element + Serialize + DeserializeOwned> PCollection<T> {
 
     /// Writes the elements as Parquet rows, as `write` says.
     pub fn write_parquet_with(&self, name: &str, write: WriteParquet) {
-        let full = self.pipeline.full_name(name);
-        let problem = |reason: String| IoError::Unwritable {
-            transform: full.clone(),
-            prefix: write.text.prefix().into(),
-            reason,
-        };
-        let shards = ParquetCompression::parse(&write.compression)
-            .and_then(|c| ParquetShards::<T>::new(write.row_group_rows, c));
-        let sink = shards.map_err(problem).and_then(|shards| {
-            let format = Arc::new(ParquetFormat(Arc::new(shards)));
-            let (prefix, options) = write.text.clone().into_parts();
-            TextSink::in_store(&full, &prefix, options, &self.pipeline.store_options())
-                .map(|s| s.with_format(format))
+        let format = ParquetCompression::parse(&write.compression)
+            .and_then(|c| ParquetShards::<T>::new(write.row_group_rows, c))
+            .map(|shards| Arc::new(ParquetFormat(Arc::new(shards))) as Arc<dyn ShardFormat>);
+        add_parquet_sink(&self.pipeline, self.id, name, &write, format);
+    }
+}
+
+impl PCollection<ArrowBatch> {
+    /// Writes Arrow record batches as they are to Parquet shards, as `write` says (the
+    /// shard count, row-group size and compression apply), for code that works in Arrow.
+    /// Every batch must fit `schema` (column names, types and nullability, in order); a
+    /// batch that does not fails the job naming the transform and the schema, and
+    /// nothing is written.
+    pub fn write_parquet_batches(&self, name: &str, write: WriteParquet, schema: SchemaRef) {
+        let format = ParquetCompression::parse(&write.compression).map(|c| {
+            Arc::new(BatchShards::new(schema, write.row_group_rows, c)) as Arc<dyn ShardFormat>
         });
-        match sink {
-            Ok(sink) => {
-                let (id, _) = self.pipeline.add_transform(
-                    name,
-                    vec![self.id],
-                    Payload::Write(Arc::new(sink)),
-                    Vec::new(),
-                );
-                self.pipeline
-                    .display(id, "outputPrefix", write.text.prefix());
-                self.pipeline.display(id, "format", "Parquet");
-            }
-            Err(error) => self.pipeline.io_problem(&error),
+        add_parquet_sink(&self.pipeline, self.id, name, &write, format);
+    }
+}
+
+/// Adds a Parquet sink of `input` writing shards of `format`, or reports why not.
+fn add_parquet_sink(
+    pipeline: &Pipeline,
+    input: PCollectionId,
+    name: &str,
+    write: &WriteParquet,
+    format: Result<Arc<dyn ShardFormat>, String>,
+) {
+    let full = pipeline.full_name(name);
+    let problem = |reason: String| IoError::Unwritable {
+        transform: full.clone(),
+        prefix: write.text.prefix().into(),
+        reason,
+    };
+    let sink = format.map_err(problem).and_then(|format| {
+        let (prefix, options) = write.text.clone().into_parts();
+        TextSink::in_store(&full, &prefix, options, &pipeline.store_options())
+            .map(|s| s.with_format(format))
+    });
+    match sink {
+        Ok(sink) => {
+            let (id, _) = pipeline.add_transform(
+                name,
+                vec![input],
+                Payload::Write(Arc::new(sink)),
+                Vec::new(),
+            );
+            pipeline.display(id, "outputPrefix", write.text.prefix());
+            pipeline.display(id, "format", "Parquet");
         }
+        Err(error) => pipeline.io_problem(&error),
     }
 }

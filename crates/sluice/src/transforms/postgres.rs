@@ -5,7 +5,10 @@
 //! — the source computes the column's bounds and splits the read into ranges of it
 //! (plus one for its NULLs), which workers read in parallel; without one, a single
 //! worker reads the query. Elements carry the minimum timestamp, as other bounded
-//! sources' do (give them event times with `with_timestamps`).
+//! sources' do (give them event times with `with_timestamps`). `read_postgres_mapped`
+//! hands each row, as the server sent it, to a function of yours instead (a row mapper:
+//! `|row| Ok(Order { id: row.try_get("id")?, … })`), for rows that are not a serde
+//! type's fields by name.
 //!
 //! `write_postgres` copies rows into a table with `COPY`. In a batch job each worker
 //! spools its committed bundles' rows to a local temporary file and one transaction
@@ -53,7 +56,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sluice_core::{BoxError, Element, Timestamp};
-use sluice_io::postgres::{PgRange, PgRead, PostgresSink, redact};
+use sluice_io::postgres::{PgRange, PgRead, PostgresSink, Row, redact};
 use sluice_plan::Payload;
 
 use crate::pcollection::PCollection;
@@ -149,7 +152,78 @@ impl<T: Element + DeserializeOwned> BoundedSource for PostgresSource<T> {
     }
 }
 
+/// A row mapper (`Pipeline::read_postgres_mapped`).
+type RowMapper<T> = Arc<dyn Fn(&Row) -> Result<T, BoxError> + Send + Sync>;
+
+/// The rows of a checked read, each mapped by a function of the user.
+struct MappedPostgresSource<T> {
+    read: PgRead,
+    map: RowMapper<T>,
+}
+
+impl<T: Element> BoundedSource for MappedPostgresSource<T> {
+    type Output = T;
+    type Split = PgRange;
+
+    fn split(&self, workers: usize) -> Result<Vec<PgRange>, BoxError> {
+        Ok(self.read.ranges(workers * 4))
+    }
+
+    fn read(&self, split: &PgRange, out: &mut Emit<'_, T>) -> Result<(), BoxError> {
+        self.read.read_mapped(
+            split,
+            |row| (self.map)(row),
+            |t| out.emit(t, Timestamp::MIN),
+        )
+    }
+}
+
 impl Pipeline {
+    /// The rows `read` names, each turned into a `T` by `map` — a row mapper, for rows
+    /// that are not a serde type's fields by name: `map` gets the row as the server
+    /// sent it (`row.get::<_, i64>("id")`, `row.try_get(…)`; see the `postgres`
+    /// crate's `Row`), and an error it returns fails the read naming the transform and
+    /// the query. The server and the query are checked now (a problem is reported by
+    /// `run`, naming the transform); which columns `map` reads is up to it.
+    pub fn read_postgres_mapped<T: Element>(
+        &self,
+        name: &str,
+        read: ReadPostgres,
+        map: impl Fn(&Row) -> Result<T, BoxError> + Send + Sync + 'static,
+    ) -> PCollection<T> {
+        let full = self.full_name(name);
+        let checked = PgRead::mapped(
+            &full,
+            &read.url,
+            &read.query,
+            read.partition_column.as_deref(),
+        );
+        let out = match checked {
+            Ok(checked) => self.read_source(
+                name,
+                MappedPostgresSource {
+                    read: checked,
+                    map: Arc::new(map),
+                },
+            ),
+            Err(error) => {
+                self.io_problem(&error);
+                self.read_source(name, Unusable::<T>::new())
+            }
+        };
+        self.display_read(out.id, &read);
+        out
+    }
+
+    fn display_read(&self, out: sluice_plan::PCollectionId, read: &ReadPostgres) {
+        let id = self.inner.borrow().graph.pcollection(out).producer;
+        self.display(id, "database", redact(&read.url));
+        self.display(id, "query", &read.query);
+        if let Some(column) = &read.partition_column {
+            self.display(id, "partitionColumn", column);
+        }
+    }
+
     /// The rows `read` names, decoded as `T` by column name. The server, the query and
     /// the fit of its columns to `T` are checked now; a problem is reported by `run`,
     /// naming the transform, before anything runs.
@@ -178,12 +252,7 @@ impl Pipeline {
                 self.read_source(name, Unusable::<T>::new())
             }
         };
-        let id = self.inner.borrow().graph.pcollection(out.id).producer;
-        self.display(id, "database", redact(&read.url));
-        self.display(id, "query", &read.query);
-        if let Some(column) = &read.partition_column {
-            self.display(id, "partitionColumn", column);
-        }
+        self.display_read(out.id, &read);
         out
     }
 }

@@ -1,5 +1,6 @@
 //! Parquet: rows written in shards and read back by row group, narrower types reading
-//! only their columns, files that do not fit the type refused before anything runs.
+//! only their columns, files that do not fit the type refused before anything runs,
+//! Arrow record batches read and written as they are.
 
 use serde::{Deserialize, Serialize};
 use sluice::transforms::parquet::WriteParquet;
@@ -206,4 +207,80 @@ fn record_batches_are_read_as_arrow_with_the_columns_asked_for() {
         shapes.iter().map(|s| s.1).sum::<i64>(),
         (0..5_000).sum::<i64>()
     );
+}
+
+/// Arrow batches written as they are: read as batches, transformed in Arrow (a column
+/// dropped), written with the schema given, read back as rows on 1 and 2 workers, with
+/// a fixed shard count; a batch that does not fit the schema fails the job and leaves
+/// no shard.
+#[test]
+fn record_batches_are_written_as_they_are() {
+    use arrow_schema::{DataType, Field, Schema};
+    use sluice::transforms::parquet::ArrowBatch;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("rows");
+    let p = pipeline(1);
+    p.create("Rows", rows(6_000)).write_parquet_with(
+        "Write",
+        WriteParquet::to(source.to_str().unwrap()).with_row_group_rows(1_000),
+    );
+    p.run().unwrap().wait_until_finish().unwrap();
+    let pattern = format!("{}-*.parquet", source.display());
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("region", DataType::Utf8, false),
+        Field::new("count", DataType::Int64, false),
+    ]));
+    for (workers, shards_wanted) in [(1, 0), (2, 2)] {
+        let prefix = dir.path().join(format!("batches-{workers}"));
+        let p = pipeline(workers);
+        p.read_parquet_batches("Read", &pattern, Some(&["region", "count"]))
+            .write_parquet_batches(
+                "WriteBatches",
+                WriteParquet::to(prefix.to_str().unwrap())
+                    .with_num_shards(shards_wanted)
+                    .with_compression("zstd"),
+                schema.clone(),
+            );
+        p.run().unwrap().wait_until_finish().unwrap();
+        if shards_wanted > 0 {
+            assert_eq!(shards(&prefix).len(), shards_wanted);
+        }
+        let p = pipeline(2);
+        let back = p
+            .read_parquet::<Narrow>("ReadBack", &format!("{}-*.parquet", prefix.display()))
+            .collect("Narrow");
+        p.run().unwrap().wait_until_finish().unwrap();
+        let mut back = back.values();
+        back.sort_by_key(|n| n.count);
+        let expected: Vec<Narrow> = rows(6_000)
+            .into_iter()
+            .map(|r| Narrow {
+                count: r.count,
+                region: r.region,
+            })
+            .collect();
+        assert_eq!(back, expected, "{workers} workers");
+    }
+
+    // Batches with the `total` column where the schema says `count`: refused.
+    let prefix = dir.path().join("misfit");
+    let p = pipeline(2);
+    p.read_parquet_batches("Read", &pattern, Some(&["region", "total"]))
+        .map("Same", |b: ArrowBatch| b)
+        .write_parquet_batches(
+            "WriteMisfits",
+            WriteParquet::to(prefix.to_str().unwrap()),
+            schema,
+        );
+    let error = p
+        .run()
+        .unwrap()
+        .wait_until_finish()
+        .unwrap_err()
+        .to_string();
+    for expected in ["WriteMisfits", "does not fit the schema", "count: Int64"] {
+        assert!(error.contains(expected), "{expected} in: {error}");
+    }
+    assert!(shards(&prefix).is_empty());
 }

@@ -331,6 +331,66 @@ fn a_query_split_by_a_timestamp_column_and_an_upsert_replace_rows() {
     );
 }
 
+/// A row mapper reads columns by name and type from the rows as the server sends them
+/// (here into a type whose fields are not the columns), split over two workers; a row
+/// it refuses fails the job naming the transform and the mapper's reason.
+#[test]
+fn a_row_mapper_turns_rows_into_any_type() {
+    let pg = Postgres::start();
+    orders_table(&pg);
+    let p = pipeline(2);
+    let pairs = p.read_postgres_mapped(
+        "ReadPairs",
+        ReadPostgres::table(&pg.url, "orders").with_partition_column("id"),
+        |row| {
+            let id: i64 = row.try_get("id")?;
+            let note: Option<String> = row.try_get("note")?;
+            let amount: f64 = row.try_get("amount")?;
+            Ok((
+                id,
+                note.map_or(-1, |n| n.len() as i64),
+                (amount * 2.0) as i64,
+            ))
+        },
+    );
+    let pairs = pairs.collect("Pairs");
+    p.run().unwrap().wait_until_finish().unwrap();
+    let mut pairs = pairs.values();
+    pairs.sort();
+    assert_eq!(pairs.len(), 1000);
+    // id 1: '' (0 bytes); id 2: the quoted multi-line note (20 bytes); id 4: NULL.
+    assert_eq!(pairs[0], (1, 0, 1));
+    assert_eq!(pairs[1], (2, 20, 2));
+    assert_eq!(pairs[3], (4, -1, 4));
+    assert!(
+        pairs
+            .iter()
+            .enumerate()
+            .all(|(i, p)| p.0 == i as i64 + 1 && p.2 == p.0)
+    );
+
+    // A mapper asking for a type the column is not: the job fails, saying why.
+    let p = pipeline(1);
+    p.read_postgres_mapped(
+        "ReadWrongly",
+        ReadPostgres::table(&pg.url, "orders"),
+        |row| Ok(row.try_get::<_, i32>("customer")?),
+    );
+    let error = p
+        .run()
+        .unwrap()
+        .wait_until_finish()
+        .unwrap_err()
+        .to_string();
+    for expected in [
+        "ReadWrongly",
+        "the row mapper refused a row",
+        "the Rust type `i32` and the Postgres type `text`",
+    ] {
+        assert!(error.contains(expected), "{expected} in: {error}");
+    }
+}
+
 #[test]
 fn unusable_servers_tables_and_types_are_reported_before_anything_runs() {
     let pg = Postgres::start();
@@ -347,6 +407,11 @@ fn unusable_servers_tables_and_types_are_reported_before_anything_runs() {
     }
     impl sluice::SerdeCoder for Wrong {}
     let _ = p.read_postgres::<Wrong>("ReadWrong", ReadPostgres::table(&pg.url, "orders"));
+    let _ = p.read_postgres_mapped(
+        "ReadMappedMissing",
+        ReadPostgres::query(&pg.url, "SELECT nope FROM orders"),
+        |row| Ok(row.try_get::<_, i64>(0)?),
+    );
     let _ = p.read_postgres::<Order>(
         "ReadBadPartition",
         ReadPostgres::table(&pg.url, "orders").with_partition_column("customer"),
@@ -376,6 +441,8 @@ fn unusable_servers_tables_and_types_are_reported_before_anything_runs() {
         "ReadWrong",
         "column 'customer'",
         "is text",
+        "ReadMappedMissing",
+        "nope",
         "ReadBadPartition",
         "partition by an integer, date or timestamp column",
         "WriteNoKey",
@@ -480,6 +547,67 @@ fn a_server_restarted_mid_job_is_survived() {
         pg.rows("SELECT count(*) AS n, count(DISTINCT customer) AS d FROM t"),
         [r#"{"n":600,"d":600}"#]
     );
+    assert_eq!(pg.staging_tables(), 0);
+}
+
+/// A batch job on two worker processes of the cluster runner (the sales example with
+/// `--postgres_url`): the processes that run bundles stage their rows in a table of the
+/// job, the launcher's commit publishes everything once — the totals equal the embedded
+/// runner's, a rerun replaces rather than adds (upsert), and no staging table is left.
+#[test]
+fn a_batch_job_on_the_cluster_runner_publishes_every_row_once() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from("region,product,amount\n");
+    for i in 0..6_000 {
+        text.push_str(&format!(
+            "r{},p{},{}\n",
+            i % 5,
+            i % 11,
+            (i % 100) as f64 * 0.25
+        ));
+    }
+    std::fs::write(dir.path().join("sales.csv"), text).unwrap();
+    let run = |table: &str, runner: &[&str]| {
+        let out = crate::example::example("sales")
+            .arg(format!("--input={}/sales.csv", dir.path().display()))
+            .arg(format!("--postgres_url={}", pg.url))
+            .arg(format!("--table={table}"))
+            .args(runner)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{runner:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            stdout.contains("read 6000 sales; wrote 55 totals"),
+            "{stdout}"
+        );
+    };
+    let cluster = [
+        "--runner=ClusterRunner",
+        "--num_workers=2",
+        "--worker_threads=1",
+    ];
+    run("embedded", &["--direct_num_workers=2"]);
+    run("on_cluster", &cluster);
+    let rows = |table: &str| {
+        pg.rows(&format!(
+            "SELECT region, product, total, count FROM {table} ORDER BY region, product"
+        ))
+    };
+    let expected = rows("embedded");
+    assert_eq!(expected.len(), 55);
+    assert_eq!(
+        pg.rows("SELECT sum(count)::bigint AS n FROM embedded"),
+        [r#"{"n":6000}"#]
+    );
+    assert_eq!(rows("on_cluster"), expected);
+    run("on_cluster", &cluster);
+    assert_eq!(rows("on_cluster"), expected);
     assert_eq!(pg.staging_tables(), 0);
 }
 
