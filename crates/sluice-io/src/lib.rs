@@ -28,6 +28,7 @@ pub mod corpus;
 mod error;
 pub mod kafka;
 pub mod parquet;
+pub mod parquet_filter;
 pub mod postgres;
 pub mod records;
 pub mod storage;

@@ -18,7 +18,9 @@ use arrow_array::RecordBatch;
 use arrow_schema::{DataType, FieldRef, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowPredicate, ArrowPredicateFn, ParquetRecordBatchReaderBuilder, RowFilter,
+};
 use parquet::file::properties::WriterProperties;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -31,6 +33,7 @@ use sluice_core::unit::{
 use sluice_core::{BoxError, Element, ExecError, Receiver, UnitResult, WindowedValue};
 
 use crate::error::IoError;
+pub use crate::parquet_filter::{FilterOp, FilterValue, ParquetFilter};
 use crate::storage::{Store, StoreOptions};
 use crate::text::sink::{ShardFormat, ShardWriter};
 use crate::text::source::TextSource;
@@ -141,6 +144,10 @@ pub struct ParquetSource<O> {
     columns: Option<Vec<String>>,
     /// What a record batch becomes.
     decode: fn(RecordBatch) -> Result<Vec<O>, String>,
+    /// Only rows for which every one holds are read.
+    filters: Arc<Vec<ParquetFilter>>,
+    /// Row groups their statistics ruled out.
+    skipped: usize,
 }
 
 impl<O> std::fmt::Debug for ParquetSource<O> {
@@ -162,17 +169,32 @@ impl<T: DeserializeOwned + Element> ParquetSource<T> {
         pattern: &str,
         store: &StoreOptions,
     ) -> Result<ParquetSource<T>, IoError> {
+        ParquetSource::filtered(transform, pattern, store, Vec::new())
+    }
+
+    /// As [`ParquetSource::new`], reading only the rows for which every filter holds
+    /// (each filter is checked against every file's columns now).
+    pub fn filtered(
+        transform: &str,
+        pattern: &str,
+        store: &StoreOptions,
+        filters: Vec<ParquetFilter>,
+    ) -> Result<ParquetSource<T>, IoError> {
         let text = TextSource::with_store(transform, pattern, store)?;
         let fields = fields_of::<T>().map_err(|reason| IoError::Schema {
             transform: transform.into(),
             path: PathBuf::from(pattern),
             reason,
         })?;
-        let splits = row_groups(transform, &text, |schema| check_schema(schema, &fields))?;
+        let (splits, skipped) = row_groups(transform, &text, &filters, |schema| {
+            check_schema(schema, &fields)
+        })?;
         Ok(ParquetSource {
             splits,
             columns: Some(fields.iter().map(|f| f.name().clone()).collect()),
             decode: |batch| serde_arrow::from_record_batch(&batch).map_err(|e| e.to_string()),
+            filters: Arc::new(filters),
+            skipped,
         })
     }
 }
@@ -187,7 +209,7 @@ impl ParquetSource<ArrowBatch> {
         store: &StoreOptions,
     ) -> Result<ParquetSource<ArrowBatch>, IoError> {
         let text = TextSource::with_store(transform, pattern, store)?;
-        let splits = row_groups(transform, &text, |schema| {
+        let (splits, skipped) = row_groups(transform, &text, &[], |schema| {
             match columns
                 .iter()
                 .flatten()
@@ -201,6 +223,8 @@ impl ParquetSource<ArrowBatch> {
             splits,
             columns,
             decode: |batch| Ok(vec![ArrowBatch(batch)]),
+            filters: Arc::default(),
+            skipped,
         })
     }
 }
@@ -209,6 +233,11 @@ impl<O> ParquetSource<O> {
     /// The row groups found, one split each.
     pub fn row_groups(&self) -> usize {
         self.splits.len()
+    }
+
+    /// The row groups not read because their statistics show no row can match.
+    pub fn row_groups_skipped(&self) -> usize {
+        self.skipped
     }
 }
 
@@ -238,14 +267,17 @@ fn check_schema(file: &SchemaRef, fields: &[FieldRef]) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads the footer of every file `text` matched: a split per row group. A file that is
-/// not Parquet, or whose schema `check` refuses, is an error naming it.
+/// Reads the footer of every file `text` matched: a split per row group that `filters`
+/// do not rule out by its statistics (and how many they did). A file that is not
+/// Parquet, or whose schema `check` or a filter refuses, is an error naming it.
 fn row_groups(
     transform: &str,
     text: &TextSource,
+    filters: &[ParquetFilter],
     check: impl Fn(&SchemaRef) -> Result<(), String>,
-) -> Result<Vec<ParquetSplit>, IoError> {
+) -> Result<(Vec<ParquetSplit>, usize), IoError> {
     let mut splits = Vec::new();
+    let mut skipped = 0;
     for file in text.files() {
         let path = &file.path;
         let schema_error = |reason: String| IoError::Schema {
@@ -263,8 +295,15 @@ fn row_groups(
             })?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(opened)
             .map_err(|e| schema_error(format!("not a Parquet file: {e}")))?;
-        check(builder.schema()).map_err(schema_error)?;
+        check(builder.schema()).map_err(&schema_error)?;
+        for filter in filters {
+            filter.check(builder.schema()).map_err(&schema_error)?;
+        }
         for (i, group) in builder.metadata().row_groups().iter().enumerate() {
+            if !filters.iter().all(|f| f.may_match(group, builder.schema())) {
+                skipped += 1;
+                continue;
+            }
             splits.push(ParquetSplit {
                 path: path.clone(),
                 store: file.store.clone(),
@@ -273,7 +312,7 @@ fn row_groups(
             });
         }
     }
-    Ok(splits)
+    Ok((splits, skipped))
 }
 
 /// The record batches of `split`'s row group, with only `columns` if given. A file that
@@ -282,6 +321,7 @@ fn row_group_batches(
     ctx: &UnitContext,
     split: &dyn SourceSplit,
     columns: Option<&[String]>,
+    filters: &[ParquetFilter],
 ) -> Result<
     (
         ParquetSplit,
@@ -303,6 +343,20 @@ fn row_group_batches(
         let mask =
             ProjectionMask::columns(builder.parquet_schema(), columns.iter().map(String::as_str));
         builder = builder.with_projection(mask);
+    }
+    if !filters.is_empty() {
+        let predicates = filters
+            .iter()
+            .map(|filter| {
+                let mask =
+                    ProjectionMask::columns(builder.parquet_schema(), [filter.column.as_str()]);
+                let filter = filter.clone();
+                Box::new(ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
+                    filter.evaluate(batch.column(0))
+                })) as Box<dyn ArrowPredicate>
+            })
+            .collect();
+        builder = builder.with_row_filter(RowFilter::new(predicates));
     }
     let batches = builder
         .with_row_groups(vec![split.row_group])
@@ -350,6 +404,7 @@ impl<O: Element> SourceFactory for ParquetSource<O> {
         Ok(Box::new(ParquetReader::<O> {
             ctx: ctx.clone(),
             columns: self.columns.clone(),
+            filters: self.filters.clone(),
             decode: self.decode,
             output: None,
             bytes_read: 0,
@@ -364,6 +419,7 @@ impl<O: Element> SourceFactory for ParquetSource<O> {
 struct ParquetReader<O> {
     ctx: UnitContext,
     columns: Option<Vec<String>>,
+    filters: Arc<Vec<ParquetFilter>>,
     decode: fn(RecordBatch) -> Result<Vec<O>, String>,
     output: Option<Port<O>>,
     bytes_read: u64,
@@ -384,7 +440,8 @@ impl<O: Element> SourceReader for ParquetReader<O> {
     }
 
     fn read(&mut self, split: &dyn SourceSplit) -> UnitResult {
-        let (split, batches) = row_group_batches(&self.ctx, split, self.columns.as_deref())?;
+        let (split, batches) =
+            row_group_batches(&self.ctx, split, self.columns.as_deref(), &self.filters)?;
         let path = &split.path;
         let mut row = 0u64;
         for batch in batches {

@@ -39,7 +39,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sluice_core::Element;
 use sluice_core::unit::SourceFactory;
-pub use sluice_io::parquet::ArrowBatch;
+pub use sluice_io::parquet::{ArrowBatch, ParquetFilter};
 use sluice_io::parquet::{
     BatchShards, ParquetCompression, ParquetFormat, ParquetShards, ParquetSource,
 };
@@ -101,14 +101,36 @@ impl Pipeline {
         name: &str,
         pattern: &str,
     ) -> PCollection<T> {
+        self.read_parquet_filtered(name, pattern, &[])
+    }
+
+    /// As [`Pipeline::read_parquet`], reading only the rows for which every filter
+    /// holds (`ParquetFilter::gt("amount", 100.0)`, `::eq("region", "east")`, …; a NULL
+    /// never matches): row groups whose statistics rule them out are not read, and in
+    /// the others the filter columns are decoded first and only matching rows in full.
+    /// A filter on a column a file lacks, or comparing it with a constant of another
+    /// kind, is reported by [`Pipeline::run`] before anything runs.
+    pub fn read_parquet_filtered<T: DeserializeOwned + Element>(
+        &self,
+        name: &str,
+        pattern: &str,
+        filters: &[ParquetFilter],
+    ) -> PCollection<T> {
         let full = self.full_name(name);
-        let source = ParquetSource::<T>::new(&full, pattern, &self.store_options()).map(|source| {
-            let display = vec![
-                ("format", "Parquet".to_string()),
-                ("rowGroups", source.row_groups().to_string()),
-            ];
-            (Arc::new(source) as Arc<dyn SourceFactory>, display)
-        });
+        let source =
+            ParquetSource::<T>::filtered(&full, pattern, &self.store_options(), filters.to_vec())
+                .map(|source| {
+                    let mut display = vec![
+                        ("format", "Parquet".to_string()),
+                        ("rowGroups", source.row_groups().to_string()),
+                    ];
+                    if !filters.is_empty() {
+                        let shown: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
+                        display.push(("filter", shown.join(" AND ")));
+                        display.push(("rowGroupsSkipped", source.row_groups_skipped().to_string()));
+                    }
+                    (Arc::new(source) as Arc<dyn SourceFactory>, display)
+                });
         self.file_read(name, pattern, source)
     }
 }

@@ -284,3 +284,93 @@ fn record_batches_are_written_as_they_are() {
     }
     assert!(shards(&prefix).is_empty());
 }
+
+/// Filters pushed down to the read: row groups ruled out by their statistics are not
+/// read, only matching rows come out (NULLs never match), and a filter that does not fit
+/// the files is refused before anything runs.
+#[test]
+fn filters_skip_row_groups_and_rows() {
+    use sluice::transforms::parquet::ParquetFilter;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("rows");
+    let p = pipeline(1);
+    // Ten row groups of 1,000 rows, in count order: group k holds counts 1000k..1000k+999.
+    p.create("Rows", rows(10_000)).write_parquet_with(
+        "Write",
+        WriteParquet::to(prefix.to_str().unwrap())
+            .with_num_shards(1)
+            .with_row_group_rows(1_000),
+    );
+    p.run().unwrap().wait_until_finish().unwrap();
+    let pattern = format!("{}-*.parquet", prefix.display());
+
+    let p = pipeline(2);
+    let east = p
+        .read_parquet_filtered::<Row>(
+            "ReadEastLate",
+            &pattern,
+            &[
+                ParquetFilter::gt("count", 7_499),
+                ParquetFilter::eq("region", "east"),
+            ],
+        )
+        .collect("East");
+    let noted = p
+        .read_parquet_filtered::<Row>(
+            "ReadNoted",
+            &pattern,
+            &[ParquetFilter::lt("note", "note 2")],
+        )
+        .collect("Noted");
+    let shown: Vec<(String, String)> = p
+        .graph()
+        .transforms
+        .iter()
+        .flat_map(|t| t.display_data.clone())
+        .collect();
+    p.run().unwrap().wait_until_finish().unwrap();
+    let expected: Vec<Row> = rows(10_000)
+        .into_iter()
+        .filter(|r| r.count > 7_499 && r.region == "east")
+        .collect();
+    assert_eq!(by_count(east.values()), expected);
+    let expected: Vec<Row> = rows(10_000)
+        .into_iter()
+        .filter(|r| r.note.as_deref().is_some_and(|n| n < "note 2"))
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(by_count(noted.values()), expected);
+    // Seven of the ten row groups hold no count above 7,499: not read. Notes compare by
+    // bytes: from count 2,000 on every note ("note 2000", …) is above "note 2", so only
+    // the first two groups are read for the second filter.
+    let shown = |key: &str| -> Vec<String> {
+        shown
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    assert_eq!(
+        shown("filter"),
+        ["count > 7499 AND region = 'east'", "note < 'note 2'"]
+    );
+    assert_eq!(shown("rowGroupsSkipped"), ["7", "8"]);
+
+    let p = pipeline(1);
+    let _ =
+        p.read_parquet_filtered::<Row>("FilterNoSuch", &pattern, &[ParquetFilter::eq("price", 1)]);
+    let _ = p.read_parquet_filtered::<Row>(
+        "FilterWrongKind",
+        &pattern,
+        &[ParquetFilter::eq("count", "seven")],
+    );
+    let error = p.run().unwrap_err().to_string();
+    for expected in [
+        "FilterNoSuch",
+        "the filter price = 1 names no column",
+        "FilterWrongKind",
+        "compares column 'count' (Int64) with a constant of another kind",
+    ] {
+        assert!(error.contains(expected), "{expected} in: {error}");
+    }
+}
