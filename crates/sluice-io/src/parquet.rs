@@ -6,7 +6,9 @@
 //! file's columns when the pipeline is built (missing columns, incompatible types). A
 //! write is a sharded sink ([`crate::TextSink`] with [`ParquetShards`]): each worker
 //! writes its own file, row groups of a set number of rows, and a fixed shard count is
-//! reached at commit by rewriting rows into that many files.
+//! reached at commit by rewriting rows into that many files. Filters
+//! ([`ParquetFilter`]) prune row groups by their statistics and rows by a row filter;
+//! Arrow batches are written as they are by [`BatchShards`].
 
 use std::any::Any;
 use std::fs::File;
