@@ -204,14 +204,16 @@ impl<T: DeserializeOwned + Element> ParquetSource<T> {
 impl ParquetSource<ArrowBatch> {
     /// The record batches of the files `pattern` matches, as [`ArrowBatch`]es; with
     /// `columns`, only those are read (each must be a column of every file).
+    /// Only rows for which every one of `filters` holds are read.
     pub fn batches(
         transform: &str,
         pattern: &str,
         columns: Option<Vec<String>>,
+        filters: Vec<ParquetFilter>,
         store: &StoreOptions,
     ) -> Result<ParquetSource<ArrowBatch>, IoError> {
         let text = TextSource::with_store(transform, pattern, store)?;
-        let (splits, skipped) = row_groups(transform, &text, &[], |schema| {
+        let (splits, skipped) = row_groups(transform, &text, &filters, |schema| {
             match columns
                 .iter()
                 .flatten()
@@ -225,7 +227,7 @@ impl ParquetSource<ArrowBatch> {
             splits,
             columns,
             decode: |batch| Ok(vec![ArrowBatch(batch)]),
-            filters: Arc::default(),
+            filters: Arc::new(filters),
             skipped,
         })
     }

@@ -124,11 +124,7 @@ impl Pipeline {
                         ("format", "Parquet".to_string()),
                         ("rowGroups", source.row_groups().to_string()),
                     ];
-                    if !filters.is_empty() {
-                        let shown: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
-                        display.push(("filter", shown.join(" AND ")));
-                        display.push(("rowGroupsSkipped", source.row_groups_skipped().to_string()));
-                    }
+                    display.extend(filter_display(filters, &source));
                     (Arc::new(source) as Arc<dyn SourceFactory>, display)
                 });
         self.file_read(name, pattern, source)
@@ -145,16 +141,35 @@ impl Pipeline {
         pattern: &str,
         columns: Option<&[&str]>,
     ) -> PCollection<ArrowBatch> {
+        self.read_parquet_batches_filtered(name, pattern, columns, &[])
+    }
+
+    /// As [`Pipeline::read_parquet_batches`], with only the rows for which every filter
+    /// holds (see [`Pipeline::read_parquet_filtered`]); a batch may hold fewer rows.
+    pub fn read_parquet_batches_filtered(
+        &self,
+        name: &str,
+        pattern: &str,
+        columns: Option<&[&str]>,
+        filters: &[ParquetFilter],
+    ) -> PCollection<ArrowBatch> {
         let full = self.full_name(name);
         let columns = columns.map(|c| c.iter().map(|s| s.to_string()).collect());
-        let source =
-            ParquetSource::batches(&full, pattern, columns, &self.store_options()).map(|source| {
-                let display = vec![
-                    ("format", "Parquet (Arrow batches)".to_string()),
-                    ("rowGroups", source.row_groups().to_string()),
-                ];
-                (Arc::new(source) as Arc<dyn SourceFactory>, display)
-            });
+        let source = ParquetSource::batches(
+            &full,
+            pattern,
+            columns,
+            filters.to_vec(),
+            &self.store_options(),
+        )
+        .map(|source| {
+            let mut display = vec![
+                ("format", "Parquet (Arrow batches)".to_string()),
+                ("rowGroups", source.row_groups().to_string()),
+            ];
+            display.extend(filter_display(filters, &source));
+            (Arc::new(source) as Arc<dyn SourceFactory>, display)
+        });
         self.file_read(name, pattern, source)
     }
 }
@@ -187,6 +202,21 @@ impl PCollection<ArrowBatch> {
         });
         add_parquet_sink(&self.pipeline, self.id, name, &write, format);
     }
+}
+
+/// What the plan shows of a read's filters.
+fn filter_display<O>(
+    filters: &[ParquetFilter],
+    source: &ParquetSource<O>,
+) -> Vec<(&'static str, String)> {
+    if filters.is_empty() {
+        return Vec::new();
+    }
+    let shown: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
+    vec![
+        ("filter", shown.join(" AND ")),
+        ("rowGroupsSkipped", source.row_groups_skipped().to_string()),
+    ]
 }
 
 /// Adds a Parquet sink of `input` writing shards of `format`, or reports why not.

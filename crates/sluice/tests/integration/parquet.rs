@@ -356,6 +356,30 @@ fn filters_skip_row_groups_and_rows() {
     );
     assert_eq!(shown("rowGroupsSkipped"), ["7", "8"]);
 
+    // The same filters on Arrow batches.
+    let p = pipeline(2);
+    let counts = p
+        .read_parquet_batches_filtered(
+            "ReadBatches",
+            &pattern,
+            Some(&["count"]),
+            &[ParquetFilter::ge("count", 7_500)],
+        )
+        .map("Counts", |b: sluice::transforms::parquet::ArrowBatch| {
+            use arrow_array::{Array, Int64Array};
+            let column = b.0.column(0).clone();
+            let counts = column.as_any().downcast_ref::<Int64Array>().unwrap();
+            (counts.len(), counts.values().iter().sum::<i64>())
+        })
+        .collect("Shapes");
+    p.run().unwrap().wait_until_finish().unwrap();
+    let counts = counts.values();
+    assert_eq!(counts.iter().map(|c| c.0).sum::<usize>(), 2_500);
+    assert_eq!(
+        counts.iter().map(|c| c.1).sum::<i64>(),
+        (7_500..10_000).sum::<i64>()
+    );
+
     let p = pipeline(1);
     let _ =
         p.read_parquet_filtered::<Row>("FilterNoSuch", &pattern, &[ParquetFilter::eq("price", 1)]);
