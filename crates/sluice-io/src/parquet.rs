@@ -105,6 +105,15 @@ impl ParquetCompression {
         }
     }
 
+    /// Writer properties: pages compressed so, row groups of at most `row_group_rows`
+    /// rows (at least one).
+    fn properties(self, row_group_rows: usize) -> WriterProperties {
+        WriterProperties::builder()
+            .set_compression(self.codec())
+            .set_max_row_group_row_count(Some(row_group_rows.max(1)))
+            .build()
+    }
+
     fn codec(self) -> parquet::basic::Compression {
         match self {
             ParquetCompression::None => parquet::basic::Compression::UNCOMPRESSED,
@@ -564,10 +573,7 @@ impl<T: Serialize + DeserializeOwned + Element> ParquetShards<T> {
         let row_group_rows = row_group_rows.max(1);
         Ok(ParquetShards {
             fields: fields_of::<T>()?,
-            properties: WriterProperties::builder()
-                .set_compression(compression.codec())
-                .set_max_row_group_row_count(Some(row_group_rows))
-                .build(),
+            properties: compression.properties(row_group_rows),
             row_group_rows,
             _rows: PhantomData,
         })
@@ -753,10 +759,7 @@ impl BatchShards {
     pub fn new(schema: SchemaRef, row_group_rows: usize, compression: ParquetCompression) -> Self {
         BatchShards {
             schema,
-            properties: WriterProperties::builder()
-                .set_compression(compression.codec())
-                .set_max_row_group_row_count(Some(row_group_rows.max(1)))
-                .build(),
+            properties: compression.properties(row_group_rows),
         }
     }
 }

@@ -10,10 +10,12 @@ use arrow_array::types::{
     Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type,
     UInt32Type,
 };
-use arrow_array::{Array, ArrayRef, BooleanArray};
+use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, BooleanArray};
 use arrow_schema::{ArrowError, DataType, SchemaRef};
 use parquet::file::metadata::RowGroupMetaData;
-use parquet::file::statistics::Statistics;
+use parquet::file::statistics::{Statistics, ValueStatistics};
+
+use crate::parquet::kind;
 
 /// How a column is compared with the constant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,31 +195,22 @@ impl ParquetFilter {
         let Some(stats) = chunk.statistics() else {
             return true;
         };
-        let (min, max) = match stats {
-            Statistics::Int32(s) => match (s.min_opt(), s.max_opt()) {
-                (Some(a), Some(b)) => (Bound::Int(i64::from(*a)), Bound::Int(i64::from(*b))),
-                _ => return true,
-            },
-            Statistics::Int64(s) => match (s.min_opt(), s.max_opt()) {
-                (Some(a), Some(b)) => (Bound::Int(*a), Bound::Int(*b)),
-                _ => return true,
-            },
-            Statistics::Float(s) => match (s.min_opt(), s.max_opt()) {
-                (Some(a), Some(b)) => (Bound::Float(f64::from(*a)), Bound::Float(f64::from(*b))),
-                _ => return true,
-            },
-            Statistics::Double(s) => match (s.min_opt(), s.max_opt()) {
-                (Some(a), Some(b)) => (Bound::Float(*a), Bound::Float(*b)),
-                _ => return true,
-            },
-            Statistics::ByteArray(s) => match (s.min_opt(), s.max_opt()) {
-                (Some(a), Some(b)) => (
-                    Bound::Bytes(a.data().to_vec()),
-                    Bound::Bytes(b.data().to_vec()),
-                ),
-                _ => return true,
-            },
-            _ => return true,
+        fn bounds<V>(
+            s: &ValueStatistics<V>,
+            bound: impl Fn(&V) -> Bound,
+        ) -> Option<(Bound, Bound)> {
+            Some((bound(s.min_opt()?), bound(s.max_opt()?)))
+        }
+        let bounds = match stats {
+            Statistics::Int32(s) => bounds(s, |v| Bound::Int(i64::from(*v))),
+            Statistics::Int64(s) => bounds(s, |v| Bound::Int(*v)),
+            Statistics::Float(s) => bounds(s, |v| Bound::Float(f64::from(*v))),
+            Statistics::Double(s) => bounds(s, |v| Bound::Float(*v)),
+            Statistics::ByteArray(s) => bounds(s, |v| Bound::Bytes(v.data().to_vec())),
+            _ => None,
+        };
+        let Some((min, max)) = bounds else {
+            return true;
         };
         let (Some(low), Some(high)) = (min.compare(&self.value), max.compare(&self.value)) else {
             return true;
@@ -246,16 +239,8 @@ impl ParquetFilter {
                 .map(|v| Some(v.is_some_and(|v| op.holds(v.cmp(s.as_str())))))
                 .collect(),
             (value, t) if numeric(t) => {
-                let numbers = numbers(column)?;
-                numbers
-                    .into_iter()
-                    .map(|v| {
-                        Some(
-                            v.and_then(|v| v.compare(value))
-                                .is_some_and(|o| op.holds(o)),
-                        )
-                    })
-                    .collect()
+                let holds = |v: Bound| v.compare(value).is_some_and(|o| op.holds(o));
+                compare_numbers(column, holds)?
             }
             (_, t) => {
                 return Err(ArrowError::InvalidArgumentError(format!(
@@ -267,19 +252,10 @@ impl ParquetFilter {
     }
 }
 
+/// The numeric columns a filter compares: integers and floats but 64-bit unsigned and
+/// half-precision ones.
 fn numeric(t: &DataType) -> bool {
-    matches!(
-        t,
-        DataType::Int8
-            | DataType::Int16
-            | DataType::Int32
-            | DataType::Int64
-            | DataType::UInt8
-            | DataType::UInt16
-            | DataType::UInt32
-            | DataType::Float32
-            | DataType::Float64
-    )
+    matches!(kind(t), "integer" | "float") && !matches!(t, DataType::UInt64 | DataType::Float16)
 }
 
 /// A column value or statistic, compared with a constant.
@@ -303,35 +279,33 @@ impl Bound {
     }
 }
 
-/// The values of a numeric column, as integers or floats.
-fn numbers(column: &ArrayRef) -> Result<Vec<Option<Bound>>, ArrowError> {
-    fn ints<T: arrow_array::ArrowPrimitiveType>(c: &ArrayRef) -> Vec<Option<Bound>>
-    where
-        T::Native: Into<i64>,
-    {
-        c.as_primitive::<T>()
+/// Whether `holds` for each value of a numeric column (a NULL never does).
+fn compare_numbers(
+    column: &ArrayRef,
+    holds: impl Fn(Bound) -> bool,
+) -> Result<BooleanArray, ArrowError> {
+    fn each<T: ArrowPrimitiveType>(
+        column: &ArrayRef,
+        bound: impl Fn(T::Native) -> Bound,
+        holds: impl Fn(Bound) -> bool,
+    ) -> BooleanArray {
+        column
+            .as_primitive::<T>()
             .iter()
-            .map(|v| v.map(|v| Bound::Int(v.into())))
+            .map(|v| Some(v.is_some_and(|v| holds(bound(v)))))
             .collect()
     }
+    let int = Bound::Int;
     Ok(match column.data_type() {
-        DataType::Int8 => ints::<Int8Type>(column),
-        DataType::Int16 => ints::<Int16Type>(column),
-        DataType::Int32 => ints::<Int32Type>(column),
-        DataType::Int64 => ints::<Int64Type>(column),
-        DataType::UInt8 => ints::<UInt8Type>(column),
-        DataType::UInt16 => ints::<UInt16Type>(column),
-        DataType::UInt32 => ints::<UInt32Type>(column),
-        DataType::Float32 => column
-            .as_primitive::<Float32Type>()
-            .iter()
-            .map(|v| v.map(|v| Bound::Float(v.into())))
-            .collect(),
-        DataType::Float64 => column
-            .as_primitive::<Float64Type>()
-            .iter()
-            .map(|v| v.map(Bound::Float))
-            .collect(),
+        DataType::Int8 => each::<Int8Type>(column, |v| int(v.into()), holds),
+        DataType::Int16 => each::<Int16Type>(column, |v| int(v.into()), holds),
+        DataType::Int32 => each::<Int32Type>(column, |v| int(v.into()), holds),
+        DataType::Int64 => each::<Int64Type>(column, int, holds),
+        DataType::UInt8 => each::<UInt8Type>(column, |v| int(v.into()), holds),
+        DataType::UInt16 => each::<UInt16Type>(column, |v| int(v.into()), holds),
+        DataType::UInt32 => each::<UInt32Type>(column, |v| int(v.into()), holds),
+        DataType::Float32 => each::<Float32Type>(column, |v| Bound::Float(v.into()), holds),
+        DataType::Float64 => each::<Float64Type>(column, Bound::Float, holds),
         t => {
             return Err(ArrowError::InvalidArgumentError(format!(
                 "a filter cannot compare a column of {t}"

@@ -97,8 +97,13 @@ pub fn describe(e: &postgres::Error) -> String {
         }
         return text;
     }
+    with_causes(e)
+}
+
+/// `e` followed by each cause it names that its text does not already say.
+fn with_causes(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
-    let mut cause = std::error::Error::source(e);
+    let mut cause = e.source();
     while let Some(c) = cause {
         let more = c.to_string();
         if !text.contains(&more) {
@@ -461,15 +466,11 @@ impl PgRead {
         self.rows(&sql, |row| {
             let value = map(row).map_err(|e| {
                 // The client's errors keep their cause (a column's type) as a source.
-                let mut why = e.to_string();
-                let mut cause = e.source();
-                while let Some(c) = cause {
-                    write!(why, ": {c}").expect("writing to a String");
-                    cause = c.source();
-                }
                 format!(
-                    "transform '{}': the row mapper refused a row of '{}': {why}",
-                    self.transform, self.query
+                    "transform '{}': the row mapper refused a row of '{}': {}",
+                    self.transform,
+                    self.query,
+                    with_causes(e.as_ref())
                 )
             })?;
             each(value)
@@ -1172,16 +1173,16 @@ impl SinkJob for PgSinkJob {
         let moved = with_retries(spec, &mut client, "publishing the job's rows", |c| {
             let mut tx = c.transaction()?;
             // Upserts collect every row first: the last one written for a key wins.
-            let target = match &spec.upsert_key {
-                Some(_) => {
-                    tx.batch_execute(&format!(
-                        "CREATE TEMP TABLE sluice_publish ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA",
-                        spec.column_list(),
-                        spec.table
-                    ))?;
-                    "sluice_publish"
-                }
-                None => spec.table.as_str(),
+            let upsert = spec.upsert_key.is_some();
+            let target = if upsert {
+                tx.batch_execute(&format!(
+                    "CREATE TEMP TABLE sluice_publish ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA",
+                    spec.column_list(),
+                    spec.table
+                ))?;
+                "sluice_publish"
+            } else {
+                spec.table.as_str()
             };
             let mut moved = 0;
             if self.spool.is_some() {
@@ -1214,19 +1215,19 @@ impl SinkJob for PgSinkJob {
                         "the staging table {staging} holds {staged} rows, but {adopted} were written to it (did the server restart after a crash?)"
                     )));
                 }
-                let insert = match target {
-                    "sluice_publish" => format!(
-                        "INSERT INTO sluice_publish SELECT {0} FROM {staging}",
-                        spec.column_list()
-                    ),
-                    _ => spec.insert_from(staging),
-                };
-                let staged = tx.execute(&insert, &[])?;
-                if target != "sluice_publish" {
-                    moved += staged;
+                if upsert {
+                    tx.execute(
+                        &format!(
+                            "INSERT INTO {target} SELECT {} FROM {staging}",
+                            spec.column_list()
+                        ),
+                        &[],
+                    )?;
+                } else {
+                    moved += tx.execute(&spec.insert_from(staging), &[])?;
                 }
             }
-            if target == "sluice_publish" {
+            if upsert {
                 moved = tx.execute(&spec.insert_from(target), &[])?;
             }
             tx.batch_execute(&format!("DROP TABLE IF EXISTS {staging}"))?;

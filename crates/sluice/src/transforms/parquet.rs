@@ -120,11 +120,7 @@ impl Pipeline {
         let source =
             ParquetSource::<T>::filtered(&full, pattern, &self.store_options(), filters.to_vec())
                 .map(|source| {
-                    let mut display = vec![
-                        ("format", "Parquet".to_string()),
-                        ("rowGroups", source.row_groups().to_string()),
-                    ];
-                    display.extend(filter_display(filters, &source));
+                    let display = read_display("Parquet", filters, &source);
                     (Arc::new(source) as Arc<dyn SourceFactory>, display)
                 });
         self.file_read(name, pattern, source)
@@ -163,11 +159,7 @@ impl Pipeline {
             &self.store_options(),
         )
         .map(|source| {
-            let mut display = vec![
-                ("format", "Parquet (Arrow batches)".to_string()),
-                ("rowGroups", source.row_groups().to_string()),
-            ];
-            display.extend(filter_display(filters, &source));
+            let display = read_display("Parquet (Arrow batches)", filters, &source);
             (Arc::new(source) as Arc<dyn SourceFactory>, display)
         });
         self.file_read(name, pattern, source)
@@ -204,19 +196,22 @@ impl PCollection<ArrowBatch> {
     }
 }
 
-/// What the plan shows of a read's filters.
-fn filter_display<O>(
+/// What the plan shows of a Parquet read: its format, row groups and filters.
+fn read_display<O>(
+    format: &str,
     filters: &[ParquetFilter],
     source: &ParquetSource<O>,
 ) -> Vec<(&'static str, String)> {
-    if filters.is_empty() {
-        return Vec::new();
+    let mut shown = vec![
+        ("format", format.to_string()),
+        ("rowGroups", source.row_groups().to_string()),
+    ];
+    if !filters.is_empty() {
+        let each: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
+        shown.push(("filter", each.join(" AND ")));
+        shown.push(("rowGroupsSkipped", source.row_groups_skipped().to_string()));
     }
-    let shown: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
-    vec![
-        ("filter", shown.join(" AND ")),
-        ("rowGroupsSkipped", source.row_groups_skipped().to_string()),
-    ]
+    shown
 }
 
 /// Adds a Parquet sink of `input` writing shards of `format`, or reports why not.

@@ -132,13 +132,20 @@ impl WritePostgres {
     }
 }
 
+/// How a read's rows become elements: decoded by column name, or by a row mapper.
+type RowReader<T> = Arc<
+    dyn Fn(&PgRead, &PgRange, &mut dyn FnMut(T) -> Result<(), BoxError>) -> Result<(), BoxError>
+        + Send
+        + Sync,
+>;
+
 /// The rows of a checked read.
 struct PostgresSource<T> {
     read: PgRead,
-    _rows: std::marker::PhantomData<fn() -> T>,
+    rows: RowReader<T>,
 }
 
-impl<T: Element + DeserializeOwned> BoundedSource for PostgresSource<T> {
+impl<T: Element> BoundedSource for PostgresSource<T> {
     type Output = T;
     type Split = PgRange;
 
@@ -147,34 +154,7 @@ impl<T: Element + DeserializeOwned> BoundedSource for PostgresSource<T> {
     }
 
     fn read(&self, split: &PgRange, out: &mut Emit<'_, T>) -> Result<(), BoxError> {
-        self.read
-            .read::<T>(split, |row| out.emit(row, Timestamp::MIN))
-    }
-}
-
-/// A row mapper (`Pipeline::read_postgres_mapped`).
-type RowMapper<T> = Arc<dyn Fn(&Row) -> Result<T, BoxError> + Send + Sync>;
-
-/// The rows of a checked read, each mapped by a function of the user.
-struct MappedPostgresSource<T> {
-    read: PgRead,
-    map: RowMapper<T>,
-}
-
-impl<T: Element> BoundedSource for MappedPostgresSource<T> {
-    type Output = T;
-    type Split = PgRange;
-
-    fn split(&self, workers: usize) -> Result<Vec<PgRange>, BoxError> {
-        Ok(self.read.ranges(workers * 4))
-    }
-
-    fn read(&self, split: &PgRange, out: &mut Emit<'_, T>) -> Result<(), BoxError> {
-        self.read.read_mapped(
-            split,
-            |row| (self.map)(row),
-            |t| out.emit(t, Timestamp::MIN),
-        )
+        (self.rows)(&self.read, split, &mut |t| out.emit(t, Timestamp::MIN))
     }
 }
 
@@ -191,37 +171,14 @@ impl Pipeline {
         read: ReadPostgres,
         map: impl Fn(&Row) -> Result<T, BoxError> + Send + Sync + 'static,
     ) -> PCollection<T> {
-        let full = self.full_name(name);
         let checked = PgRead::mapped(
-            &full,
+            &self.full_name(name),
             &read.url,
             &read.query,
             read.partition_column.as_deref(),
         );
-        let out = match checked {
-            Ok(checked) => self.read_source(
-                name,
-                MappedPostgresSource {
-                    read: checked,
-                    map: Arc::new(map),
-                },
-            ),
-            Err(error) => {
-                self.io_problem(&error);
-                self.read_source(name, Unusable::<T>::new())
-            }
-        };
-        self.display_read(out.id, &read);
-        out
-    }
-
-    fn display_read(&self, out: sluice_plan::PCollectionId, read: &ReadPostgres) {
-        let id = self.inner.borrow().graph.pcollection(out).producer;
-        self.display(id, "database", redact(&read.url));
-        self.display(id, "query", &read.query);
-        if let Some(column) = &read.partition_column {
-            self.display(id, "partitionColumn", column);
-        }
+        let rows: RowReader<T> = Arc::new(move |pg, range, each| pg.read_mapped(range, &map, each));
+        self.postgres_source(name, &read, checked, rows)
     }
 
     /// The rows `read` names, decoded as `T` by column name. The server, the query and
@@ -232,19 +189,30 @@ impl Pipeline {
         name: &str,
         read: ReadPostgres,
     ) -> PCollection<T> {
-        let full = self.full_name(name);
         let checked = PgRead::new::<T>(
-            &full,
+            &self.full_name(name),
             &read.url,
             &read.query,
             read.partition_column.as_deref(),
         );
+        let rows: RowReader<T> = Arc::new(|pg, range, each| pg.read::<T>(range, each));
+        self.postgres_source(name, &read, checked, rows)
+    }
+
+    /// The read transform of a checked (or refused) Postgres read.
+    fn postgres_source<T: Element>(
+        &self,
+        name: &str,
+        read: &ReadPostgres,
+        checked: Result<PgRead, sluice_io::IoError>,
+        rows: RowReader<T>,
+    ) -> PCollection<T> {
         let out = match checked {
             Ok(checked) => self.read_source(
                 name,
-                PostgresSource::<T> {
+                PostgresSource {
                     read: checked,
-                    _rows: std::marker::PhantomData,
+                    rows,
                 },
             ),
             Err(error) => {
@@ -252,7 +220,12 @@ impl Pipeline {
                 self.read_source(name, Unusable::<T>::new())
             }
         };
-        self.display_read(out.id, &read);
+        let id = self.inner.borrow().graph.pcollection(out.id).producer;
+        self.display(id, "database", redact(&read.url));
+        self.display(id, "query", &read.query);
+        if let Some(column) = &read.partition_column {
+            self.display(id, "partitionColumn", column);
+        }
         out
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use sluice::transforms::kafka::{KafkaRecord, ReadKafka, WriteKafka};
 
-use crate::kit::{pipeline, sorted};
+use crate::kit::{free_port, pipeline, sorted};
 use crate::object_store::S3;
 
 /// A Kafka-protocol broker of its own, on a free loopback port.
@@ -24,14 +24,6 @@ pub struct Broker {
     pub servers: String,
     storage: String,
     env: Vec<(String, String)>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn program() -> String {
@@ -261,12 +253,7 @@ fn a_transactional_write_to_a_broker_without_transactions_fails_clearly() {
         WriteKafka::to(&broker.servers, "orders").transactional(),
         |e: &Event| (None, serde_json::to_vec(e).unwrap()),
     );
-    let error = p
-        .run()
-        .unwrap()
-        .wait_until_finish()
-        .unwrap_err()
-        .to_string();
+    let error = crate::kit::job_failure(&p);
     assert!(error.contains("Produce"), "{error}");
     assert!(error.contains("transaction on topic 'orders'"), "{error}");
     assert!(error.contains("not supported by broker"), "{error}");
@@ -333,12 +320,7 @@ fn bad_records_go_to_the_dead_letter_output() {
     let _ = p
         .read_kafka_json::<Event>("Read", ReadKafka::from(&broker.servers, "mixed").bounded())
         .collect("Good");
-    let error = p
-        .run()
-        .unwrap()
-        .wait_until_finish()
-        .unwrap_err()
-        .to_string();
+    let error = crate::kit::job_failure(&p);
     assert!(
         error.contains("offset 1 of partition 0 of 'mixed'"),
         "{error}"
@@ -349,14 +331,7 @@ fn bad_records_go_to_the_dead_letter_output() {
 fn unreachable_brokers_and_missing_topics_are_reported_before_anything_runs() {
     let broker = Broker::start();
     broker.topic("present", 1);
-    let closed = format!(
-        "127.0.0.1:{}",
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    );
+    let closed = format!("127.0.0.1:{}", free_port());
     let p = pipeline(1);
     let _ = p.read_kafka("ReadNowhere", ReadKafka::from(&closed, "present"));
     let _ = p.read_kafka("ReadMissing", ReadKafka::from(&broker.servers, "absent"));

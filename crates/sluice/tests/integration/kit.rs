@@ -27,6 +27,24 @@ pub fn pipeline(workers: usize) -> Pipeline {
     pipeline_with(workers, &[])
 }
 
+/// A loopback port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs `p`, a valid pipeline whose job must fail, and returns why it failed.
+pub fn job_failure(p: &Pipeline) -> String {
+    p.run()
+        .expect("the pipeline is valid")
+        .wait_until_finish()
+        .expect_err("the job should fail")
+        .to_string()
+}
+
 /// The shard files written for `prefix` (`prefix-SSSSS-of-NNNNN`), in shard order.
 pub fn shards(prefix: &Path) -> Vec<PathBuf> {
     let dir = prefix.parent().expect("prefix has a directory");

@@ -37,6 +37,18 @@ fn rows(n: usize) -> Vec<Row> {
         .collect()
 }
 
+/// A batch's column count, the sum of its first column (int64), and its row count.
+fn shape(b: sluice::transforms::parquet::ArrowBatch) -> (usize, i64, usize) {
+    use arrow_array::{Array, Int64Array};
+    let column = b.0.column(0).clone();
+    let counts = column.as_any().downcast_ref::<Int64Array>().unwrap();
+    (
+        b.0.num_columns(),
+        counts.values().iter().sum::<i64>(),
+        b.0.num_rows(),
+    )
+}
+
 fn by_count(mut v: Vec<Row>) -> Vec<Row> {
     v.sort_by_key(|r| r.count);
     v
@@ -159,7 +171,6 @@ fn files_that_do_not_fit_the_type_are_refused_before_anything_runs() {
 
 #[test]
 fn record_batches_are_read_as_arrow_with_the_columns_asked_for() {
-    use arrow_array::{Array, Int64Array};
     let dir = tempfile::tempdir().unwrap();
     let prefix = dir.path().join("rows");
     let p = pipeline(1);
@@ -184,15 +195,7 @@ fn record_batches_are_read_as_arrow_with_the_columns_asked_for() {
     let shapes = p
         .read_parquet_batches("Read", &pattern, Some(&["count"]))
         .reshuffle("Spread")
-        .map("Shape", |b: sluice::transforms::parquet::ArrowBatch| {
-            let column = b.0.column(0).clone();
-            let counts = column.as_any().downcast_ref::<Int64Array>().unwrap();
-            (
-                b.0.num_columns(),
-                counts.values().iter().sum::<i64>(),
-                b.0.num_rows(),
-            )
-        })
+        .map("Shape", shape)
         .collect("Shapes");
     p.run().unwrap().wait_until_finish().unwrap();
     let shapes = shapes.values();
@@ -273,12 +276,7 @@ fn record_batches_are_written_as_they_are() {
             WriteParquet::to(prefix.to_str().unwrap()),
             schema,
         );
-    let error = p
-        .run()
-        .unwrap()
-        .wait_until_finish()
-        .unwrap_err()
-        .to_string();
+    let error = crate::kit::job_failure(&p);
     for expected in ["WriteMisfits", "does not fit the schema", "count: Int64"] {
         assert!(error.contains(expected), "{expected} in: {error}");
     }
@@ -365,16 +363,11 @@ fn filters_skip_row_groups_and_rows() {
             Some(&["count"]),
             &[ParquetFilter::ge("count", 7_500)],
         )
-        .map("Counts", |b: sluice::transforms::parquet::ArrowBatch| {
-            use arrow_array::{Array, Int64Array};
-            let column = b.0.column(0).clone();
-            let counts = column.as_any().downcast_ref::<Int64Array>().unwrap();
-            (counts.len(), counts.values().iter().sum::<i64>())
-        })
+        .map("Shape", shape)
         .collect("Shapes");
     p.run().unwrap().wait_until_finish().unwrap();
     let counts = counts.values();
-    assert_eq!(counts.iter().map(|c| c.0).sum::<usize>(), 2_500);
+    assert_eq!(counts.iter().map(|c| c.2).sum::<usize>(), 2_500);
     assert_eq!(
         counts.iter().map(|c| c.1).sum::<i64>(),
         (7_500..10_000).sum::<i64>()

@@ -180,12 +180,7 @@ fn a_malformed_csv_record_fails_the_job_naming_file_line_and_column() {
     with_a_bad_row(&path, 150_000, 120_000);
     let p = pipeline(2);
     let _ = p.read_csv::<Sale>("ReadSales", path.to_str().unwrap());
-    let error = p
-        .run()
-        .unwrap()
-        .wait_until_finish()
-        .unwrap_err()
-        .to_string();
+    let error = crate::kit::job_failure(&p);
     assert!(
         error.contains("ReadSales")
             && error.contains("sales.csv")
