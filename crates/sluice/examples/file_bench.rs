@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release --example file_bench -- --parquet=data.parquet --direct_num_workers=1
 //! cargo run --release --example file_bench -- --csv=data.csv
+//! cargo run --release --example file_bench -- --parquet=data.parquet --arrow=true
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -28,25 +29,29 @@ fn main() -> sluice::Result<()> {
         "csv",
         "a CSV file (pattern) with a header naming key and value",
     );
-    let rows = match (
+    p.describe_flag(
+        "arrow",
+        "read Arrow record batches and combine their columns (combine_column_per_key) \
+         instead of serde rows",
+    );
+    let arrow = p.arg_parse::<bool>("arrow")?.unwrap_or(false);
+    let sum = sluice::transforms::combiners::SumFn::<f64>::default();
+    let sums = match (
         p.arg_parse::<String>("parquet")?,
         p.arg_parse::<String>("csv")?,
     ) {
-        (Some(file), _) => p.read_parquet::<Row>("Read", &file),
-        (None, Some(file)) => p.read_csv::<Row>("Read", &file),
+        (Some(file), _) if arrow => p
+            .read_parquet_batches("Read", &file, Some(&["key", "value"]))
+            .combine_column_per_key("Sum", "key", "value", sum),
+        (Some(file), _) => rows(p.read_parquet::<Row>("Read", &file), sum),
+        (None, Some(file)) => rows(p.read_csv::<Row>("Read", &file), sum),
         (None, None) => {
             return Err(sluice::Error::Service(
                 "give --parquet=FILE or --csv=FILE".into(),
             ));
         }
-    };
-    let sums = rows
-        .map("KeyValue", |r: Row| (r.key, r.value))
-        .combine_per_key(
-            "Sum",
-            sluice::transforms::combiners::SumFn::<f64>::default(),
-        )
-        .collect("Sums");
+    }
+    .collect("Sums");
     let start = std::time::Instant::now();
     p.run()?.wait_until_finish()?;
     let seconds = start.elapsed().as_secs_f64();
@@ -54,4 +59,13 @@ fn main() -> sluice::Result<()> {
     let total: f64 = sums.iter().map(|(_, s)| s).sum();
     println!("keys={} total={total:.3} seconds={seconds:.3}", sums.len());
     Ok(())
+}
+
+/// Serde rows: each row's key and value, summed per key.
+fn rows(
+    rows: PCollection<Row>,
+    sum: sluice::transforms::combiners::SumFn<f64>,
+) -> PCollection<(String, f64)> {
+    rows.map("KeyValue", |r: Row| (r.key, r.value))
+        .combine_per_key("Sum", sum)
 }

@@ -1,5 +1,6 @@
 //! The built-in transforms, one file each.
 
+pub mod arrow;
 pub mod cogroup;
 pub mod collect;
 pub mod combine;

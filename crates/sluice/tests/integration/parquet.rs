@@ -391,3 +391,147 @@ fn filters_skip_row_groups_and_rows() {
         assert!(error.contains(expected), "{expected} in: {error}");
     }
 }
+
+/// Columns combined per key straight from Arrow batches equal the row path's result:
+/// the Parquet rows' `total` summed and `count` (int64) averaged per region, on 1 and 2
+/// workers; dictionary-encoded keys give the same; a missing column, a key column of
+/// numbers and a null key each fail the job naming the transform and the column.
+#[test]
+fn columns_are_combined_per_key_from_batches() {
+    use std::sync::Arc;
+
+    use arrow_array::types::Int16Type;
+    use arrow_array::{ArrayRef, DictionaryArray, Float32Array, RecordBatch, StringArray};
+    use sluice::transforms::combiners::{MeanFn, SumFn};
+    use sluice::transforms::parquet::ArrowBatch;
+
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("rows");
+    let p = pipeline(1);
+    p.create("Rows", rows(5_000)).write_parquet_with(
+        "Write",
+        WriteParquet::to(prefix.to_str().unwrap())
+            .with_num_shards(2)
+            .with_row_group_rows(700),
+    );
+    p.run().unwrap().wait_until_finish().unwrap();
+    let pattern = format!("{}-*.parquet", prefix.display());
+    let sorted = |mut v: Vec<(String, f64)>| {
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+
+    let p = pipeline(1);
+    let want_sums = p
+        .read_parquet::<Row>("Read", &pattern)
+        .map("Pairs", |r: Row| (r.region, r.total))
+        .combine_per_key("Sum", SumFn::<f64>::default())
+        .collect("Sums");
+    p.run().unwrap().wait_until_finish().unwrap();
+    let want_sums = sorted(want_sums.values());
+    assert_eq!(want_sums.len(), 3);
+    let want_means: Vec<(String, f64)> = ["east", "n\u{f6}rd", "west"]
+        .iter()
+        .map(|region| {
+            let counts: Vec<f64> = rows(5_000)
+                .into_iter()
+                .filter(|r| r.region == *region)
+                .map(|r| r.count as f64)
+                .collect();
+            (
+                region.to_string(),
+                counts.iter().sum::<f64>() / counts.len() as f64,
+            )
+        })
+        .collect();
+
+    for workers in [1, 2] {
+        let p = pipeline(workers);
+        let batches = p.read_parquet_batches("Read", &pattern, Some(&["region", "total", "count"]));
+        let sums = batches
+            .combine_column_per_key("Sum", "region", "total", SumFn::<f64>::default())
+            .collect("Sums");
+        let means = batches
+            .combine_column_per_key("Mean", "region", "count", MeanFn::<f64>::default())
+            .collect("Means");
+        p.run().unwrap().wait_until_finish().unwrap();
+        assert_eq!(sorted(sums.values()), want_sums, "{workers} workers");
+        let means = sorted(means.values());
+        assert_eq!(means.len(), 3);
+        for ((region, mean), (want_region, want)) in means.iter().zip(&want_means) {
+            assert_eq!(region, want_region);
+            assert!((mean - want).abs() < 1e-6, "{region}: {mean} vs {want}");
+        }
+    }
+
+    // Dictionary keys (int16 indexes, an entry no row uses) and float32 values.
+    let keys = DictionaryArray::<Int16Type>::new(
+        vec![0i16, 2, 0, 2, 2].into(),
+        Arc::new(StringArray::from(vec!["a", "unused", "b"])),
+    );
+    let batch = |keys: ArrayRef, values: ArrayRef| {
+        ArrowBatch(RecordBatch::try_from_iter([("k", keys), ("v", values)]).unwrap())
+    };
+    let p = pipeline(2);
+    let sums = p
+        .create(
+            "Batches",
+            vec![
+                batch(
+                    Arc::new(keys),
+                    Arc::new(Float32Array::from(vec![1.0, 2.0, 3.0, 4.0, 5.0])),
+                ),
+                batch(
+                    Arc::new(StringArray::from(vec!["b", "c"])),
+                    Arc::new(Float32Array::from(vec![0.5, 7.0])),
+                ),
+            ],
+        )
+        .combine_column_per_key("Sum", "k", "v", SumFn::<f64>::default())
+        .collect("Sums");
+    p.run().unwrap().wait_until_finish().unwrap();
+    assert_eq!(
+        sorted(sums.values()),
+        [("a".into(), 4.0), ("b".into(), 11.5), ("c".into(), 7.0)]
+    );
+
+    let fails = |batches: Vec<ArrowBatch>, key: &str| {
+        let p = pipeline(1);
+        let _ = p.create("Batches", batches).combine_column_per_key(
+            "SumBad",
+            key,
+            "v",
+            SumFn::<f64>::default(),
+        );
+        crate::kit::job_failure(&p)
+    };
+    let good = || {
+        batch(
+            Arc::new(StringArray::from(vec!["a"])),
+            Arc::new(Float32Array::from(vec![1.0])),
+        )
+    };
+    let error = fails(vec![good()], "region");
+    assert!(
+        error.contains("SumBad") && error.contains("no column 'region'") && error.contains("k, v"),
+        "{error}"
+    );
+    let numbers = batch(
+        Arc::new(Float32Array::from(vec![1.0])),
+        Arc::new(Float32Array::from(vec![1.0])),
+    );
+    let error = fails(vec![numbers], "k");
+    assert!(
+        error.contains("SumBad") && error.contains("key column 'k' holds Float32"),
+        "{error}"
+    );
+    let null_key = batch(
+        Arc::new(StringArray::from(vec![Some("a"), None])),
+        Arc::new(Float32Array::from(vec![1.0, 2.0])),
+    );
+    let error = fails(vec![good(), null_key], "k");
+    assert!(
+        error.contains("SumBad") && error.contains("column 'k' is null in row 1"),
+        "{error}"
+    );
+}
