@@ -25,6 +25,7 @@
 #![deny(missing_docs)]
 
 pub mod corpus;
+pub mod csv_batches;
 mod error;
 pub mod kafka;
 pub mod parquet;

@@ -80,7 +80,7 @@ impl<R: BufRead> Read for SplitInput<R> {
 }
 
 /// A split's input, and where its first line starts in the file's contents.
-fn open_split(split: &TextSplit) -> std::io::Result<(Box<dyn BufRead + Send>, u64)> {
+pub(crate) fn open_split(split: &TextSplit) -> std::io::Result<(Box<dyn BufRead + Send>, u64)> {
     let file = split.store.open(&split.path)?;
     if split.compression != Compression::Uncompressed {
         let decoded = BufReader::with_capacity(READ_BUFFER, split.compression.decoder(file)?);
@@ -112,7 +112,7 @@ fn open_split(split: &TextSplit) -> std::io::Result<(Box<dyn BufRead + Send>, u6
 }
 
 /// The decompressed contents of `split`'s file from `offset` on.
-fn contents_from(
+pub(crate) fn contents_from(
     split: &TextSplit,
     offset: u64,
 ) -> std::io::Result<BufReader<Box<dyn Read + Send>>> {
@@ -129,7 +129,7 @@ fn contents_from(
 }
 
 /// The number of the line (from 1) that starts at `offset` of `split`'s file's contents.
-fn line_number(split: &TextSplit, offset: u64) -> std::io::Result<u64> {
+pub(crate) fn line_number(split: &TextSplit, offset: u64) -> std::io::Result<u64> {
     let mut input = contents_from(split, 0)?.take(offset);
     let mut newlines = 0u64;
     loop {
@@ -145,7 +145,7 @@ fn line_number(split: &TextSplit, offset: u64) -> std::io::Result<u64> {
 
 /// The line that starts at `offset` of `split`'s file's contents, without its line
 /// ending.
-fn line_at(split: &TextSplit, offset: u64) -> std::io::Result<Vec<u8>> {
+pub(crate) fn line_at(split: &TextSplit, offset: u64) -> std::io::Result<Vec<u8>> {
     let mut line = Vec::new();
     contents_from(split, offset)?.read_until(b'\n', &mut line)?;
     if line.last() == Some(&b'\n') {
@@ -516,7 +516,7 @@ impl<T: DeserializeOwned + Element, O: Element> RecordReader<T, O> {
     }
 }
 
-fn csv_reader<R: Read>(options: &CsvOptions, input: R) -> csv::Reader<R> {
+pub(crate) fn csv_reader<R: Read>(options: &CsvOptions, input: R) -> csv::Reader<R> {
     csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)

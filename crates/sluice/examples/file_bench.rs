@@ -6,10 +6,12 @@
 //! cargo run --release --example file_bench -- --parquet=data.parquet --direct_num_workers=1
 //! cargo run --release --example file_bench -- --csv=data.csv
 //! cargo run --release --example file_bench -- --parquet=data.parquet --arrow=true
+//! cargo run --release --example file_bench -- --csv=data.csv --arrow=true
 //! ```
 
 use serde::{Deserialize, Serialize};
 use sluice::prelude::*;
+use sluice::transforms::records::ReadCsv;
 
 /// The two columns read (a file may have more: they are not decoded from Parquet).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -44,6 +46,14 @@ fn main() -> sluice::Result<()> {
             .read_parquet_batches("Read", &file, Some(&["key", "value"]))
             .combine_column_per_key("Sum", "key", "value", sum),
         (Some(file), _) => rows(p.read_parquet::<Row>("Read", &file), sum),
+        (None, Some(file)) if arrow => {
+            let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![
+                arrow_schema::Field::new("key", arrow_schema::DataType::Utf8, false),
+                arrow_schema::Field::new("value", arrow_schema::DataType::Float64, false),
+            ]));
+            p.read_csv_batches("Read", ReadCsv::from(&file), schema)
+                .combine_column_per_key("Sum", "key", "value", sum)
+        }
         (None, Some(file)) => rows(p.read_csv::<Row>("Read", &file), sum),
         (None, None) => {
             return Err(sluice::Error::Service(

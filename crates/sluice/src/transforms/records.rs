@@ -35,11 +35,14 @@
 
 use std::sync::Arc;
 
+pub use arrow_schema::SchemaRef;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sluice_core::unit::SourceFactory;
 use sluice_core::{BoxError, Element, Permanent};
 use sluice_io::TextSource;
+use sluice_io::csv_batches::CsvBatchSource;
+pub use sluice_io::parquet::ArrowBatch;
 use sluice_io::records::{CsvLines, CsvOptions, RecordFormat, RecordSource, csv_header};
 use sluice_io::text::sink::ShardOptions;
 use sluice_io::text::source::{BadRecord, Compression};
@@ -290,6 +293,43 @@ impl Pipeline {
         )
     }
 
+    /// The CSV rows of the files `read` names as Arrow record batches ([`ArrowBatch`]es
+    /// of up to 8,192 rows) of `schema`, for code that works in Arrow (for example
+    /// [`PCollection::combine_column_per_key`]). With a header row (the default) each of
+    /// the schema's fields is the column of that name, found in every file's header when
+    /// the pipeline is built; without one, the schema's fields are the first columns in
+    /// order. Other columns are skipped. Files split by byte ranges as `read_csv`'s do; a
+    /// row that does not fit the schema fails the job naming its file, line and column
+    /// (there is no dead-letter output for batches: read rows with
+    /// [`Pipeline::read_csv_with_dead_letter`] to set bad ones aside).
+    pub fn read_csv_batches(
+        &self,
+        name: &str,
+        read: ReadCsv,
+        schema: SchemaRef,
+    ) -> PCollection<ArrowBatch> {
+        let full = self.full_name(name);
+        let source = self
+            .record_text(&full, &read.pattern, read.compression.as_deref())
+            .and_then(|text| {
+                let files = text.files().len().to_string();
+                let source = CsvBatchSource::new(&full, text, read.options.clone(), schema)?;
+                let columns: Vec<String> = source
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| format!("{}: {}", f.name(), f.data_type()))
+                    .collect();
+                let display = vec![
+                    ("format", "CSV (Arrow batches)".to_string()),
+                    ("files", files),
+                    ("columns", columns.join(", ")),
+                ];
+                Ok((Arc::new(source) as Arc<dyn SourceFactory>, display))
+            });
+        self.file_read(name, &read.pattern, source)
+    }
+
     /// The CSV records of the files `read` names, and — instead of failing the job — the
     /// records that do not decode, as [`BadRecord`]s with file, offset, line, column,
     /// raw line and error.
@@ -379,35 +419,44 @@ impl Pipeline {
         dead_letter: bool,
     ) -> PCollection<O> {
         let full = self.full_name(name);
-        let compression = match compression.map(Compression::parse) {
-            None => Ok(None),
-            Some(Ok(c)) => Ok(c),
-            Some(Err(e)) => Err(sluice_io::IoError::BadPattern {
-                transform: full.clone(),
-                pattern: pattern.into(),
-                reason: e,
-            }),
-        };
         let kind = format.name();
-        let source = compression
-            .and_then(|compression| {
-                TextSource::with_store(&full, pattern, &self.store_options())
-                    .map(|t| t.with_compression(compression))
-            })
-            .map(|text| {
-                let display = vec![
-                    ("format", kind.to_string()),
-                    ("files", text.files().len().to_string()),
-                ];
-                let source = RecordSource::<T>::new(text, format);
-                let source: Arc<dyn SourceFactory> = if dead_letter {
-                    Arc::new(source.with_dead_letter())
-                } else {
-                    Arc::new(source)
-                };
-                (source, display)
-            });
+        let source = self.record_text(&full, pattern, compression).map(|text| {
+            let display = vec![
+                ("format", kind.to_string()),
+                ("files", text.files().len().to_string()),
+            ];
+            let source = RecordSource::<T>::new(text, format);
+            let source: Arc<dyn SourceFactory> = if dead_letter {
+                Arc::new(source.with_dead_letter())
+            } else {
+                Arc::new(source)
+            };
+            (source, display)
+        });
         self.file_read(name, pattern, source)
+    }
+
+    /// The files `pattern` matches, stored as `compression` says (by extension if
+    /// `None`).
+    fn record_text(
+        &self,
+        transform: &str,
+        pattern: &str,
+        compression: Option<&str>,
+    ) -> Result<TextSource, sluice_io::IoError> {
+        let compression = match compression.map(Compression::parse) {
+            None => None,
+            Some(Ok(c)) => c,
+            Some(Err(reason)) => {
+                return Err(sluice_io::IoError::BadPattern {
+                    transform: transform.into(),
+                    pattern: pattern.into(),
+                    reason,
+                });
+            }
+        };
+        TextSource::with_store(transform, pattern, &self.store_options())
+            .map(|t| t.with_compression(compression))
     }
 }
 
