@@ -11,6 +11,9 @@ int64, key string over 10,000 keys, value float64, note string), so neither side
 a file it wrote itself. Runs are interleaved (sluice 1 worker, sluice all cores, polars
 1 thread, polars all threads, round after round); the report gives medians, MB/s of the
 file and ratios. Every program's number of keys and total are checked equal.
+sluice runs the pipeline two ways: "rows" reads serde rows (read_parquet / read_csv of a
+two-field struct) into combine_per_key; "Arrow" reads record batches
+(read_parquet_batches / read_csv_batches) into combine_column_per_key.
 Targets (issue 13): sluice on one worker within 1.5x of the faster polars on one
 thread; sluice on all cores faster than polars on one thread.
 """
@@ -85,9 +88,14 @@ def main():
         for kind, path in [("parquet", parquet), ("csv", csv)]:
             mb = os.path.getsize(path) / 1e6
             programs = {
-                "sluice, 1 worker": ([BIN, f"--{kind}={path}", "--direct_num_workers=1"], None),
-                f"sluice, {CORES} workers": ([BIN, f"--{kind}={path}",
-                                              f"--direct_num_workers={CORES}"], None),
+                "sluice rows, 1 worker": ([BIN, f"--{kind}={path}", "--direct_num_workers=1"],
+                                          None),
+                f"sluice rows, {CORES} workers": ([BIN, f"--{kind}={path}",
+                                                   f"--direct_num_workers={CORES}"], None),
+                "sluice Arrow, 1 worker": ([BIN, f"--{kind}={path}", "--arrow=true",
+                                            "--direct_num_workers=1"], None),
+                f"sluice Arrow, {CORES} workers": ([BIN, f"--{kind}={path}", "--arrow=true",
+                                                    f"--direct_num_workers={CORES}"], None),
                 "polars, 1 thread": ([python, "-c", POLARS, kind, path], one),
                 f"polars, {CORES} threads": ([python, "-c", POLARS, kind, path], None),
             }
@@ -107,13 +115,16 @@ def main():
             med = {name: statistics.median(t) for name, t in times.items()}
             for name in programs:
                 print(f"| {name} | {med[name]:.2f} | {mb / med[name]:.0f} |")
-            s1, sn = med["sluice, 1 worker"], med[f"sluice, {CORES} workers"]
             p1 = med["polars, 1 thread"]
-            print(f"\nsluice 1 worker / polars 1 thread: {s1 / p1:.2f}x the time (target <= 1.5)")
             pn = med[f"polars, {CORES} threads"]
-            print(f"sluice {CORES} workers / polars 1 thread: {sn / p1:.2f}x the time "
-                  f"(target < 1)")
-            print(f"sluice {CORES} workers / polars {CORES} threads: {sn / pn:.2f}x the time")
+            for variant in ["rows", "Arrow"]:
+                s1, sn = med[f"sluice {variant}, 1 worker"], med[f"sluice {variant}, {CORES} workers"]
+                print(f"\nsluice {variant}, 1 worker / polars 1 thread: {s1 / p1:.2f}x the time "
+                      f"(target <= 1.5)")
+                print(f"sluice {variant}, {CORES} workers / polars 1 thread: {sn / p1:.2f}x the time "
+                      f"(target < 1)")
+                print(f"sluice {variant}, {CORES} workers / polars {CORES} threads: "
+                      f"{sn / pn:.2f}x the time")
 
 
 if __name__ == "__main__":
