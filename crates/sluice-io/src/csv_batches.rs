@@ -258,7 +258,8 @@ impl CsvBatchReader {
         let mut input = contents_from(split, start)?;
         let mut decoder = self.decoder(layout, 1);
         let (mut offset, mut row_start) = (start, start);
-        for _ in 0..=BATCH_ROWS {
+        let mut rows = 0;
+        while rows <= BATCH_ROWS {
             let buffered = input.fill_buf()?;
             let end = buffered.is_empty();
             let n = match decoder.decode(buffered) {
@@ -272,6 +273,7 @@ impl CsvBatchReader {
                     return Ok(Some((row_start, e)));
                 }
                 row_start = offset;
+                rows += 1;
             }
             if end {
                 break;

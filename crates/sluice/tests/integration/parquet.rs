@@ -49,6 +49,21 @@ fn shape(b: sluice::transforms::parquet::ArrowBatch) -> (usize, i64, usize) {
     )
 }
 
+/// Writes `rows(n)` as Parquet under `dir` in `shards` shards of row groups of
+/// `group_rows` rows, and returns the pattern matching the shards.
+fn write_rows(dir: &std::path::Path, n: usize, shards: usize, group_rows: usize) -> String {
+    let prefix = dir.join("rows");
+    let p = pipeline(1);
+    p.create("Rows", rows(n)).write_parquet_with(
+        "Write",
+        WriteParquet::to(prefix.to_str().unwrap())
+            .with_num_shards(shards)
+            .with_row_group_rows(group_rows),
+    );
+    p.run().unwrap().wait_until_finish().unwrap();
+    format!("{}-*.parquet", prefix.display())
+}
+
 fn by_count(mut v: Vec<Row>) -> Vec<Row> {
     v.sort_by_key(|r| r.count);
     v
@@ -172,16 +187,7 @@ fn files_that_do_not_fit_the_type_are_refused_before_anything_runs() {
 #[test]
 fn record_batches_are_read_as_arrow_with_the_columns_asked_for() {
     let dir = tempfile::tempdir().unwrap();
-    let prefix = dir.path().join("rows");
-    let p = pipeline(1);
-    p.create("Rows", rows(5_000)).write_parquet_with(
-        "Write",
-        WriteParquet::to(prefix.to_str().unwrap())
-            .with_num_shards(1)
-            .with_row_group_rows(2_000),
-    );
-    p.run().unwrap().wait_until_finish().unwrap();
-    let pattern = format!("{}-*.parquet", prefix.display());
+    let pattern = write_rows(dir.path(), 5_000, 1, 2_000);
     let p = pipeline(2);
     let _ = p.read_parquet_batches("ReadNoSuch", &pattern, Some(&["price"]));
     let error = p.run().unwrap_err().to_string();
@@ -290,17 +296,8 @@ fn record_batches_are_written_as_they_are() {
 fn filters_skip_row_groups_and_rows() {
     use sluice::transforms::parquet::ParquetFilter;
     let dir = tempfile::tempdir().unwrap();
-    let prefix = dir.path().join("rows");
-    let p = pipeline(1);
     // Ten row groups of 1,000 rows, in count order: group k holds counts 1000k..1000k+999.
-    p.create("Rows", rows(10_000)).write_parquet_with(
-        "Write",
-        WriteParquet::to(prefix.to_str().unwrap())
-            .with_num_shards(1)
-            .with_row_group_rows(1_000),
-    );
-    p.run().unwrap().wait_until_finish().unwrap();
-    let pattern = format!("{}-*.parquet", prefix.display());
+    let pattern = write_rows(dir.path(), 10_000, 1, 1_000);
 
     let p = pipeline(2);
     let east = p
@@ -406,16 +403,7 @@ fn columns_are_combined_per_key_from_batches() {
     use sluice::transforms::parquet::ArrowBatch;
 
     let dir = tempfile::tempdir().unwrap();
-    let prefix = dir.path().join("rows");
-    let p = pipeline(1);
-    p.create("Rows", rows(5_000)).write_parquet_with(
-        "Write",
-        WriteParquet::to(prefix.to_str().unwrap())
-            .with_num_shards(2)
-            .with_row_group_rows(700),
-    );
-    p.run().unwrap().wait_until_finish().unwrap();
-    let pattern = format!("{}-*.parquet", prefix.display());
+    let pattern = write_rows(dir.path(), 5_000, 2, 700);
     let sorted = |mut v: Vec<(String, f64)>| {
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v

@@ -25,6 +25,20 @@ fn sales(n: usize) -> Vec<Sale> {
         .collect()
 }
 
+/// `sales` as CSV text with a header row, quoting regions that need it.
+fn csv_text(sales: &[Sale]) -> String {
+    let mut text = String::from("region,product,amount\n");
+    for s in sales {
+        let region = if s.region.contains([',', '"']) {
+            format!("\"{}\"", s.region.replace('"', "\"\""))
+        } else {
+            s.region.clone()
+        };
+        text.push_str(&format!("{region},{},{}\n", s.product, s.amount));
+    }
+    text
+}
+
 fn by_amount(mut v: Vec<Sale>) -> Vec<Sale> {
     v.sort_by(|a, b| a.amount.total_cmp(&b.amount));
     v
@@ -78,20 +92,8 @@ fn files_larger_than_a_split_are_read_once_each_record_by_two_workers() {
     // About 3 MB: several byte-range splits, each starting mid-line.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.csv");
-    let mut text = String::from("region,product,amount\n");
     let input = sales(60_000);
-    for s in &input {
-        text.push_str(&format!(
-            "{},{},{}\n",
-            if s.region.contains([',', '"']) {
-                format!("\"{}\"", s.region.replace('"', "\"\""))
-            } else {
-                s.region.clone()
-            },
-            s.product,
-            s.amount
-        ));
-    }
+    let text = csv_text(&input);
     std::fs::write(&path, &text).unwrap();
     let p = pipeline(2);
     let read = p
@@ -338,7 +340,7 @@ fn compressed_outputs_are_written_and_read_back() {
 /// quoted fields, on 1 and 2 workers, gives every row once (the amounts per region equal
 /// the serde read's); gzip-compressed and header-less files read too; a schema column
 /// missing from the header is refused before anything runs; a value that does not parse
-/// fails the job naming the file, line and column.
+/// fails the job naming the file, line and column (also as a batch's last row).
 #[test]
 fn csv_rows_are_read_as_arrow_batches() {
     use std::sync::Arc;
@@ -348,16 +350,8 @@ fn csv_rows_are_read_as_arrow_batches() {
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.csv");
-    let mut text = String::from("region,product,amount\n");
     let input = sales(60_000);
-    for s in &input {
-        let region = if s.region.contains([',', '"']) {
-            format!("\"{}\"", s.region.replace('"', "\"\""))
-        } else {
-            s.region.clone()
-        };
-        text.push_str(&format!("{region},{},{}\n", s.product, s.amount));
-    }
+    let text = csv_text(&input);
     std::fs::write(&path, &text).unwrap();
     let schema = Arc::new(Schema::new(vec![
         Field::new("amount", DataType::Float64, false),
@@ -452,6 +446,21 @@ fn csv_rows_are_read_as_arrow_batches() {
             && error.contains("big.csv")
             && error.contains("no column 'price'")
             && error.contains("region, product, amount"),
+        "{error}"
+    );
+
+    // The last row of the first batch (8,192 rows after the header).
+    let last = dir.path().join("last.csv");
+    with_a_bad_row(&last, 10_000, 8_193);
+    let p = pipeline(1);
+    let _ = p.read_csv_batches(
+        "ReadLast",
+        ReadCsv::from(last.to_str().unwrap()),
+        schema.clone(),
+    );
+    let error = crate::kit::job_failure(&p);
+    assert!(
+        error.contains("ReadLast") && error.contains("line 8193, column 3 ('amount')"),
         "{error}"
     );
 
