@@ -224,7 +224,16 @@ impl Bucket {
     /// for the whole bucket).
     fn list(&self, prefix: &str) -> std::io::Result<Vec<object_store::ObjectMeta>> {
         let prefix = (!prefix.is_empty()).then(|| ObjectPath::from(prefix));
-        block_on(self.store.list(prefix.as_ref()).try_collect::<Vec<_>>()).map_err(io_error)
+        block_on(self.store.list(prefix.as_ref()).try_collect::<Vec<_>>()).map_err(|e| {
+            let e = io_error(e);
+            // The server's XML error document adds nothing the status line does not say.
+            let message = e.to_string();
+            let message = message.split(": <?xml").next().unwrap_or_default();
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot list bucket or container {} ({message})", self.root),
+            )
+        })
     }
 }
 
