@@ -187,24 +187,46 @@ fn a_streaming_job_on_two_processes_drains_and_commits() {
             "--worker_threads=1".into(),
             format!("--output={}", output.display()),
         ])
+        .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(4));
+    // Events flow for a few seconds once the worker processes are started (counted from
+    // then, not from the launcher's start, which a loaded machine can delay); the log is
+    // read to its end meanwhile so that the launcher never blocks on a full pipe.
+    let (started, worker_processes) = std::sync::mpsc::channel();
+    let stderr = launcher.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let line = line.unwrap_or_default();
+            if line.contains("starting 2 worker processes") {
+                let _ = started.send(());
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    worker_processes
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the launcher starts its worker processes");
+    std::thread::sleep(std::time::Duration::from_secs(5));
     let pid = rustix::process::Pid::from_raw(launcher.id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     let status = launcher.wait().unwrap();
     let mut stdout = String::new();
     std::io::Read::read_to_string(launcher.stdout.as_mut().unwrap(), &mut stdout).unwrap();
-    assert!(status.success(), "{stdout}");
+    let log = log.join().unwrap();
+    assert!(status.success(), "{stdout}\n{log}");
     let written: usize = stdout
         .lines()
         .find_map(|l| l.strip_prefix("wrote "))
         .and_then(|l| l.split(' ').next())
         .and_then(|n| n.parse().ok())
         .expect("a 'wrote N results' line");
-    assert!(written > 0, "{stdout}");
+    assert!(written > 0, "{stdout}\n{log}");
     assert_eq!(
         std::fs::read_to_string(&output).unwrap().lines().count(),
         written
