@@ -21,7 +21,8 @@ use arrow_schema::{DataType, FieldRef, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
-    ArrowPredicate, ArrowPredicateFn, ParquetRecordBatchReaderBuilder, RowFilter,
+    ArrowPredicate, ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions,
+    ParquetRecordBatchReaderBuilder, RowFilter,
 };
 use parquet::file::properties::WriterProperties;
 use serde::Serialize;
@@ -159,6 +160,8 @@ pub struct ParquetSource<O> {
     filters: Arc<Vec<ParquetFilter>>,
     /// Row groups their statistics ruled out.
     skipped: usize,
+    /// String columns are read as dictionary arrays.
+    dictionaries: bool,
 }
 
 impl<O> std::fmt::Debug for ParquetSource<O> {
@@ -206,6 +209,7 @@ impl<T: DeserializeOwned + Element> ParquetSource<T> {
             decode: |batch| serde_arrow::from_record_batch(&batch).map_err(|e| e.to_string()),
             filters: Arc::new(filters),
             skipped,
+            dictionaries: false,
         })
     }
 }
@@ -238,7 +242,16 @@ impl ParquetSource<ArrowBatch> {
             decode: |batch| Ok(vec![ArrowBatch(batch)]),
             filters: Arc::new(filters),
             skipped,
+            dictionaries: false,
         })
+    }
+
+    /// String columns come as dictionary arrays (`Dictionary(Int32, Utf8)`): the
+    /// values of a Parquet column chunk's dictionary once, and an index per row, instead
+    /// of every row's string copied out.
+    pub fn with_string_dictionaries(mut self) -> ParquetSource<ArrowBatch> {
+        self.dictionaries = true;
+        self
     }
 }
 
@@ -335,6 +348,7 @@ fn row_group_batches(
     split: &dyn SourceSplit,
     columns: Option<&[String]>,
     filters: &[ParquetFilter],
+    dictionaries: bool,
 ) -> Result<
     (
         ParquetSplit,
@@ -350,8 +364,31 @@ fn row_group_batches(
         .store
         .chunks(path)
         .map_err(|e| ctx.error(FileError::new("open", path, e)))?;
-    let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| corrupt(ctx, split, &e, matches!(e, ParquetError::External(_))))?;
+    let unreadable =
+        |e: ParquetError| corrupt(ctx, split, &e, matches!(e, ParquetError::External(_)));
+    let mut builder = if dictionaries {
+        let options = ArrowReaderOptions::new();
+        let metadata = ArrowReaderMetadata::load(&file, options.clone()).map_err(unreadable)?;
+        let fields: Vec<arrow_schema::Field> = metadata
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| match kind(f.data_type()) {
+                "string" => f.as_ref().clone().with_data_type(DataType::Dictionary(
+                    Box::new(DataType::Int32),
+                    Box::new(DataType::Utf8),
+                )),
+                _ => f.as_ref().clone(),
+            })
+            .collect();
+        let schema = Arc::new(arrow_schema::Schema::new(fields));
+        let metadata =
+            ArrowReaderMetadata::try_new(metadata.metadata().clone(), options.with_schema(schema))
+                .map_err(unreadable)?;
+        ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata)
+    } else {
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(unreadable)?
+    };
     if let Some(columns) = columns {
         let mask =
             ProjectionMask::columns(builder.parquet_schema(), columns.iter().map(String::as_str));
@@ -365,7 +402,14 @@ fn row_group_batches(
                     ProjectionMask::columns(builder.parquet_schema(), [filter.column.as_str()]);
                 let filter = filter.clone();
                 Box::new(ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
-                    filter.evaluate(batch.column(0))
+                    let column = batch.column(0);
+                    match column.data_type() {
+                        // Read as a dictionary: compared as the strings it stands for.
+                        DataType::Dictionary(_, _) => {
+                            filter.evaluate(&arrow_cast::cast(column, &DataType::Utf8)?)
+                        }
+                        _ => filter.evaluate(column),
+                    }
                 })) as Box<dyn ArrowPredicate>
             })
             .collect();
@@ -418,6 +462,7 @@ impl<O: Element> SourceFactory for ParquetSource<O> {
             ctx: ctx.clone(),
             columns: self.columns.clone(),
             filters: self.filters.clone(),
+            dictionaries: self.dictionaries,
             decode: self.decode,
             output: None,
             bytes_read: 0,
@@ -433,6 +478,7 @@ struct ParquetReader<O> {
     ctx: UnitContext,
     columns: Option<Vec<String>>,
     filters: Arc<Vec<ParquetFilter>>,
+    dictionaries: bool,
     decode: fn(RecordBatch) -> Result<Vec<O>, String>,
     output: Option<Port<O>>,
     bytes_read: u64,
@@ -453,8 +499,13 @@ impl<O: Element> SourceReader for ParquetReader<O> {
     }
 
     fn read(&mut self, split: &dyn SourceSplit) -> UnitResult {
-        let (split, batches) =
-            row_group_batches(&self.ctx, split, self.columns.as_deref(), &self.filters)?;
+        let (split, batches) = row_group_batches(
+            &self.ctx,
+            split,
+            self.columns.as_deref(),
+            &self.filters,
+            self.dictionaries,
+        )?;
         let path = &split.path;
         let mut row = 0u64;
         for batch in batches {

@@ -11,6 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 use sluice::prelude::*;
+use sluice::transforms::parquet::ReadParquetBatches;
 use sluice::transforms::records::ReadCsv;
 
 // Both pipelines allocate per batch (Arrow buffers) and the rows pipeline per row (a
@@ -49,7 +50,12 @@ fn main() -> sluice::Result<()> {
         p.arg_parse::<String>("csv")?,
     ) {
         (Some(file), _) if arrow => p
-            .read_parquet_batches("Read", &file, Some(&["key", "value"]))
+            .read_parquet_batches_with(
+                "Read",
+                ReadParquetBatches::from(&file)
+                    .with_columns(&["key", "value"])
+                    .with_string_dictionaries(),
+            )
             .combine_column_per_key("Sum", "key", "value", sum),
         (Some(file), _) => rows(p.read_parquet::<Row>("Read", &file), sum),
         (None, Some(file)) if arrow => {

@@ -66,7 +66,8 @@ impl PCollection<ArrowBatch> {
             key_column: Arc::from(key_column),
             value_column: Arc::from(value_column),
             transform: Arc::from(name),
-            accumulators: HashMap::new(),
+            tables: HashMap::new(),
+            dictionary: None,
         };
         self.composite(name, move |batches| {
             batches
@@ -84,8 +85,46 @@ struct ColumnCombine<F: CombineFn> {
     key_column: Arc<str>,
     value_column: Arc<str>,
     transform: Arc<str>,
-    accumulators: HashMap<Window, HashMap<String, F::Accumulator>>,
+    /// This bundle's accumulators, per window.
+    tables: HashMap<Window, Table<F::Accumulator>>,
+    /// The slots of the entries of the last dictionary-encoded key column seen in this
+    /// bundle: a Parquet column chunk's batches share one dictionary, so its entries are
+    /// looked up once per row group, not once per row.
+    dictionary: Option<DictionarySlots>,
 }
+
+/// One window's accumulators in a bundle, a slot per key.
+#[derive(Clone)]
+struct Table<A> {
+    slots: HashMap<String, usize>,
+    accumulators: Vec<A>,
+}
+
+impl<A> Table<A> {
+    /// The slot of `key`, made with `create` if it has none.
+    #[inline]
+    fn slot(&mut self, key: &str, create: impl FnOnce() -> A) -> usize {
+        match self.slots.get(key) {
+            Some(&slot) => slot,
+            None => {
+                self.slots.insert(key.to_string(), self.accumulators.len());
+                self.accumulators.push(create());
+                self.accumulators.len() - 1
+            }
+        }
+    }
+}
+
+/// A dictionary (its values array) and the slot of each entry in one window's table,
+/// `NO_SLOT` until the entry is first used.
+#[derive(Clone)]
+struct DictionarySlots {
+    values: ArrayRef,
+    window: Window,
+    slots: Vec<usize>,
+}
+
+const NO_SLOT: usize = usize::MAX;
 
 impl<F: CombineFn<Input = f64>> ColumnCombine<F> {
     fn column<'b>(&self, batch: &'b RecordBatch, name: &str) -> Result<&'b ArrayRef, BoxError> {
@@ -142,55 +181,51 @@ impl<F: CombineFn<Input = f64>> ColumnCombine<F> {
     /// Adds `values[i]` under `keys.value(i)` for every row.
     fn add<'a>(
         combine_fn: &F,
-        table: &mut HashMap<String, F::Accumulator>,
+        table: &mut Table<F::Accumulator>,
         keys: impl ArrayAccessor<Item = &'a str>,
         values: &[f64],
     ) {
         for (i, &value) in values.iter().enumerate() {
-            let key = keys.value(i);
-            let accumulator = match table.get_mut(key) {
-                Some(accumulator) => accumulator,
-                None => table
-                    .entry(key.to_string())
-                    .or_insert_with(|| combine_fn.create_accumulator()),
-            };
-            combine_fn.add_input(accumulator, value);
+            let slot = table.slot(keys.value(i), || combine_fn.create_accumulator());
+            combine_fn.add_input(&mut table.accumulators[slot], value);
         }
     }
 
-    /// Dictionary keys: values combined per dictionary entry, then each entry's
-    /// accumulator merged under its string.
+    /// Dictionary keys: each entry's slot is looked up once (and kept while batches
+    /// share the dictionary), each row's value added to its entry's slot.
     fn add_dictionary(
-        &self,
-        table: &mut HashMap<String, F::Accumulator>,
+        combine_fn: &F,
+        table: &mut Table<F::Accumulator>,
+        cache: &mut Option<DictionarySlots>,
+        window: Window,
         keys: &dyn arrow_array::AnyDictionaryArray,
+        strings: &Strings<'_>,
         values: &[f64],
-    ) -> Result<(), BoxError> {
+    ) {
         let entries = keys.values();
-        let mut per_entry: Vec<Option<F::Accumulator>> = vec![None; entries.len()];
-        for (entry, &value) in keys.normalized_keys().into_iter().zip(values) {
-            let accumulator =
-                per_entry[entry].get_or_insert_with(|| self.combine_fn.create_accumulator());
-            self.combine_fn.add_input(accumulator, value);
-        }
-        let strings = self.strings(entries, "dictionary of key column")?;
-        for (entry, accumulator) in per_entry.into_iter().enumerate() {
-            let Some(accumulator) = accumulator else {
-                continue;
-            };
-            let key = match &strings {
-                Strings::Utf8(a) => a.value(entry),
-                Strings::Large(a) => a.value(entry),
-                Strings::View(a) => a.value(entry),
-            };
-            match table.get_mut(key) {
-                Some(existing) => self.combine_fn.merge_accumulators(existing, accumulator),
-                None => {
-                    table.insert(key.to_string(), accumulator);
-                }
+        let cached = cache
+            .as_mut()
+            .filter(|c| c.window == window && Arc::ptr_eq(&c.values, entries));
+        let slots = match cached {
+            Some(c) => &mut c.slots,
+            None => {
+                &mut cache
+                    .insert(DictionarySlots {
+                        values: entries.clone(),
+                        window,
+                        slots: vec![NO_SLOT; entries.len()],
+                    })
+                    .slots
             }
+        };
+        for (entry, &value) in keys.normalized_keys().into_iter().zip(values) {
+            let mut slot = slots[entry];
+            if slot == NO_SLOT {
+                slot = table.slot(strings.value(entry), || combine_fn.create_accumulator());
+                slots[entry] = slot;
+            }
+            combine_fn.add_input(&mut table.accumulators[slot], value);
         }
-        Ok(())
     }
 
     fn strings<'b>(&self, column: &'b ArrayRef, what: &str) -> Result<Strings<'b>, BoxError> {
@@ -215,13 +250,24 @@ enum Strings<'b> {
     View(&'b arrow_array::StringViewArray),
 }
 
+impl Strings<'_> {
+    fn value(&self, i: usize) -> &str {
+        match self {
+            Strings::Utf8(a) => a.value(i),
+            Strings::Large(a) => a.value(i),
+            Strings::View(a) => a.value(i),
+        }
+    }
+}
+
 impl<F: CombineFn<Input = f64>> DoFn for ColumnCombine<F> {
     type In = ArrowBatch;
     type Out = (String, F::Accumulator);
 
     fn start_bundle(&mut self) -> Result<(), BoxError> {
         // A failed bundle's partial sums are not part of this one.
-        self.accumulators.clear();
+        self.tables.clear();
+        self.dictionary = None;
         Ok(())
     }
 
@@ -237,29 +283,50 @@ impl<F: CombineFn<Input = f64>> DoFn for ColumnCombine<F> {
             .values();
         let keys = self.column(batch, &self.key_column)?;
         self.no_nulls(keys.as_ref(), &self.key_column)?;
-        let mut table = self.accumulators.remove(&ctx.window()).unwrap_or_default();
-        let added = match keys.data_type() {
-            DataType::Dictionary(_, _) => {
-                self.add_dictionary(&mut table, keys.as_any_dictionary(), values)
-            }
-            _ => self
-                .strings(keys, "key column")
-                .map(|strings| match strings {
-                    Strings::Utf8(a) => Self::add(&self.combine_fn, &mut table, a, values),
-                    Strings::Large(a) => Self::add(&self.combine_fn, &mut table, a, values),
-                    Strings::View(a) => Self::add(&self.combine_fn, &mut table, a, values),
-                }),
+        let window = ctx.window();
+        let dictionary = keys.as_any_dictionary_opt();
+        let strings = match dictionary {
+            Some(d) => self.strings(d.values(), "dictionary of key column")?,
+            None => self.strings(keys, "key column")?,
         };
-        self.accumulators.insert(ctx.window(), table);
-        added
+        let table = self.tables.entry(window).or_insert_with(|| Table {
+            slots: HashMap::new(),
+            accumulators: Vec::new(),
+        });
+        let combine_fn = &self.combine_fn;
+        match (dictionary, strings) {
+            (Some(d), strings) => Self::add_dictionary(
+                combine_fn,
+                table,
+                &mut self.dictionary,
+                window,
+                d,
+                &strings,
+                values,
+            ),
+            (None, Strings::Utf8(a)) => Self::add(combine_fn, table, a, values),
+            (None, Strings::Large(a)) => Self::add(combine_fn, table, a, values),
+            (None, Strings::View(a)) => Self::add(combine_fn, table, a, values),
+        }
+        Ok(())
     }
 
     fn finish_bundle(&mut self, ctx: &mut FinishContext<'_, Self::Out>) -> Result<(), BoxError> {
-        for (window, table) in self.accumulators.drain() {
+        // The global window's table keeps its capacity for the next bundle.
+        let keep = self.tables.len() == 1;
+        self.dictionary = None;
+        for (window, table) in self.tables.iter_mut() {
             let time = window.max_timestamp();
-            for (key, accumulator) in table {
-                ctx.emit_windowed((key, accumulator), time, window);
+            let mut accumulators: Vec<Option<F::Accumulator>> =
+                table.accumulators.drain(..).map(Some).collect();
+            for (key, slot) in table.slots.drain() {
+                if let Some(accumulator) = accumulators[slot].take() {
+                    ctx.emit_windowed((key, accumulator), time, *window);
+                }
             }
+        }
+        if !keep {
+            self.tables.clear();
         }
         Ok(())
     }

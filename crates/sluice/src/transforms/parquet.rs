@@ -149,20 +149,81 @@ impl Pipeline {
         columns: Option<&[&str]>,
         filters: &[ParquetFilter],
     ) -> PCollection<ArrowBatch> {
+        let mut read = ReadParquetBatches::from(pattern).with_filters(filters);
+        if let Some(columns) = columns {
+            read = read.with_columns(columns);
+        }
+        self.read_parquet_batches_with(name, read)
+    }
+
+    /// The record batches of the Parquet files `read` names, read as it says.
+    pub fn read_parquet_batches_with(
+        &self,
+        name: &str,
+        read: ReadParquetBatches,
+    ) -> PCollection<ArrowBatch> {
         let full = self.full_name(name);
-        let columns = columns.map(|c| c.iter().map(|s| s.to_string()).collect());
         let source = ParquetSource::batches(
             &full,
-            pattern,
-            columns,
-            filters.to_vec(),
+            &read.pattern,
+            read.columns,
+            read.filters.clone(),
             &self.store_options(),
         )
         .map(|source| {
-            let display = read_display("Parquet (Arrow batches)", filters, &source);
+            let source = if read.dictionaries {
+                source.with_string_dictionaries()
+            } else {
+                source
+            };
+            let display = read_display("Parquet (Arrow batches)", &read.filters, &source);
             (Arc::new(source) as Arc<dyn SourceFactory>, display)
         });
-        self.file_read(name, pattern, source)
+        self.file_read(name, &read.pattern, source)
+    }
+}
+
+/// What to read as Arrow batches from Parquet, and how
+/// (`Pipeline::read_parquet_batches_with`).
+#[derive(Clone, Debug)]
+pub struct ReadParquetBatches {
+    pattern: String,
+    columns: Option<Vec<String>>,
+    filters: Vec<ParquetFilter>,
+    dictionaries: bool,
+}
+
+impl ReadParquetBatches {
+    /// Every column of every row of the files matching `pattern`.
+    pub fn from(pattern: &str) -> ReadParquetBatches {
+        ReadParquetBatches {
+            pattern: pattern.into(),
+            columns: None,
+            filters: Vec::new(),
+            dictionaries: false,
+        }
+    }
+
+    /// Only these columns (each must be a column of every file).
+    pub fn with_columns(mut self, columns: &[&str]) -> ReadParquetBatches {
+        self.columns = Some(columns.iter().map(|c| c.to_string()).collect());
+        self
+    }
+
+    /// Only the rows for which every filter holds (see
+    /// [`Pipeline::read_parquet_filtered`]).
+    pub fn with_filters(mut self, filters: &[ParquetFilter]) -> ReadParquetBatches {
+        self.filters = filters.to_vec();
+        self
+    }
+
+    /// String columns as dictionary arrays (`Dictionary(Int32, Utf8)`): each column
+    /// chunk's distinct strings once and an index per row, instead of every row's string
+    /// copied out — faster for keys with repeats, and what
+    /// [`PCollection::combine_column_per_key`] combines fastest.
+    pub fn with_string_dictionaries(mut self) -> ReadParquetBatches {
+        self.dictionaries = true;
+        self
     }
 }
 

@@ -400,7 +400,7 @@ fn columns_are_combined_per_key_from_batches() {
     use arrow_array::types::Int16Type;
     use arrow_array::{ArrayRef, DictionaryArray, Float32Array, RecordBatch, StringArray};
     use sluice::transforms::combiners::{MeanFn, SumFn};
-    use sluice::transforms::parquet::ArrowBatch;
+    use sluice::transforms::parquet::{ArrowBatch, ReadParquetBatches};
 
     let dir = tempfile::tempdir().unwrap();
     let pattern = write_rows(dir.path(), 5_000, 2, 700);
@@ -451,6 +451,45 @@ fn columns_are_combined_per_key_from_batches() {
             assert!((mean - want).abs() < 1e-6, "{region}: {mean} vs {want}");
         }
     }
+
+    // Strings read as dictionaries: the 13,333 rows of one row group that pass a string
+    // filter (which still compares strings) are two batches sharing its dictionary.
+    let big_dir = tempfile::tempdir().unwrap();
+    let big = write_rows(big_dir.path(), 20_000, 1, 20_000);
+    let mut want_big: Vec<(String, f64)> = Vec::new();
+    for r in rows(20_000)
+        .into_iter()
+        .filter(|r| r.region.as_str() >= "n")
+    {
+        match want_big.iter_mut().find(|(region, _)| *region == r.region) {
+            Some((_, total)) => *total += r.total,
+            None => want_big.push((r.region, r.total)),
+        }
+    }
+    let p = pipeline(2);
+    let batches = p.read_parquet_batches_with(
+        "ReadDictionaries",
+        ReadParquetBatches::from(&big)
+            .with_columns(&["region", "total"])
+            .with_filters(&[sluice::transforms::parquet::ParquetFilter::ge(
+                "region", "n",
+            )])
+            .with_string_dictionaries(),
+    );
+    let types = batches
+        .map("KeyType", |b| b.0.column(0).data_type().to_string())
+        .collect("Types");
+    let sums = batches
+        .combine_column_per_key("Sum", "region", "total", SumFn::<f64>::default())
+        .collect("Sums");
+    p.run().unwrap().wait_until_finish().unwrap();
+    let types = types.values();
+    assert_eq!(types.len(), 2, "{types:?}");
+    assert!(
+        types.iter().all(|t| t == "Dictionary(Int32, Utf8)"),
+        "{types:?}"
+    );
+    assert_eq!(sorted(sums.values()), sorted(want_big));
 
     // Dictionary keys (int16 indexes, an entry no row uses) and float32 values.
     let keys = DictionaryArray::<Int16Type>::new(
