@@ -42,6 +42,7 @@ use postgres::types::{Kind, ToSql, Type};
 use postgres::{Client, NoTls};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sluice_core::error::Permanent;
 use sluice_core::receiver::AnyReceiver;
 use sluice_core::unit::{
     JobInfo, SinkBuffer, SinkBytes, SinkFactory, SinkJob, SinkWriter, UnitContext,
@@ -441,13 +442,14 @@ impl PgRead {
         let sql = self.sql(range, "row_to_json(q)::text");
         self.rows(&sql, |row| {
             let json: &str = row.get(0);
+            // The same row would be refused again: no retry can mend it.
             let value = serde_json::from_str::<T>(json).map_err(|e| {
-                format!(
+                Permanent::new(format!(
                     "transform '{}': a row of '{}' does not decode as {}: {e}: {json}",
                     self.transform,
                     self.query,
                     std::any::type_name::<T>()
-                )
+                ))
             })?;
             each(value)
         })
@@ -466,12 +468,13 @@ impl PgRead {
         self.rows(&sql, |row| {
             let value = map(row).map_err(|e| {
                 // The client's errors keep their cause (a column's type) as a source.
-                format!(
+                // The mapper is given the same row on a retry: the job fails at once.
+                Permanent::new(format!(
                     "transform '{}': the row mapper refused a row of '{}': {}",
                     self.transform,
                     self.query,
                     with_causes(e.as_ref())
-                )
+                ))
             })?;
             each(value)
         })
