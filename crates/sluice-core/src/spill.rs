@@ -184,25 +184,40 @@ pub fn remove_stale(temp: &Path) -> usize {
             continue;
         }
         let dir = entry.path();
+        let old = || {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age.as_secs() >= 60)
+        };
+        // One being made carries its maker's pid (`.NAME.PID`): while that process
+        // lives (this one included: another job of it), its lock may be made but not
+        // yet taken, so only age makes it stale.
+        if making && maker_alive(&name) && !old() {
+            continue;
+        }
         let stale = match File::open(dir.join("lock")) {
             Ok(lock) => lock.try_lock().is_ok(),
             // Killed before its lock was made — or, for one being made, about to make
             // it: that one only once it is a minute old.
-            Err(_) => {
-                !making
-                    || entry
-                        .metadata()
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|t| t.elapsed().ok())
-                        .is_some_and(|age| age.as_secs() >= 60)
-            }
+            Err(_) => !making || old(),
         };
         if stale && std::fs::remove_dir_all(&dir).is_ok() {
             removed += 1;
         }
     }
     removed
+}
+
+/// Whether the process that is making the directory `.NAME.PID` runs (this process,
+/// or, where `/proc` shows processes, any other).
+fn maker_alive(name: &str) -> bool {
+    let Some(pid) = name.rsplit('.').next().and_then(|p| p.parse::<u32>().ok()) else {
+        return false;
+    };
+    pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists()
 }
 
 /// A spill file being written: records appended in the shuffle record format.

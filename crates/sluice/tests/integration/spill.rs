@@ -165,14 +165,16 @@ fn a_dead_jobs_spill_directory_is_removed_by_the_next_job() {
     std::fs::create_dir_all(&dead).unwrap();
     std::fs::write(dead.join("lock"), b"").unwrap();
     std::fs::write(dead.join("w0-s3-d0-p0-0.run"), b"left by a killed job").unwrap();
-    // Killed while making its directory, after taking the lock, before the rename.
+    // Killed while making its directory, after taking the lock, before the rename (its
+    // pid, above any Linux pid_max, names no running process).
     let half_made = temp
         .path()
-        .join(".sluice-spill-2026-01-01_00_00_00-2-0.999");
+        .join(".sluice-spill-2026-01-01_00_00_00-2-0.4194399");
     std::fs::create_dir_all(&half_made).unwrap();
     std::fs::write(half_made.join("lock"), b"").unwrap();
-    // A running job's, its lock held (here, by this test) — and one being made by a
-    // running job, its lock not made yet: both kept.
+    // A running job's, its lock held (here, by this test) — and ones being made by a
+    // running job, its lock not made yet, or made and not yet taken (by this process,
+    // as a job running beside this one would): all kept.
     let live = temp.path().join("sluice-spill-2026-01-01_00_00_00-3-0");
     std::fs::create_dir_all(&live).unwrap();
     let held = std::fs::File::create(live.join("lock")).unwrap();
@@ -181,6 +183,12 @@ fn a_dead_jobs_spill_directory_is_removed_by_the_next_job() {
         .path()
         .join(".sluice-spill-2026-01-01_00_00_00-4-0.998");
     std::fs::create_dir_all(&making).unwrap();
+    let taking = temp.path().join(format!(
+        ".sluice-spill-2026-01-01_00_00_00-5-0.{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&taking).unwrap();
+    std::fs::write(taking.join("lock"), b"").unwrap();
     let p = pipeline_with(1, &[&format!("--temp_location={}", temp.path().display())]);
     let _ = p
         .create("Pairs", pairs())
@@ -189,7 +197,7 @@ fn a_dead_jobs_spill_directory_is_removed_by_the_next_job() {
     p.run().unwrap().wait_until_finish().unwrap();
     assert!(!dead.exists());
     assert!(!half_made.exists());
-    assert!(live.exists() && making.exists());
+    assert!(live.exists() && making.exists() && taking.exists());
     drop(held);
 }
 
