@@ -27,7 +27,7 @@ use sluice_core::{BoxError, ExecError, UnitResult, WindowedValue};
 
 use crate::error::IoError;
 use crate::parquet::ArrowBatch;
-use crate::records::{CsvOptions, contents_from, csv_reader, line_at, line_number, open_split};
+use crate::records::{CsvOptions, contents_from, first_record, line_at, line_number, open_split};
 use crate::text::source::{TextSource, TextSplit};
 
 /// Rows decoded per record batch.
@@ -64,22 +64,13 @@ impl CsvBatchSource {
     ) -> Result<CsvBatchSource, IoError> {
         let mut layouts = HashMap::new();
         for file in text.files() {
-            let split = TextSplit {
-                path: file.path.clone(),
-                store: file.store.clone(),
-                start: 0,
-                end: file.size,
-                compression: file.compression,
-            };
-            let unreadable = |source: std::io::Error| IoError::Unreadable {
-                transform: transform.into(),
-                path: file.path.clone(),
-                source,
-            };
-            let mut first = csv::ByteRecord::new();
-            csv_reader(&options, contents_from(&split, 0).map_err(unreadable)?)
-                .read_byte_record(&mut first)
-                .map_err(|e| unreadable(std::io::Error::other(e)))?;
+            let first = first_record(&file.range(0, file.size), &options)
+                .map_err(|source| IoError::Unreadable {
+                    transform: transform.into(),
+                    path: file.path.clone(),
+                    source,
+                })?
+                .unwrap_or_default();
             let layout = layout(&options, &schema, &first).map_err(|reason| IoError::Schema {
                 transform: transform.into(),
                 path: file.path.clone(),
@@ -363,9 +354,9 @@ mod tests {
     use super::*;
 
     /// The first record of `input`.
-    fn first_record(options: &CsvOptions, input: &[u8]) -> csv::ByteRecord {
+    fn record(options: &CsvOptions, input: &[u8]) -> csv::ByteRecord {
         let mut record = csv::ByteRecord::new();
-        csv_reader(options, input)
+        crate::records::csv_reader(options, input)
             .read_byte_record(&mut record)
             .unwrap();
         record
@@ -378,12 +369,7 @@ mod tests {
             Field::new("key", DataType::Utf8, false),
         ]);
         let options = CsvOptions::default();
-        let named = layout(
-            &options,
-            &schema,
-            &first_record(&options, b"id,key,note,value\n"),
-        )
-        .unwrap();
+        let named = layout(&options, &schema, &record(&options, b"id,key,note,value\n")).unwrap();
         assert_eq!(named.projection, [3, 1]);
         let types: Vec<&DataType> = named
             .decode
@@ -400,7 +386,7 @@ mod tests {
                 &DataType::Float64
             ]
         );
-        let missing = layout(&options, &schema, &first_record(&options, b"id,key\n")).unwrap_err();
+        let missing = layout(&options, &schema, &record(&options, b"id,key\n")).unwrap_err();
         assert!(
             missing.contains("no column 'value'") && missing.contains("id, key"),
             "{missing}"
@@ -410,10 +396,10 @@ mod tests {
             header: false,
             ..CsvOptions::default()
         };
-        let positional = layout(&options, &schema, &first_record(&options, b"1.5,a,x\n")).unwrap();
+        let positional = layout(&options, &schema, &record(&options, b"1.5,a,x\n")).unwrap();
         assert_eq!(positional.projection, [0, 1]);
         assert_eq!(positional.decode.fields().len(), 3);
-        let short = layout(&options, &schema, &first_record(&options, b"1.5\n")).unwrap_err();
+        let short = layout(&options, &schema, &record(&options, b"1.5\n")).unwrap_err();
         assert!(short.contains("1 fields"), "{short}");
     }
 }

@@ -5,7 +5,8 @@
 //!   files (`.gz`, `.zst`, `.bz2`) cannot be split and are read whole by one worker.
 //! - [`records::RecordSource`]: CSV and JSON-lines records of those files, decoded with
 //!   serde, split the same way; a malformed record is reported with file, line and
-//!   column, or set aside as a [`text::source::BadRecord`].
+//!   column, or set aside as a [`text::source::BadRecord`]; [`csv_batches`] reads CSV
+//!   as Arrow record batches over the same splits.
 //! - [`TextSink`]: one line per element, written to `PREFIX-SSSSS-of-NNNNN` shards. Shards
 //!   are written under temporary names and renamed into place only when the job succeeds.
 //! - [`corpus`]: a deterministic English-like text generator for examples and benchmarks.

@@ -402,14 +402,7 @@ fn row_group_batches(
                     ProjectionMask::columns(builder.parquet_schema(), [filter.column.as_str()]);
                 let filter = filter.clone();
                 Box::new(ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
-                    let column = batch.column(0);
-                    match column.data_type() {
-                        // Read as a dictionary: compared as the strings it stands for.
-                        DataType::Dictionary(_, _) => {
-                            filter.evaluate(&arrow_cast::cast(column, &DataType::Utf8)?)
-                        }
-                        _ => filter.evaluate(column),
-                    }
+                    filter.evaluate(batch.column(0))
                 })) as Box<dyn ArrowPredicate>
             })
             .collect();
@@ -419,7 +412,7 @@ fn row_group_batches(
         .with_row_groups(vec![split.row_group])
         .with_batch_size(BATCH_ROWS)
         .build()
-        .map_err(|e| corrupt(ctx, split, &e, matches!(e, ParquetError::External(_))))?;
+        .map_err(unreadable)?;
     Ok((split.clone(), batches))
 }
 

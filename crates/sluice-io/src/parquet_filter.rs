@@ -226,6 +226,10 @@ impl ParquetFilter {
 
     /// Which values of `column` (the filter's column, as read) match.
     pub(crate) fn evaluate(&self, column: &ArrayRef) -> Result<BooleanArray, ArrowError> {
+        if let DataType::Dictionary(_, values) = column.data_type() {
+            // Read as a dictionary: compared as the values it stands for.
+            return self.evaluate(&arrow_cast::cast(column, values)?);
+        }
         let op = self.op;
         let matches: BooleanArray = match (&self.value, column.data_type()) {
             (FilterValue::Str(s), DataType::Utf8) => column

@@ -430,18 +430,12 @@ impl<T: DeserializeOwned + Element, O: Element> RecordReader<T, O> {
         split: &TextSplit,
         csv: &CsvOptions,
     ) -> Result<Option<csv::ByteRecord>, Box<ExecError>> {
-        let input = contents_from(split, 0)
-            .map_err(|e| self.ctx.error(FileError::new("open", &split.path, e)))?;
-        let mut reader = csv_reader(csv, input);
-        let mut header = csv::ByteRecord::new();
-        match reader.read_byte_record(&mut header) {
-            Ok(true) => Ok(Some(header)),
-            Ok(false) => Ok(None),
-            Err(e) => Err(self.ctx.error(format!(
+        first_record(split, csv).map_err(|e| {
+            self.ctx.error(format!(
                 "{}: cannot read the CSV header row: {e}",
                 split.path.display()
-            ))),
-        }
+            ))
+        })
     }
 
     fn read_csv(&mut self, split: &TextSplit, csv: &CsvOptions) -> UnitResult {
@@ -514,6 +508,19 @@ impl<T: DeserializeOwned + Element, O: Element> RecordReader<T, O> {
         self.bytes_read += reader.position().byte();
         Ok(())
     }
+}
+
+/// The first record of `split`'s file (its header row, if it has one); `None` if the
+/// file is empty.
+pub(crate) fn first_record(
+    split: &TextSplit,
+    options: &CsvOptions,
+) -> std::io::Result<Option<csv::ByteRecord>> {
+    let mut record = csv::ByteRecord::new();
+    let read = csv_reader(options, contents_from(split, 0)?)
+        .read_byte_record(&mut record)
+        .map_err(std::io::Error::other)?;
+    Ok(read.then_some(record))
 }
 
 pub(crate) fn csv_reader<R: Read>(options: &CsvOptions, input: R) -> csv::Reader<R> {

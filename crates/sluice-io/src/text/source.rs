@@ -97,6 +97,19 @@ pub struct InputFile {
     pub compression: Compression,
 }
 
+impl InputFile {
+    /// The lines that start in bytes `[start, end)` of the file's contents.
+    pub fn range(&self, start: u64, end: u64) -> TextSplit {
+        TextSplit {
+            path: self.path.clone(),
+            store: self.store.clone(),
+            start,
+            end,
+            compression: self.compression,
+        }
+    }
+}
+
 /// What a text source makes of each line's bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -399,25 +412,13 @@ impl SourceFactory for TextSource {
                             self.transform
                         );
                     }
-                    splits.push(Arc::new(TextSplit {
-                        path: file.path.clone(),
-                        store: file.store.clone(),
-                        start: 0,
-                        end: file.size,
-                        compression: compressed,
-                    }));
+                    splits.push(Arc::new(file.range(0, file.size)));
                 }
                 Compression::Uncompressed => {
                     let mut start = 0;
                     while start < file.size {
                         let end = (start + per_split).min(file.size);
-                        splits.push(Arc::new(TextSplit {
-                            path: file.path.clone(),
-                            store: file.store.clone(),
-                            start,
-                            end,
-                            compression: Compression::Uncompressed,
-                        }));
+                        splits.push(Arc::new(file.range(start, end)));
                         start = end;
                     }
                 }

@@ -6,7 +6,9 @@
 //! each bundle first combines its batches' values into one accumulator per key and
 //! window, straight from the columns (a key string is allocated once per key and
 //! bundle, not once per row), and only those accumulators are emitted, shuffled and
-//! merged. Dictionary-encoded key columns are combined per dictionary entry first.
+//! merged. With a dictionary-encoded key column, each dictionary entry is looked up
+//! once (while batches share the dictionary, as a Parquet row group's do) and rows are
+//! added by their entry's index.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -41,7 +43,7 @@ use sluice_core::{BoxError, Permanent, Window};
 
 use crate::dofn::{Context, DoFn, FinishContext};
 use crate::pcollection::PCollection;
-use crate::transforms::combine::CombineFn;
+use crate::transforms::combine::{CombineFn, MergeExtract};
 use crate::transforms::parquet::ArrowBatch;
 
 impl PCollection<ArrowBatch> {
@@ -72,7 +74,7 @@ impl PCollection<ArrowBatch> {
         self.composite(name, move |batches| {
             batches
                 .par_do("CombineBatches", partial)
-                .combine_per_key("MergeAccumulators", MergeAccumulators(combine_fn))
+                .combine_per_key("MergeAccumulators", MergeExtract(combine_fn))
         })
     }
 }
@@ -312,45 +314,25 @@ impl<F: CombineFn<Input = f64>> DoFn for ColumnCombine<F> {
     }
 
     fn finish_bundle(&mut self, ctx: &mut FinishContext<'_, Self::Out>) -> Result<(), BoxError> {
-        // The global window's table keeps its capacity for the next bundle.
+        // A single window's table (the global window's, in a batch job) keeps its
+        // capacity for the next bundle.
         let keep = self.tables.len() == 1;
         self.dictionary = None;
         for (window, table) in self.tables.iter_mut() {
             let time = window.max_timestamp();
-            let mut accumulators: Vec<Option<F::Accumulator>> =
-                table.accumulators.drain(..).map(Some).collect();
+            // Slots are 0..n, one per key: the keys in slot order, beside their
+            // accumulators.
+            let mut keys = vec![String::new(); table.accumulators.len()];
             for (key, slot) in table.slots.drain() {
-                if let Some(accumulator) = accumulators[slot].take() {
-                    ctx.emit_windowed((key, accumulator), time, *window);
-                }
+                keys[slot] = key;
+            }
+            for (key, accumulator) in keys.into_iter().zip(table.accumulators.drain(..)) {
+                ctx.emit_windowed((key, accumulator), time, *window);
             }
         }
         if !keep {
             self.tables.clear();
         }
         Ok(())
-    }
-}
-
-/// A combine of accumulators made by another combine's `add_input`s.
-#[derive(Clone)]
-struct MergeAccumulators<F>(F);
-
-impl<F: CombineFn> CombineFn for MergeAccumulators<F> {
-    type Input = F::Accumulator;
-    type Accumulator = F::Accumulator;
-    type Output = F::Output;
-
-    fn create_accumulator(&self) -> F::Accumulator {
-        self.0.create_accumulator()
-    }
-    fn add_input(&self, accumulator: &mut F::Accumulator, input: F::Accumulator) {
-        self.0.merge_accumulators(accumulator, input);
-    }
-    fn merge_accumulators(&self, accumulator: &mut F::Accumulator, other: F::Accumulator) {
-        self.0.merge_accumulators(accumulator, other);
-    }
-    fn extract_output(&self, accumulator: F::Accumulator) -> F::Output {
-        self.0.extract_output(accumulator)
     }
 }

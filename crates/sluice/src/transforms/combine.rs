@@ -471,9 +471,10 @@ impl<F: CombineFn> CombineFn for Accumulate<F> {
     }
 }
 
-/// The second level of a fanned-out combine: merges accumulators, extracts the output.
+/// The second level of a fanned-out combine (and of a column combine): merges
+/// accumulators, extracts the output.
 #[derive(Clone)]
-struct MergeExtract<F>(F);
+pub(crate) struct MergeExtract<F>(pub(crate) F);
 
 impl<F: CombineFn> CombineFn for MergeExtract<F> {
     type Input = F::Accumulator;

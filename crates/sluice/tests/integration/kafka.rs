@@ -75,14 +75,7 @@ impl Broker {
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
         };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the broker did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::kit::wait_for_port(port, "the broker");
         broker
     }
 

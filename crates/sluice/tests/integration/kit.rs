@@ -36,6 +36,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Waits (up to 30 s) until something listens on loopback `port`; `what` names it if
+/// nothing does.
+pub fn wait_for_port(port: u16, what: &str) {
+    let started = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{what} did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Runs `p`, a valid pipeline whose job must fail, and returns why it failed.
 pub fn job_failure(p: &Pipeline) -> String {
     p.run()

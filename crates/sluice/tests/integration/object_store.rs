@@ -47,14 +47,7 @@ impl S3 {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
         };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "moto_server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::kit::wait_for_port(port, "moto_server");
         // SAFETY: set before any pipeline of this test reads them; every test sets the
         // same values.
         unsafe {
@@ -549,14 +542,7 @@ impl Azurite {
             address: format!("127.0.0.1:{port}"),
             _data: data,
         };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "azurite-blob did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::kit::wait_for_port(port, "azurite-blob");
         // SAFETY: set before any pipeline of this test reads them; only this test
         // reaches `az://` URLs.
         unsafe {
